@@ -1,0 +1,1 @@
+"""What every ordersim service really shares: settings, telemetry, HTTP clients, errors."""

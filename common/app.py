@@ -1,0 +1,102 @@
+"""The pieces of a service app that are the same for all four: health, limits, errors, tracing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TypeVar
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.db import create_engine, create_tables
+from common.errors import install_error_handlers
+from common.settings import ServiceSettings
+from common.telemetry import Telemetry, configure_logging, setup_telemetry
+
+S = TypeVar("S", bound=ServiceSettings)
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_service_app(
+    *,
+    title: str,
+    settings: ServiceSettings,
+    telemetry: Telemetry,
+    lifespan: Lifespan,
+    routers: Sequence[APIRouter],
+    secret_fields: Collection[str] = (),
+) -> FastAPI:
+    """A FastAPI app with /healthz, a body-size limit (413), typed errors, and tracing."""
+    app = FastAPI(title=title, lifespan=lifespan, max_body_size=settings.max_body_bytes)
+    app.state.settings = settings
+    app.state.telemetry = telemetry
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process is up and its lifespan has started."""
+        return {"status": "ok", "service": settings.service_name}
+
+    for router in routers:
+        app.include_router(router)
+    install_error_handlers(app, secret_fields=secret_fields)
+    telemetry.instrument_app(app)
+    return app
+
+
+def database_lifespan(
+    settings: ServiceSettings,
+    telemetry: Telemetry,
+    metadata: MetaData,
+    *,
+    on_start: Callable[[AsyncEngine], Awaitable[None]] | None = None,
+) -> Lifespan:
+    """The lifespan of a service whose only resource is its database.
+
+    It puts ``app.state.engine`` and ``app.state.tracer`` in place for
+    :mod:`common.deps`.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url, telemetry)
+        with suppress_instrumentation():  # start-up DDL is not part of any request's trace
+            await create_tables(engine, metadata)
+            if on_start is not None:
+                await on_start(engine)
+        app.state.engine = engine
+        app.state.tracer = telemetry.tracer(settings.service_name)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return lifespan
+
+
+def serve(app_factory: Callable[[S, Telemetry], FastAPI], settings: S) -> None:
+    """Run one service alone (``python -m <package>``) until SIGINT/SIGTERM."""
+    telemetry = setup_telemetry(settings.service_name)
+    if telemetry.owns_provider:
+        # One service per process here, so user code calling trace.get_tracer() gets ours.
+        trace.set_tracer_provider(telemetry.tracer_provider)
+    configure_logging(settings.log_level)
+    app = app_factory(settings, telemetry)
+    logging.getLogger(settings.service_name).info("listening on %s", settings.base_url)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,  # keep configure_logging's format (with trace ids)
+            log_level=settings.log_level,
+            loop="uvloop",
+            http="httptools",
+        )
+    finally:
+        telemetry.shutdown()

@@ -1,0 +1,44 @@
+"""Settings shared by every service, read from the environment with pydantic-settings.
+
+Each service subclasses :class:`ServiceSettings` with its own ``env_prefix``
+(``ORDER_SERVICE_``, ``INVENTORY_SERVICE_`` ...), so ``INVENTORY_SERVICE_PORT=9001``
+moves one service and ``ORDERSIM_DATA_DIR`` moves all their state at once.
+Telemetry is *not* configured here: the standard ``OTEL_*`` variables do that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Host, port and storage of one service."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, validate_by_name=True)
+
+    #: The OpenTelemetry ``service.name`` (OTEL_SERVICE_NAME overrides it) and the
+    #: default database file name.
+    service_name: ClassVar[str]
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    data_dir: Path = Field(default=Path(".data"), validation_alias="ORDERSIM_DATA_DIR")
+    #: SQLAlchemy async URL; defaults to a SQLite file under ``data_dir``.
+    database_url: str | None = None
+    #: Larger request bodies get 413 before the handler runs.
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / self.service_name}.db"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"

@@ -1,0 +1,187 @@
+"""OpenTelemetry setup shared by every service, configured only by the standard ``OTEL_*`` variables.
+
+:func:`setup_telemetry` *returns* a :class:`Telemetry` instead of mutating globals, so
+four services can live in one process (the tests) each under its own ``service.name``::
+
+    telemetry = setup_telemetry("inventory-service")
+    app = create_app(settings, telemetry)
+
+Defaults (each overridable by its standard variable):
+
+- ``service.name`` is the service's own; ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` win.
+- Export: BatchSpanProcessor → OTLP/HTTP to http://localhost:4318 (``OTEL_EXPORTER_OTLP_*``,
+  ``OTEL_BSP_*``); ``OTEL_TRACES_EXPORTER=console|none`` for debugging.
+- Sampling: parent-based always-on (``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``).
+- Propagation: W3C tracecontext + baggage (``OTEL_PROPAGATORS``).
+- HTTP and database spans follow the *stable* semantic conventions
+  (``OTEL_SEMCONV_STABILITY_OPT_IN`` defaults to ``http,database`` here).
+- ``OTEL_SDK_DISABLED=true`` turns everything into no-ops.
+
+Under ``opentelemetry-instrument`` the global SDK provider and the globally patched
+libraries are reused: no second provider, no duplicate spans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from httpx import AsyncClient
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.logging import LoggingInstrumentor
+from opentelemetry.instrumentation.propagators import (
+    TraceResponsePropagator,
+    get_global_response_propagator,
+    set_global_response_propagator,
+)
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+logger = logging.getLogger(__name__)
+
+#: URLs whose server spans are noise in every waterfall (health probes).
+EXCLUDED_URLS = "healthz"
+
+LOG_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s "
+    "[trace_id=%(otelTraceID)s span_id=%(otelSpanID)s] %(message)s"
+)
+
+
+def sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "false").strip().lower() == "true"
+
+
+@dataclass
+class Telemetry:
+    """The tracer provider of one service and the instrumentation bound to it."""
+
+    tracer_provider: trace.TracerProvider
+    #: False under ``opentelemetry-instrument`` (the provider is global and not ours to shut down).
+    owns_provider: bool = True
+    enabled: bool = True
+    _engine_tracers: list[object] = field(default_factory=list)
+
+    def tracer(self, name: str) -> trace.Tracer:
+        return self.tracer_provider.get_tracer(name)
+
+    def instrument_app(self, app: FastAPI) -> None:
+        # Under opentelemetry-instrument the FastAPI class itself is already patched.
+        if not self.enabled or FastAPIInstrumentor().is_instrumented_by_opentelemetry:
+            return
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=self.tracer_provider,
+            excluded_urls=EXCLUDED_URLS,
+            # One SERVER span per request; the ASGI receive/send spans double the span
+            # count of every hop and say nothing the server span does not.
+            exclude_spans=["receive", "send"],
+        )
+
+    def instrument_client(self, client: AsyncClient) -> None:
+        if not self.enabled or HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+            return
+        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=self.tracer_provider)
+
+    def instrument_engine(self, engine: AsyncEngine) -> None:
+        if not self.enabled or SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry:
+            return
+        # The instrumentor's public entry point also monkey-patches create_engine for the
+        # whole process, once, for the first provider only; binding its EngineTracer to
+        # this one engine keeps each service's DB spans under its own service.name.
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        connections_usage = (
+            NoOpMeterProvider()
+            .get_meter(__name__)
+            .create_up_down_counter("db.client.connections.usage")
+        )
+        tracer = self.tracer("opentelemetry.instrumentation.sqlalchemy")
+        self._engine_tracers.append(EngineTracer(tracer, engine.sync_engine, connections_usage))
+
+    def shutdown(self) -> None:
+        """Flush pending spans; a provider we did not create is left alone."""
+        if self.owns_provider and isinstance(self.tracer_provider, SdkTracerProvider):
+            self.tracer_provider.shutdown()
+
+
+def _enable_stable_semconv() -> None:
+    # Must happen before the first instrumentation call: the opt-in is read once per process.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
+
+
+def _exporter_processors() -> Sequence[SpanProcessor]:
+    names = {n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")}
+    processors: list[SpanProcessor] = []
+    for name in sorted(names - {"", "none"}):
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            processors.append(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name == "console":
+            processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+        else:
+            logger.warning("OTEL_TRACES_EXPORTER=%s is not supported; use otlp, console or none", name)
+    return processors
+
+
+def build_resource(service_name: str) -> Resource:
+    """The service's resource: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override the default."""
+    from_env = OTELResourceDetector().detect()
+    attributes = {} if SERVICE_NAME in from_env.attributes else {SERVICE_NAME: service_name}
+    return Resource.create(attributes)
+
+
+def setup_telemetry(
+    service_name: str,
+    *,
+    processors: Sequence[SpanProcessor] | None = None,
+) -> Telemetry:
+    """Build the telemetry of one service from the environment.
+
+    ``processors`` replaces the exporters named by the environment (tests pass a
+    SimpleSpanProcessor over an InMemorySpanExporter).
+    """
+    if sdk_disabled():
+        return Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
+    _enable_stable_semconv()
+    if get_global_response_propagator() is None:
+        # W3C Trace Context Level 2 `traceresponse` header on every server response.
+        set_global_response_propagator(TraceResponsePropagator())
+
+    existing = trace.get_tracer_provider()
+    if isinstance(existing, SdkTracerProvider):
+        # Already configured by opentelemetry-instrument (or the embedding program).
+        telemetry = Telemetry(existing, owns_provider=False)
+    else:
+        provider = SdkTracerProvider(resource=build_resource(service_name))
+        for processor in _exporter_processors() if processors is None else processors:
+            provider.add_span_processor(processor)
+        telemetry = Telemetry(provider)
+
+    if not LoggingInstrumentor().is_instrumented_by_opentelemetry:
+        # Adds otelTraceID / otelSpanID to every log record (see LOG_FORMAT); no log export.
+        LoggingInstrumentor().instrument(
+            tracer_provider=telemetry.tracer_provider,
+            inject_trace_context=True,
+            enable_log_auto_instrumentation=False,
+        )
+    return telemetry
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr with the trace and span id of the current span on every line."""
+    fmt = LOG_FORMAT if LoggingInstrumentor().is_instrumented_by_opentelemetry else (
+        "%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.basicConfig(level=level.upper(), format=fmt, force=True)

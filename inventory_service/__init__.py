@@ -1,0 +1,1 @@
+"""inventory-service: the product catalogue and atomic stock reservations."""

@@ -1,0 +1,268 @@
+"""Inventory tables and the atomic stock operations.
+
+Stock is only ever changed by conditional UPDATEs (``stock = stock - q WHERE stock >= q``)
+inside the reservation's transaction, so concurrent orders can never oversell and stock
+never goes negative (the CHECK constraint backs that up). Each write transaction starts
+with a write, so on SQLite it takes the write lock up front instead of failing to
+upgrade a read lock under contention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.errors import Conflict, NotFound
+from inventory_service.errors import OutOfStock, UnknownSku
+from inventory_service.models import ItemRequest, Product, Reservation, ReservedItem
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ProductRow(Base):
+    __tablename__ = "products"
+    __table_args__ = (CheckConstraint("stock >= 0", name="stock_not_negative"),)
+
+    sku: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit_price: Mapped[str] = mapped_column(String(20))  # decimal string: exact, portable
+    stock: Mapped[int] = mapped_column(Integer)
+
+
+class ReservationRow(Base):
+    __tablename__ = "reservations"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReservationItemRow(Base):
+    __tablename__ = "reservation_items"
+
+    order_id: Mapped[str] = mapped_column(
+        ForeignKey("reservations.order_id"), primary_key=True
+    )
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[str] = mapped_column(String(20))
+
+
+products = ProductRow.__table__
+reservations = ReservationRow.__table__
+reservation_items = ReservationItemRow.__table__
+metadata = Base.metadata
+
+
+
+def catalogue() -> list[Product]:
+    """The seed: plentiful SKUs so load runs never run dry, and a few scarce ones."""
+    names = [
+        "Espresso beans 1kg", "Pour-over kettle", "Ceramic dripper", "Paper filters x100",
+        "Burr grinder", "Milk jug", "Tamper", "Scale 0.1g", "Cold brew jar", "Travel mug",
+        "Cup set x4", "Descaler", "Knock box", "Cleaning brush", "Moka pot", "Aeropress",
+    ]
+    plentiful = [
+        Product(
+            sku=f"SKU-{i:04d}",
+            name=name,
+            unit_price=Decimal(f"{4 + (i * 7) % 60}.{(i * 13) % 100:02d}"),
+            stock=1_000_000,
+        )
+        for i, name in enumerate(names, start=1)
+    ]
+    scarce = [
+        Product(sku="SKU-0017", name="Limited roast: Gesha", unit_price=Decimal("89.00"), stock=5),
+        Product(sku="SKU-0018", name="Signed barista book", unit_price=Decimal("35.50"), stock=10),
+        Product(sku="SKU-0019", name="Copper espresso machine", unit_price=Decimal("1299.00"),
+                stock=15),
+        Product(sku="SKU-0020", name="Anniversary tin", unit_price=Decimal("24.99"), stock=20),
+    ]
+    return plentiful + scarce
+
+
+async def seed_if_empty(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        count = (await conn.execute(select(func.count()).select_from(products))).scalar_one()
+        if count == 0:
+            await conn.execute(
+                insert(products),
+                [
+                    {"sku": p.sku, "name": p.name, "unit_price": str(p.unit_price),
+                     "stock": p.stock}
+                    for p in catalogue()
+                ],
+            )
+
+
+def _product(row: ProductRow | object) -> Product:
+    return Product.model_validate(row)
+
+
+async def list_products(engine: AsyncEngine, skus: Sequence[str] = ()) -> list[Product]:
+    query = select(products).order_by(products.c.sku)
+    if skus:
+        query = query.where(products.c.sku.in_(skus))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [_product(row) for row in rows]
+
+
+async def get_product(engine: AsyncEngine, sku: str) -> Product:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(products).where(products.c.sku == sku))).first()
+    if row is None:
+        raise UnknownSku(sku)
+    return _product(row)
+
+
+async def _read_reservation(conn: AsyncConnection, order_id: str) -> Reservation | None:
+    status = (
+        await conn.execute(
+            select(reservations.c.status).where(reservations.c.order_id == order_id)
+        )
+    ).scalar_one_or_none()
+    if status is None:
+        return None
+    rows = (
+        await conn.execute(
+            select(reservation_items).where(reservation_items.c.order_id == order_id)
+        )
+    ).all()
+    items = [ReservedItem(sku=r.sku, quantity=r.quantity, unit_price=r.unit_price) for r in rows]
+    return Reservation(order_id=order_id, status=status, items=items)  # type: ignore[arg-type]
+
+
+async def get_reservation(engine: AsyncEngine, order_id: str) -> Reservation:
+    async with engine.connect() as conn:
+        found = await _read_reservation(conn, order_id)
+    if found is None:
+        raise NotFound(f"no reservation for order {order_id}")
+    return found
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def reserve(engine: AsyncEngine, order_id: str, items: Sequence[ItemRequest]) -> Reservation:
+    """Reserve all items or none. Repeating a reservation returns the first one."""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(reservations).values(order_id=order_id, status="reserved",
+                                            updated_at=_now())
+            )
+            reserved: list[ReservedItem] = []
+            for item in items:
+                price = (
+                    await conn.execute(
+                        update(products)
+                        .where(products.c.sku == item.sku, products.c.stock >= item.quantity)
+                        .values(stock=products.c.stock - item.quantity)
+                        .returning(products.c.unit_price)
+                    )
+                ).scalar_one_or_none()
+                if price is None:  # rolls the whole reservation back
+                    product = (
+                        await conn.execute(select(products).where(products.c.sku == item.sku))
+                    ).first()
+                    if product is None:
+                        raise UnknownSku(item.sku)
+                    raise OutOfStock(item.sku, item.quantity, product.stock)
+                reserved.append(
+                    ReservedItem(sku=item.sku, quantity=item.quantity, unit_price=price)
+                )
+            await conn.execute(
+                insert(reservation_items),
+                [
+                    {"order_id": order_id, "sku": r.sku, "quantity": r.quantity,
+                     "unit_price": str(r.unit_price)}
+                    for r in reserved
+                ],
+            )
+            return Reservation(order_id=order_id, status="reserved", items=reserved)
+    except IntegrityError:
+        # The order id already has a reservation (a retry) or a release tombstone.
+        existing = await get_reservation(engine, order_id)
+        if existing.status == "released":
+            raise Conflict(
+                f"reservation for order {order_id} was released", order_id=order_id
+            ) from None
+        return existing
+
+
+async def commit(engine: AsyncEngine, order_id: str) -> Reservation:
+    """Turn a reservation into a sale. Idempotent; a released reservation is a 409."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(reservations)
+            .where(reservations.c.order_id == order_id, reservations.c.status == "reserved")
+            .values(status="committed", updated_at=_now())
+        )
+        found = await _read_reservation(conn, order_id)
+    if found is None:
+        raise NotFound(f"no reservation for order {order_id}")
+    if found.status == "released":
+        raise Conflict(f"reservation for order {order_id} was released", order_id=order_id)
+    return found
+
+
+async def release(engine: AsyncEngine, order_id: str) -> Reservation:
+    """Put reserved or committed stock back. Idempotent.
+
+    Releasing an order that has no reservation leaves a tombstone, so a reservation
+    request that arrives late (after the order gave up on it) is refused instead of
+    holding stock forever.
+    """
+    async with engine.begin() as conn:
+        changed = (
+            await conn.execute(
+                update(reservations)
+                .where(reservations.c.order_id == order_id, reservations.c.status != "released")
+                .values(status="released", updated_at=_now())
+            )
+        ).rowcount
+        if changed:
+            for row in (
+                await conn.execute(
+                    select(reservation_items).where(reservation_items.c.order_id == order_id)
+                )
+            ).all():
+                await conn.execute(
+                    update(products)
+                    .where(products.c.sku == row.sku)
+                    .values(stock=products.c.stock + row.quantity)
+                )
+        else:
+            exists = (
+                await conn.execute(
+                    select(reservations.c.order_id).where(reservations.c.order_id == order_id)
+                )
+            ).first()
+            if exists is None:
+                await conn.execute(
+                    insert(reservations).values(order_id=order_id, status="released",
+                                                updated_at=_now())
+                )
+        found = await _read_reservation(conn, order_id)
+    assert found is not None
+    return found

@@ -1,0 +1,1 @@
+"""order-service: takes orders and runs the order flow across the other three services."""

@@ -1,0 +1,86 @@
+"""Build the order-service app: ``create_app(settings, telemetry)``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from common.app import create_service_app
+from common.db import create_engine, create_tables
+from common.http import create_http_client
+from common.telemetry import Telemetry
+from inventory_service.client import InventoryClient
+from order_service import storage
+from order_service.compensation import log_unexpected, retry_forever
+from order_service.flow import OrderFlow
+from order_service.routes import router
+from order_service.settings import OrderSettings
+from payment_service.client import PaymentClient
+from shipping_service.client import ShippingClient
+
+
+def create_app(
+    settings: OrderSettings,
+    telemetry: Telemetry,
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """``transports`` maps "inventory", "payment", "shipping" to a transport (tests)."""
+    transports = transports or {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            engine = create_engine(settings.resolved_database_url, telemetry)
+            stack.push_async_callback(engine.dispose)
+            with suppress_instrumentation():
+                await create_tables(engine, storage.metadata)
+
+            def http(name: str, url: str) -> httpx.AsyncClient:
+                client = create_http_client(
+                    url, telemetry, timeouts=settings.timeouts, transport=transports.get(name)
+                )
+                stack.push_async_callback(client.aclose)
+                return client
+
+            call_timeout = settings.call_timeout
+            inventory = InventoryClient(http("inventory", settings.inventory_url),
+                                        call_timeout=call_timeout)
+            payment = PaymentClient(http("payment", settings.payment_url),
+                                    call_timeout=call_timeout)
+            shipping = ShippingClient(http("shipping", settings.shipping_url),
+                                      call_timeout=call_timeout)
+            tracer = telemetry.tracer(settings.service_name)
+            flow = OrderFlow(engine, inventory, payment, shipping, tracer,
+                             deadline=settings.order_deadline)
+            app.state.engine = engine
+            app.state.tracer = tracer
+            app.state.flow = flow
+
+            actions = {u.name: u.call for u in
+                       (flow.release_stock, flow.refund_payment, flow.cancel_shipment)}
+            worker = asyncio.create_task(
+                retry_forever(engine, actions, tracer, settings.compensation_retry_interval),
+                name="retry-compensations",
+            )
+            worker.add_done_callback(log_unexpected)
+            try:
+                yield
+            finally:
+                worker.cancel()
+                with suppress(asyncio.CancelledError):
+                    await worker
+
+    return create_service_app(
+        title="order-service",
+        settings=settings,
+        telemetry=telemetry,
+        lifespan=lifespan,
+        routers=[router],
+        secret_fields={"payment"},  # no card number or CVC echoed back in a 422
+    )

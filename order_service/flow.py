@@ -1,0 +1,222 @@
+"""The order flow, top to bottom: what the waterfall of one ``POST /orders`` shows.
+
+1. validate the order (prices from inventory) and store it as pending;
+2. concurrently: inventory reserves the items ‖ shipping quotes the delivery;
+3. payment charges items + shipping;
+4. concurrently: inventory commits the reservation ‖ shipping creates the shipment;
+5. store the order as confirmed.
+
+A failure ends the order as rejected (409), payment_failed (402) or failed (503) and
+undoes what was done: release the reservation, refund the charge, cancel the shipment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from decimal import Decimal
+
+from fastapi.exceptions import RequestValidationError
+from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.errors import DownstreamUnavailable, ServiceError
+from common.money import Money
+from inventory_service.client import InventoryClient
+from inventory_service.errors import OutOfStock, UnknownSku
+from inventory_service.models import ItemRequest
+from order_service import storage
+from order_service.compensation import Saga, Undo, both
+from order_service.models import (
+    Order,
+    OrderError,
+    OrderItem,
+    OrderRequest,
+    OrderStatus,
+    ShippingInfo,
+)
+from payment_service.client import PaymentClient
+from payment_service.errors import PaymentDeclined
+from shipping_service.client import ShippingClient
+
+logger = logging.getLogger(__name__)
+
+
+class OrderFlow:
+    """Runs one order at a time through the three downstream services (many concurrently)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        inventory: InventoryClient,
+        payment: PaymentClient,
+        shipping: ShippingClient,
+        tracer: trace.Tracer,
+        *,
+        deadline: float,
+    ) -> None:
+        self._engine = engine
+        self._inventory = inventory
+        self._payment = payment
+        self._shipping = shipping
+        self._tracer = tracer
+        self._deadline = deadline
+        self.release_stock = Undo("release_stock", inventory.release)
+        self.refund_payment = Undo("refund_payment", payment.refund)
+        self.cancel_shipment = Undo("cancel_shipment", shipping.cancel_shipment)
+
+    async def place(self, request: OrderRequest) -> Order:
+        """Place an order; every outcome but invalid input (422) is stored and returned."""
+        with self._tracer.start_as_current_span("place_order") as span:
+            now = storage.now()
+            order = Order(
+                order_id=f"ord_{secrets.token_hex(8)}",
+                status="pending",
+                customer_id=request.customer_id,
+                items=[],
+                card_last4=request.payment.last4,
+                trace_id=trace.format_trace_id(span.get_span_context().trace_id),
+                created_at=now,
+                updated_at=now,
+            )
+            span.set_attributes({"shop.order.id": order.order_id,
+                                 "shop.order.line_count": len(request.items)})
+
+            # 1. Validate against the catalogue, then store the order as pending.
+            try:
+                order.items = await self._price(request)
+            except DownstreamUnavailable as exc:
+                return await self._finish(order, "failed", exc, stored=False)
+            await storage.insert_order(self._engine, order)
+
+            saga = Saga(order.order_id, self._tracer, self._engine)
+            try:
+                async with asyncio.timeout(self._deadline):
+                    await self._fulfil(order, request, saga, span)
+            except Exception as exc:
+                if not isinstance(exc, ServiceError | TimeoutError):
+                    # A bug, not an outcome: keep the evidence on the order's span.
+                    span.record_exception(exc)
+                    logger.exception("order %s failed unexpectedly", order.order_id)
+                await saga.compensate()
+                return await self._finish(order, _status_for(exc), exc)
+            return await self._finish(order, "confirmed")
+
+    async def _price(self, request: OrderRequest) -> list[OrderItem]:
+        """Look every SKU up in the catalogue; an unknown one is a 422 naming its field."""
+        with self._tracer.start_as_current_span("validate_order"):
+            lines = request.merged_lines()
+            products = {
+                p.sku: p for p in await self._inventory.get_products([x.sku for x in lines])
+            }
+            unknown = [
+                {"type": "unknown_sku", "loc": ("body", "items", i, "sku"),
+                 "msg": f"unknown SKU {line.sku}", "input": line.sku}
+                for i, line in enumerate(request.items)
+                if line.sku not in products
+            ]
+            if unknown:
+                raise RequestValidationError(unknown)
+            return [
+                OrderItem(sku=x.sku, name=products[x.sku].name, quantity=x.quantity,
+                          unit_price=products[x.sku].unit_price)
+                for x in lines
+            ]
+
+    async def _fulfil(
+        self, order: Order, request: OrderRequest, saga: Saga, span: trace.Span
+    ) -> None:
+        order_id = order.order_id
+        span.set_attribute("shop.order.item_count", sum(i.quantity for i in order.items))
+
+        # 2. Reserve the stock and quote the delivery, concurrently.
+        reservation, quote = await both(
+            saga.step(
+                "reserve_stock",
+                self._inventory.reserve(
+                    order_id, [ItemRequest(sku=i.sku, quantity=i.quantity) for i in order.items]
+                ),
+                undo=self.release_stock,
+            ),
+            saga.step(
+                "quote_shipping",
+                self._shipping.quote(
+                    request.shipping_address, sum(i.quantity for i in order.items)
+                ),
+            ),
+        )
+        # The reservation's prices are the ones the stock was taken at.
+        prices = {r.sku: r.unit_price for r in reservation.items}
+        for item in order.items:
+            item.unit_price = prices.get(item.sku, item.unit_price)
+        goods = sum((i.unit_price * i.quantity for i in order.items), Decimal(0))
+        order.shipping = ShippingInfo(carrier=quote.carrier, cost=quote.cost)
+        order.total = Money.of(goods + quote.cost.amount)
+        span.set_attribute("shop.order.total", str(order.total.amount))
+        span.add_event("reserved", {"shop.order.units": sum(i.quantity for i in order.items)})
+
+        # 3. Charge items + shipping.
+        payment = await saga.step(
+            "charge_payment",
+            self._payment.charge(order_id, order.total, request.payment),
+            undo=self.refund_payment,
+        )
+        span.add_event("charged", {"shop.payment.id": payment.payment_id})
+
+        # 4. Commit the stock and create the shipment, concurrently.
+        _, shipment = await both(
+            saga.step("commit_stock", self._inventory.commit(order_id)),
+            saga.step(
+                "create_shipment",
+                self._shipping.create_shipment(order_id, quote.quote_id),
+                undo=self.cancel_shipment,
+            ),
+        )
+        order.shipping.tracking_id = shipment.tracking_id
+        span.add_event("shipped", {"shop.shipping.carrier": quote.carrier})
+
+    async def _finish(
+        self,
+        order: Order,
+        status: OrderStatus,
+        error: BaseException | None = None,
+        *,
+        stored: bool = True,
+    ) -> Order:
+        """5. Store the final status (confirmed, or why not) and mark the span."""
+        order.status = status
+        order.updated_at = storage.now()
+        span = trace.get_current_span()
+        span.set_attribute("shop.order.status", status)
+        if error is not None:
+            order.error = OrderError(code=_error_code(error), message=_message(error))
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"order {status}"))
+        with self._tracer.start_as_current_span("save_order"):
+            if stored:
+                await storage.update_order(self._engine, order)
+            else:
+                await storage.insert_order(self._engine, order)
+        return order
+
+
+def _status_for(error: BaseException) -> OrderStatus:
+    if isinstance(error, OutOfStock | UnknownSku):
+        return "rejected"
+    if isinstance(error, PaymentDeclined):
+        return "payment_failed"
+    return "failed"
+
+
+def _error_code(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "deadline_exceeded"
+    return getattr(error, "code", "internal_error")
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "the order did not complete within its deadline"
+    if isinstance(error, DownstreamUnavailable | OutOfStock | UnknownSku | PaymentDeclined):
+        return error.message
+    return "internal error"  # never leak an unexpected exception's text to the client

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from common.http import Timeouts
+from common.settings import ServiceSettings
+
+
+class OrderSettings(ServiceSettings):
+    """``ORDER_SERVICE_*`` variables, e.g. ``ORDER_SERVICE_INVENTORY_URL=http://inv:8001``."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDER_SERVICE_")
+    service_name: ClassVar[str] = "order-service"
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    inventory_url: str = "http://127.0.0.1:8001"
+    payment_url: str = "http://127.0.0.1:8002"
+    shipping_url: str = "http://127.0.0.1:8003"
+    #: Seconds to open a connection to a downstream service.
+    connect_timeout: float = Field(default=1.0, gt=0)
+    #: Seconds one downstream call may take in all before it counts as failed (503).
+    call_timeout: float = Field(default=3.0, gt=0)
+    #: Seconds the whole order may take, all calls included.
+    order_deadline: float = Field(default=10.0, gt=0)
+    #: Seconds between retries of compensations that could not run at once.
+    compensation_retry_interval: float = Field(default=5.0, gt=0)
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(connect=self.connect_timeout, call=self.call_timeout)

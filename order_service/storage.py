@@ -1,0 +1,132 @@
+"""Orders (stored as JSON documents beside their indexed status) and pending compensations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Integer, String, Text, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.errors import NotFound
+from order_service.models import Order
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+
+    order_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    document: Mapped[str] = mapped_column(Text)  # Order.model_dump_json(): no card number in it
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CompensationRow(Base):
+    """A compensation (release, refund, cancel) that failed at once and is retried later."""
+
+    __tablename__ = "pending_compensations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(40), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    traceparent: Mapped[str] = mapped_column(String(64))  # to link the retry to the order's trace
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+
+orders = OrderRow.__table__
+compensations = CompensationRow.__table__
+metadata = Base.metadata
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def insert_order(engine: AsyncEngine, order: Order) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(orders).values(
+                order_id=order.order_id,
+                status=order.status,
+                customer_id=order.customer_id,
+                trace_id=order.trace_id,
+                document=order.model_dump_json(),
+                updated_at=order.updated_at,
+            )
+        )
+
+
+async def update_order(engine: AsyncEngine, order: Order) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(orders)
+            .where(orders.c.order_id == order.order_id)
+            .values(status=order.status, document=order.model_dump_json(),
+                    updated_at=order.updated_at)
+        )
+
+
+async def get_order(engine: AsyncEngine, order_id: str) -> Order:
+    async with engine.connect() as conn:
+        document = (
+            await conn.execute(select(orders.c.document).where(orders.c.order_id == order_id))
+        ).scalar_one_or_none()
+    if document is None:
+        raise NotFound(f"no order {order_id}")
+    return Order.model_validate_json(document)
+
+
+@dataclass(frozen=True)
+class PendingCompensation:
+    id: int
+    order_id: str
+    action: str
+    traceparent: str
+    attempts: int
+
+
+async def add_compensation(
+    engine: AsyncEngine, order_id: str, action: str, traceparent: str, error: str
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(compensations).values(
+                order_id=order_id, action=action, traceparent=traceparent, attempts=1,
+                last_error=error[:500], done_at=None,
+            )
+        )
+
+
+async def pending_compensations(engine: AsyncEngine, limit: int = 100) -> list[PendingCompensation]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(compensations)
+                .where(compensations.c.done_at.is_(None))
+                .order_by(compensations.c.id)
+                .limit(limit)
+            )
+        ).all()
+    return [
+        PendingCompensation(r.id, r.order_id, r.action, r.traceparent, r.attempts) for r in rows
+    ]
+
+
+async def finish_compensation(engine: AsyncEngine, id_: int, error: str | None) -> None:
+    """Mark a retried compensation done, or count the failed attempt."""
+    values: dict[str, object] = (
+        {"done_at": now()}
+        if error is None
+        else {"attempts": compensations.c.attempts + 1, "last_error": error[:500]}
+    )
+    async with engine.begin() as conn:
+        await conn.execute(update(compensations).where(compensations.c.id == id_).values(**values))

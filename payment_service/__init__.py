@@ -1,0 +1,1 @@
+"""payment-service: card charges and refunds (test-mode cards, last 4 digits stored only)."""

@@ -1,0 +1,78 @@
+"""payment-service endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.deps import EngineDep, TracerDep
+
+from payment_service import storage
+from payment_service.errors import PaymentDeclined
+from payment_service.models import (
+    DECLINED_CARD,
+    INSUFFICIENT_FUNDS_CARD,
+    Card,
+    ChargeRequest,
+    Payment,
+    PaymentDeclinedError,
+)
+
+router = APIRouter(tags=["payment"])
+
+
+
+
+def _authorize(card: Card) -> None:
+    """The simulated card network: test-mode numbers decide the outcome."""
+    number = card.card_number.get_secret_value()
+    if number == DECLINED_CARD:
+        raise PaymentDeclined("card_declined", "the card was declined")
+    if number == INSUFFICIENT_FUNDS_CARD:
+        raise PaymentDeclined("insufficient_funds", "insufficient funds")
+
+
+@router.post(
+    "/charges",
+    status_code=status.HTTP_201_CREATED,
+    responses={402: {"model": PaymentDeclinedError}},
+)
+async def charge(body: ChargeRequest, engine: EngineDep, tracer: TracerDep) -> Payment:
+    """Authorize and capture a charge (idempotent per order; 402 when declined)."""
+    with tracer.start_as_current_span("authorize_card") as span:
+        span.set_attributes(
+            {
+                "shop.order.id": body.order_id,
+                "shop.payment.amount": str(body.amount.amount),
+                "shop.payment.currency": body.amount.currency,
+                "shop.payment.card_brand": body.card.brand,
+                "shop.payment.card_last4": body.card.last4,
+            }
+        )
+        _authorize(body.card)
+        span.add_event("authorized")
+    with tracer.start_as_current_span("capture_payment") as span:
+        span.set_attribute("shop.order.id", body.order_id)
+        payment = await storage.capture(engine, body.order_id, body.amount, body.card.last4)
+        span.set_attribute("shop.payment.id", payment.payment_id)
+        span.add_event("charged")
+        return payment
+
+
+@router.get("/charges/{order_id}")
+async def get_charge(order_id: str, engine: EngineDep) -> Payment:
+    """One order's payment and its status."""
+    return await storage.get_payment(engine, order_id)
+
+
+@router.post("/charges/{order_id}/refund")
+async def refund(order_id: str, engine: EngineDep, tracer: TracerDep) -> Payment:
+    """Refund the order's charge (idempotent; also refuses a charge that arrives later)."""
+    with tracer.start_as_current_span("refund_payment") as span:
+        span.set_attribute("shop.order.id", order_id)
+        payment = await storage.refund(engine, order_id)
+        span.add_event("refunded", {"shop.payment.status": payment.status})
+        return payment

@@ -1,0 +1,114 @@
+"""Payments table. One row per order: captured, refunded, or voided (refunded before any charge)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import DateTime, String, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.errors import Conflict, NotFound
+from common.money import Money
+from payment_service.models import Payment
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PaymentRow(Base):
+    __tablename__ = "payments"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String(40), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    amount: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+payments = PaymentRow.__table__
+metadata = Base.metadata
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _payment(row: object) -> Payment:
+    return Payment(
+        payment_id=row.payment_id,  # type: ignore[attr-defined]
+        order_id=row.order_id,  # type: ignore[attr-defined]
+        status=row.status,  # type: ignore[attr-defined]
+        amount=Money(amount=Decimal(row.amount), currency=row.currency),  # type: ignore[attr-defined]
+        card_last4=row.card_last4,  # type: ignore[attr-defined]
+    )
+
+
+async def get_payment(engine: AsyncEngine, order_id: str) -> Payment:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(payments).where(payments.c.order_id == order_id))).first()
+    if row is None:
+        raise NotFound(f"no payment for order {order_id}")
+    return _payment(row)
+
+
+async def capture(engine: AsyncEngine, order_id: str, amount: Money, last4: str) -> Payment:
+    """Record a captured charge. A repeat returns the first; a refunded/voided order is a 409."""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(payments).values(
+                    order_id=order_id,
+                    payment_id=f"pay_{secrets.token_hex(8)}",
+                    status="captured",
+                    amount=str(amount.amount),
+                    currency=amount.currency,
+                    card_last4=last4,
+                    updated_at=_now(),
+                )
+            )
+    except IntegrityError:
+        existing = await get_payment(engine, order_id)
+        if existing.status != "captured":
+            raise Conflict(f"payment for order {order_id} is {existing.status}") from None
+        return existing
+    return await get_payment(engine, order_id)
+
+
+async def refund(engine: AsyncEngine, order_id: str) -> Payment:
+    """Refund a captured charge. Idempotent.
+
+    Refunding an order that was never charged leaves a ``voided`` tombstone, so a charge
+    request that arrives late (after the order gave up on it) is refused, not captured.
+    """
+    async with engine.begin() as conn:
+        changed = (
+            await conn.execute(
+                update(payments)
+                .where(payments.c.order_id == order_id, payments.c.status == "captured")
+                .values(status="refunded", updated_at=_now())
+            )
+        ).rowcount
+        if not changed:
+            exists = (
+                await conn.execute(select(payments.c.order_id).where(payments.c.order_id == order_id))
+            ).first()
+            if exists is None:
+                await conn.execute(
+                    insert(payments).values(
+                        order_id=order_id,
+                        payment_id=f"void_{secrets.token_hex(8)}",
+                        status="voided",
+                        amount="0.00",
+                        currency="USD",
+                        card_last4=None,
+                        updated_at=_now(),
+                    )
+                )
+    return await get_payment(engine, order_id)

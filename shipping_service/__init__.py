@@ -1,0 +1,1 @@
+"""shipping-service: delivery quotes and shipments."""

@@ -1,0 +1,51 @@
+"""shipping-service endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from common.deps import EngineDep, TracerDep
+from shipping_service import storage
+from shipping_service.models import Quote, QuoteRequest, Shipment, ShipmentRequest
+
+router = APIRouter(tags=["shipping"])
+
+
+@router.post("/quotes")
+async def quote(body: QuoteRequest, engine: EngineDep, tracer: TracerDep) -> Quote:
+    """Price the delivery of `item_count` items to an address."""
+    with tracer.start_as_current_span("rate_shipment") as span:
+        carrier, cost, days = storage.rate(body.address, body.item_count)
+        span.set_attributes(
+            {
+                "shop.shipping.country": body.address.country,
+                "shop.shipping.carrier": carrier,
+                "shop.shipping.cost": str(cost.amount),
+                "shop.item.count": body.item_count,
+            }
+        )
+    return await storage.save_quote(engine, carrier, cost, days)
+
+
+@router.post("/shipments", status_code=status.HTTP_201_CREATED)
+async def create_shipment(body: ShipmentRequest, engine: EngineDep, tracer: TracerDep) -> Shipment:
+    """Create an order's shipment from a quote (idempotent per order)."""
+    with tracer.start_as_current_span("create_shipment") as span:
+        span.set_attribute("shop.order.id", body.order_id)
+        shipment = await storage.create_shipment(engine, body.order_id, body.quote_id)
+        span.add_event("shipped", {"shop.shipping.carrier": shipment.carrier or ""})
+        return shipment
+
+
+@router.get("/shipments/{order_id}")
+async def get_shipment(order_id: str, engine: EngineDep) -> Shipment:
+    """One order's shipment and its status."""
+    return await storage.get_shipment(engine, order_id)
+
+
+@router.post("/shipments/{order_id}/cancel")
+async def cancel_shipment(order_id: str, engine: EngineDep, tracer: TracerDep) -> Shipment:
+    """Cancel an order's shipment (idempotent; also refuses one that arrives later)."""
+    with tracer.start_as_current_span("cancel_shipment") as span:
+        span.set_attribute("shop.order.id", order_id)
+        return await storage.cancel_shipment(engine, order_id)

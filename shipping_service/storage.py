@@ -1,0 +1,145 @@
+"""Quotes and shipments tables, and the rate card."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import DateTime, Integer, String, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.errors import Conflict, NotFound
+from common.money import Money
+from shipping_service.models import Address, Quote, Shipment
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class QuoteRow(Base):
+    __tablename__ = "quotes"
+
+    quote_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    carrier: Mapped[str] = mapped_column(String(40))
+    cost: Mapped[str] = mapped_column(String(20))
+    estimated_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ShipmentRow(Base):
+    __tablename__ = "shipments"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    quote_id: Mapped[str | None] = mapped_column(String(40))
+    carrier: Mapped[str | None] = mapped_column(String(40))
+    tracking_id: Mapped[str | None] = mapped_column(String(40))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+quotes = QuoteRow.__table__
+shipments = ShipmentRow.__table__
+metadata = Base.metadata
+
+#: (carrier, base cost, per item, days) by destination zone.
+_RATES = {
+    "domestic": ("Royal Mail", Decimal("3.95"), Decimal("0.50"), 2),
+    "europe": ("DHL", Decimal("8.50"), Decimal("0.75"), 4),
+    "world": ("FedEx", Decimal("14.00"), Decimal("1.25"), 7),
+}
+_EUROPE = set("AT BE BG CH CY CZ DE DK EE ES FI FR GR HR HU IE IS IT LT LU LV MT NL NO PL PT "
+              "RO SE SI SK".split())
+
+
+def rate(address: Address, item_count: int) -> tuple[str, Money, int]:
+    zone = "domestic" if address.country == "GB" else (
+        "europe" if address.country in _EUROPE else "world"
+    )
+    carrier, base, per_item, days = _RATES[zone]
+    return carrier, Money.of(base + per_item * item_count), days
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def save_quote(engine: AsyncEngine, carrier: str, cost: Money, days: int) -> Quote:
+    quote = Quote(quote_id=f"q_{secrets.token_hex(8)}", carrier=carrier, cost=cost,
+                  estimated_days=days)
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(quotes).values(quote_id=quote.quote_id, carrier=carrier,
+                                  cost=str(cost.amount), estimated_days=days,
+                                  created_at=_now())
+        )
+    return quote
+
+
+def _shipment(row: object) -> Shipment:
+    return Shipment(
+        order_id=row.order_id,  # type: ignore[attr-defined]
+        status=row.status,  # type: ignore[attr-defined]
+        carrier=row.carrier,  # type: ignore[attr-defined]
+        tracking_id=row.tracking_id,  # type: ignore[attr-defined]
+    )
+
+
+async def get_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(shipments).where(shipments.c.order_id == order_id))
+        ).first()
+    if row is None:
+        raise NotFound(f"no shipment for order {order_id}")
+    return _shipment(row)
+
+
+async def create_shipment(engine: AsyncEngine, order_id: str, quote_id: str) -> Shipment:
+    """Create a shipment from a quote. A repeat returns the first; a cancelled order is a 409."""
+    async with engine.connect() as conn:
+        quote = (await conn.execute(select(quotes).where(quotes.c.quote_id == quote_id))).first()
+    if quote is None:
+        raise NotFound(f"unknown quote {quote_id}")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(shipments).values(
+                    order_id=order_id, status="created", quote_id=quote_id,
+                    carrier=quote.carrier, tracking_id=f"TRK{secrets.token_hex(6).upper()}",
+                    updated_at=_now(),
+                )
+            )
+    except IntegrityError:
+        existing = await get_shipment(engine, order_id)
+        if existing.status != "created":
+            raise Conflict(f"shipment for order {order_id} is {existing.status}") from None
+        return existing
+    return await get_shipment(engine, order_id)
+
+
+async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
+    """Cancel an order's shipment. Idempotent; leaves a tombstone when there was none."""
+    async with engine.begin() as conn:
+        changed = (
+            await conn.execute(
+                update(shipments)
+                .where(shipments.c.order_id == order_id, shipments.c.status == "created")
+                .values(status="cancelled", updated_at=_now())
+            )
+        ).rowcount
+        if not changed:
+            exists = (
+                await conn.execute(
+                    select(shipments.c.order_id).where(shipments.c.order_id == order_id)
+                )
+            ).first()
+            if exists is None:
+                await conn.execute(
+                    insert(shipments).values(order_id=order_id, status="cancelled",
+                                             updated_at=_now())
+                )
+    return await get_shipment(engine, order_id)

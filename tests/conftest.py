@@ -1,0 +1,156 @@
+"""The four services wired together in one process, with one in-memory span exporter.
+
+Each app gets its own TracerProvider (its own service.name) over the shared exporter;
+order-service reaches the others through httpx.ASGITransport, optionally wrapped to
+make a downstream service down or slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from common.telemetry import setup_telemetry
+from inventory_service.app import create_app as create_inventory
+from inventory_service.settings import InventorySettings
+from order_service.app import create_app as create_order
+from order_service.settings import OrderSettings
+from payment_service.app import create_app as create_payment
+from payment_service.settings import PaymentSettings
+from shipping_service.app import create_app as create_shipping
+from shipping_service.settings import ShippingSettings
+
+TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
+
+
+class ProcessBoundary(httpx.AsyncBaseTransport):
+    """Calls an in-process ASGI app as if it ran in another process.
+
+    ASGITransport runs the app in the caller's task, so the caller's contextvars (its
+    current CLIENT span) would leak into the server, which would then make an INTERNAL
+    span instead of a SERVER span. Real services only share what the W3C headers carry.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        token = otel_context.attach(otel_context.Context())
+        try:
+            return await self.inner.handle_async_request(request)
+        finally:
+            otel_context.detach(token)
+
+
+class DownTransport(httpx.AsyncBaseTransport):
+    """A service that is not running: every connection is refused."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+
+class SlowTransport(httpx.AsyncBaseTransport):
+    """A service behind a slow network: each request waits `delay` seconds first."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, delay: float, paths: tuple[str, ...] = ()):
+        self.inner = inner
+        self.delay = delay
+        self.paths = paths
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.paths or request.url.path.startswith(self.paths):
+            await asyncio.sleep(self.delay)
+        return await self.inner.handle_async_request(request)
+
+
+@dataclass
+class System:
+    order: httpx.AsyncClient
+    inventory: httpx.AsyncClient
+    payment: httpx.AsyncClient
+    shipping: httpx.AsyncClient
+    exporter: InMemorySpanExporter
+    apps: dict[str, FastAPI]
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    async def stock(self, sku: str) -> int:
+        response = await self.inventory.get("/products", params={"sku": sku})
+        return int(response.json()[0]["stock"])
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def start_system(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> Callable[..., Any]:
+    """``async with start_system(wrap={"payment": DownTransport()}) as system: ...``"""
+
+    @asynccontextmanager
+    async def start(
+        wrap: dict[str, TransportWrapper] | None = None, **order_settings: Any
+    ) -> AsyncIterator[System]:
+        wrap = wrap or {}
+        processors = [SimpleSpanProcessor(exporter)]
+
+        def telemetry(name: str) -> Any:
+            return setup_telemetry(name, processors=processors)
+
+        apps = {
+            "inventory": create_inventory(
+                InventorySettings(data_dir=tmp_path), telemetry("inventory-service")
+            ),
+            "payment": create_payment(
+                PaymentSettings(data_dir=tmp_path), telemetry("payment-service")
+            ),
+            "shipping": create_shipping(
+                ShippingSettings(data_dir=tmp_path), telemetry("shipping-service")
+            ),
+        }
+        transports: dict[str, httpx.AsyncBaseTransport] = {}
+        for name, app in apps.items():
+            transport: httpx.AsyncBaseTransport = ProcessBoundary(app)
+            transports[name] = wrap[name](transport) if name in wrap else transport
+        settings = {"call_timeout": 2.0, "order_deadline": 8.0, **order_settings}
+        apps["order"] = create_order(
+            OrderSettings(data_dir=tmp_path, **settings),
+            telemetry("order-service"),
+            transports=transports,
+        )
+        async with AsyncExitStack() as stack:
+            clients = {}
+            for name, app in apps.items():
+                manager = await stack.enter_async_context(LifespanManager(app))
+                clients[name] = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        transport=httpx.ASGITransport(app=manager.app),
+                        base_url=f"http://{name}",
+                    )
+                )
+            yield System(exporter=exporter, apps=apps, **clients)
+
+    return start
+
+
+@pytest.fixture
+async def system(start_system: Callable[..., Any]) -> AsyncIterator[System]:
+    async with start_system() as running:
+        yield running

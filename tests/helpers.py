@@ -1,0 +1,99 @@
+"""Trace-shape helpers shared by the tests (find spans, check edges and overlaps)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+SAMPLE_ORDER: dict[str, Any] = {
+    "customer_id": "cust-42",
+    "items": [{"sku": "SKU-0001", "quantity": 2}],
+    "payment": {
+        "card_number": "4242424242424242",
+        "expiry_month": 12,
+        "expiry_year": 2030,
+        "cvc": "123",
+    },
+    "shipping_address": {
+        "name": "Ada Lovelace",
+        "line1": "12 St James's Sq",
+        "city": "London",
+        "postal_code": "SW1Y 4JH",
+        "country": "GB",
+    },
+}
+
+APPROVED = "4242424242424242"
+DECLINED = "4000000000000002"
+INSUFFICIENT_FUNDS = "4000000000009995"
+
+
+def order_body(
+    items: Sequence[tuple[str, int]] = (("SKU-0001", 2),), card: str = APPROVED
+) -> dict[str, Any]:
+    body = copy.deepcopy(SAMPLE_ORDER)
+    body["items"] = [{"sku": sku, "quantity": q} for sku, q in items]
+    body["payment"]["card_number"] = card
+    return body
+
+
+def service_of(span: ReadableSpan) -> str:
+    return str(span.resource.attributes.get("service.name"))
+
+
+def in_trace(spans: Iterable[ReadableSpan], trace_id: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.context is not None and f"{s.context.trace_id:032x}" == trace_id]
+
+
+def find(
+    spans: Iterable[ReadableSpan],
+    name: str,
+    *,
+    service: str | None = None,
+    kind: SpanKind | None = None,
+) -> ReadableSpan:
+    """The one span with this name (and service/kind); fails if there are none or several."""
+    matches = find_all(spans, name, service=service, kind=kind)
+    assert len(matches) == 1, f"expected one {name!r} span, found {len(matches)}"
+    return matches[0]
+
+
+def find_all(
+    spans: Iterable[ReadableSpan],
+    name: str,
+    *,
+    service: str | None = None,
+    kind: SpanKind | None = None,
+) -> list[ReadableSpan]:
+    return [
+        s
+        for s in spans
+        if s.name == name
+        and (service is None or service_of(s) == service)
+        and (kind is None or s.kind == kind)
+    ]
+
+
+def parent_of(spans: Iterable[ReadableSpan], child: ReadableSpan) -> ReadableSpan:
+    assert child.parent is not None, f"{child.name} has no parent"
+    return next(s for s in spans if s.context.span_id == child.parent.span_id)
+
+
+def is_ancestor(spans: Sequence[ReadableSpan], ancestor: ReadableSpan, span: ReadableSpan) -> bool:
+    by_id = {s.context.span_id: s for s in spans}
+    current: ReadableSpan | None = span
+    while current is not None and current.parent is not None:
+        if current.parent.span_id == ancestor.context.span_id:
+            return True
+        current = by_id.get(current.parent.span_id)
+    return False
+
+
+def overlap(a: ReadableSpan, b: ReadableSpan) -> bool:
+    """True when the two spans ran at the same time for some instant."""
+    assert a.start_time and a.end_time and b.start_time and b.end_time
+    return a.start_time < b.end_time and b.start_time < a.end_time

@@ -1,0 +1,108 @@
+"""A confirmed order: the outcome, what was stored, and the shape of its trace."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from opentelemetry.trace import SpanKind, StatusCode
+
+from tests.conftest import System
+from tests.helpers import find, find_all, in_trace, is_ancestor, order_body, overlap, service_of
+
+SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
+
+
+async def test_confirmed_order_is_one_trace_across_four_services(system: System) -> None:
+    items = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
+    response = await system.order.post("/orders", json=order_body(items))
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "confirmed"
+    trace_id = body["trace_id"]
+    assert len(trace_id) == 32 and trace_id == trace_id.lower()
+    assert response.headers["traceresponse"].startswith(f"00-{trace_id}-")
+
+    # Money: decimal strings, items at their unit prices, total = goods + shipping.
+    goods = sum(Decimal(i["unit_price"]) * i["quantity"] for i in body["items"])
+    assert Decimal(body["total"]["amount"]) == goods + Decimal(body["shipping"]["cost"]["amount"])
+    assert body["total"]["currency"] == "USD"
+    assert body["shipping"]["tracking_id"]
+    assert body["card_last4"] == "4242"
+
+    stored = await system.order.get(f"/orders/{body['order_id']}")
+    assert stored.json() == body
+
+    spans = in_trace(system.spans(), trace_id)
+    assert {service_of(s) for s in spans} == SERVICES
+    assert len({s.context.trace_id for s in spans}) == 1
+    roots = [s for s in spans if s.parent is None]
+    assert [r.name for r in roots] == ["POST /orders"]
+    ids = {s.context.span_id for s in spans}
+    assert all(s.parent is None or s.parent.span_id in ids for s in spans), "orphan span"
+
+    # A SERVER span in every service, each the child of a CLIENT span in order-service.
+    for service in SERVICES - {"order-service"}:
+        servers = [s for s in spans if s.kind == SpanKind.SERVER and service_of(s) == service]
+        assert servers, f"no SERVER span from {service}"
+        for server in servers:
+            client = next(s for s in spans if s.context.span_id == server.parent.span_id)
+            assert client.kind == SpanKind.CLIENT
+            assert service_of(client) == "order-service"
+
+    # The business steps hang under place_order and overlap where the design says so.
+    place = find(spans, "place_order")
+    reserve = find(spans, "reserve_stock", service="order-service")
+    quote = find(spans, "quote_shipping", service="order-service")
+    commit = find(spans, "commit_stock")
+    ship = find(spans, "create_shipment", service="order-service")
+    charge = find(spans, "charge_payment")
+    for step in (reserve, quote, commit, ship, charge):
+        assert step.parent.span_id == place.context.span_id
+    assert overlap(reserve, quote), "reserve and quote must run concurrently"
+    assert overlap(commit, ship), "commit and ship must run concurrently"
+    assert charge.start_time >= max(reserve.end_time, quote.end_time)
+    assert min(commit.start_time, ship.start_time) >= charge.end_time
+
+    # inventory checks each SKU concurrently: overlapping siblings under reserve_items.
+    reserve_items = find(spans, "reserve_items", service="inventory-service")
+    assert is_ancestor(spans, reserve, reserve_items)
+    checks = find_all(spans, "check_stock", service="inventory-service")
+    assert sorted(c.attributes["shop.sku"] for c in checks) == ["SKU-0001", "SKU-0002", "SKU-0003"]
+    assert all(c.parent.span_id == reserve_items.context.span_id for c in checks)
+    assert all(overlap(a, b) for a in checks for b in checks if a is not b)
+
+    # Attributes and events on the business span; nothing is an error.
+    assert place.attributes["shop.order.id"] == body["order_id"]
+    assert place.attributes["shop.order.item_count"] == 6
+    assert place.attributes["shop.order.total"] == body["total"]["amount"]
+    assert [e.name for e in place.events] == ["reserved", "charged", "shipped"]
+    assert all(s.status.status_code != StatusCode.ERROR for s in spans)
+
+    # Database spans exist and belong to the service that owns the database.
+    db_spans = [s for s in spans if s.attributes.get("db.system.name") == "sqlite"]
+    assert {service_of(s) for s in db_spans} == SERVICES
+
+
+async def test_spans_follow_stable_semantic_conventions(system: System) -> None:
+    response = await system.order.post("/orders", json=order_body())
+    spans = in_trace(system.spans(), response.json()["trace_id"])
+
+    server = find(spans, "POST /orders", kind=SpanKind.SERVER)
+    assert server.attributes["http.request.method"] == "POST"
+    assert server.attributes["http.response.status_code"] == 201
+    assert server.attributes["http.route"] == "/orders"
+    assert "http.method" not in server.attributes  # the deprecated pre-1.0 names
+
+    http_clients = [s for s in spans if s.kind == SpanKind.CLIENT and "url.full" in s.attributes]
+    assert len(http_clients) == 6  # products, reserve, quote, charge, commit, ship
+    for span in http_clients:
+        assert span.name == span.attributes["http.request.method"]
+        assert span.attributes["http.response.status_code"] in (200, 201)
+
+    db_spans = [s for s in spans if "db.system.name" in s.attributes]
+    assert db_spans
+    for span in db_spans:
+        assert span.kind == SpanKind.CLIENT
+        # Parameterised SQL only: no card data, no values in the statement text.
+        assert "4242" not in span.attributes.get("db.query.text", "")
