@@ -1,4 +1,4 @@
-"""OpenTelemetry setup shared by every service, configured only by the standard ``OTEL_*`` variables.
+"""OpenTelemetry setup shared by every service, configured only by the standard OTEL_* variables.
 
 :func:`setup_telemetry` *returns* a :class:`Telemetry` instead of mutating globals, so
 four services can live in one process (the tests) each under its own ``service.name``::
@@ -107,7 +107,9 @@ class Telemetry:
             .create_up_down_counter("db.client.connections.usage")
         )
         tracer = self.tracer("opentelemetry.instrumentation.sqlalchemy")
-        self._engine_tracers.append(EngineTracer(tracer, engine.sync_engine, connections_usage))
+        self._engine_tracers.append(
+            EngineTracer(tracer, engine.sync_engine, connections_usage)  # type: ignore[no-untyped-call]
+        )
 
     def shutdown(self) -> None:
         """Flush pending spans; a provider we did not create is left alone."""
@@ -131,7 +133,9 @@ def _exporter_processors() -> Sequence[SpanProcessor]:
         elif name == "console":
             processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
         else:
-            logger.warning("OTEL_TRACES_EXPORTER=%s is not supported; use otlp, console or none", name)
+            logger.warning(
+                "OTEL_TRACES_EXPORTER=%s is not supported; use otlp, console or none", name
+            )
     return processors
 
 
@@ -155,9 +159,9 @@ def setup_telemetry(
     if sdk_disabled():
         return Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
     _enable_stable_semconv()
-    if get_global_response_propagator() is None:
+    if get_global_response_propagator() is None:  # type: ignore[no-untyped-call]
         # W3C Trace Context Level 2 `traceresponse` header on every server response.
-        set_global_response_propagator(TraceResponsePropagator())
+        set_global_response_propagator(TraceResponsePropagator())  # type: ignore[no-untyped-call]
 
     existing = trace.get_tracer_provider()
     if isinstance(existing, SdkTracerProvider):
@@ -181,7 +185,9 @@ def setup_telemetry(
 
 def configure_logging(level: str) -> None:
     """Log to stderr with the trace and span id of the current span on every line."""
-    fmt = LOG_FORMAT if LoggingInstrumentor().is_instrumented_by_opentelemetry else (
-        "%(asctime)s %(levelname)s %(name)s %(message)s"
+    fmt = (
+        LOG_FORMAT
+        if LoggingInstrumentor().is_instrumented_by_opentelemetry
+        else ("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     logging.basicConfig(level=level.upper(), format=fmt, force=True)

@@ -2,4 +2,4 @@ from common.app import serve
 from inventory_service.app import create_app
 from inventory_service.settings import InventorySettings
 
-serve(create_app, InventorySettings())  # type: ignore[call-arg]
+serve(create_app, InventorySettings())

@@ -6,15 +6,15 @@ from collections.abc import Sequence
 
 from common.errors import Conflict
 from common.http import ServiceClient
-from inventory_service.models import ItemRequest, Product, Reservation, ReserveRequest
 from inventory_service.errors import OutOfStock, UnknownSku
+from inventory_service.models import ItemRequest, Product, Reservation, ReserveRequest
 
 
 class InventoryClient(ServiceClient):
     """::
 
-        inventory = InventoryClient(http_client)
-        reservation = await inventory.reserve("ord_1", [ItemRequest(sku="SKU-0001", quantity=2)])
+    inventory = InventoryClient(http_client)
+    reservation = await inventory.reserve("ord_1", [ItemRequest(sku="SKU-0001", quantity=2)])
     """
 
     service = "inventory-service"

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Query, status
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.deps import EngineDep, TracerDep
-
 from inventory_service import storage
 from inventory_service.errors import OutOfStock
-from inventory_service.models import ItemRequest, OutOfStockError, Product, Reservation, ReserveRequest
+from inventory_service.models import (
+    ItemRequest,
+    OutOfStockError,
+    Product,
+    Reservation,
+    ReserveRequest,
+)
 
 router = APIRouter(tags=["inventory"])
-
 
 
 @router.get("/products")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import cast
 
 from sqlalchemy import (
     CheckConstraint,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     func,
     insert,
     select,
@@ -58,27 +60,37 @@ class ReservationRow(Base):
 class ReservationItemRow(Base):
     __tablename__ = "reservation_items"
 
-    order_id: Mapped[str] = mapped_column(
-        ForeignKey("reservations.order_id"), primary_key=True
-    )
+    order_id: Mapped[str] = mapped_column(ForeignKey("reservations.order_id"), primary_key=True)
     sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[str] = mapped_column(String(20))
 
 
-products = ProductRow.__table__
-reservations = ReservationRow.__table__
-reservation_items = ReservationItemRow.__table__
+products = cast(Table, ProductRow.__table__)
+reservations = cast(Table, ReservationRow.__table__)
+reservation_items = cast(Table, ReservationItemRow.__table__)
 metadata = Base.metadata
-
 
 
 def catalogue() -> list[Product]:
     """The seed: plentiful SKUs so load runs never run dry, and a few scarce ones."""
     names = [
-        "Espresso beans 1kg", "Pour-over kettle", "Ceramic dripper", "Paper filters x100",
-        "Burr grinder", "Milk jug", "Tamper", "Scale 0.1g", "Cold brew jar", "Travel mug",
-        "Cup set x4", "Descaler", "Knock box", "Cleaning brush", "Moka pot", "Aeropress",
+        "Espresso beans 1kg",
+        "Pour-over kettle",
+        "Ceramic dripper",
+        "Paper filters x100",
+        "Burr grinder",
+        "Milk jug",
+        "Tamper",
+        "Scale 0.1g",
+        "Cold brew jar",
+        "Travel mug",
+        "Cup set x4",
+        "Descaler",
+        "Knock box",
+        "Cleaning brush",
+        "Moka pot",
+        "Aeropress",
     ]
     plentiful = [
         Product(
@@ -92,8 +104,9 @@ def catalogue() -> list[Product]:
     scarce = [
         Product(sku="SKU-0017", name="Limited roast: Gesha", unit_price=Decimal("89.00"), stock=5),
         Product(sku="SKU-0018", name="Signed barista book", unit_price=Decimal("35.50"), stock=10),
-        Product(sku="SKU-0019", name="Copper espresso machine", unit_price=Decimal("1299.00"),
-                stock=15),
+        Product(
+            sku="SKU-0019", name="Copper espresso machine", unit_price=Decimal("1299.00"), stock=15
+        ),
         Product(sku="SKU-0020", name="Anniversary tin", unit_price=Decimal("24.99"), stock=20),
     ]
     return plentiful + scarce
@@ -106,8 +119,12 @@ async def seed_if_empty(engine: AsyncEngine) -> None:
             await conn.execute(
                 insert(products),
                 [
-                    {"sku": p.sku, "name": p.name, "unit_price": str(p.unit_price),
-                     "stock": p.stock}
+                    {
+                        "sku": p.sku,
+                        "name": p.name,
+                        "unit_price": str(p.unit_price),
+                        "stock": p.stock,
+                    }
                     for p in catalogue()
                 ],
             )
@@ -136,9 +153,7 @@ async def get_product(engine: AsyncEngine, sku: str) -> Product:
 
 async def _read_reservation(conn: AsyncConnection, order_id: str) -> Reservation | None:
     status = (
-        await conn.execute(
-            select(reservations.c.status).where(reservations.c.order_id == order_id)
-        )
+        await conn.execute(select(reservations.c.status).where(reservations.c.order_id == order_id))
     ).scalar_one_or_none()
     if status is None:
         return None
@@ -148,7 +163,7 @@ async def _read_reservation(conn: AsyncConnection, order_id: str) -> Reservation
         )
     ).all()
     items = [ReservedItem(sku=r.sku, quantity=r.quantity, unit_price=r.unit_price) for r in rows]
-    return Reservation(order_id=order_id, status=status, items=items)  # type: ignore[arg-type]
+    return Reservation(order_id=order_id, status=status, items=items)
 
 
 async def get_reservation(engine: AsyncEngine, order_id: str) -> Reservation:
@@ -168,8 +183,7 @@ async def reserve(engine: AsyncEngine, order_id: str, items: Sequence[ItemReques
     try:
         async with engine.begin() as conn:
             await conn.execute(
-                insert(reservations).values(order_id=order_id, status="reserved",
-                                            updated_at=_now())
+                insert(reservations).values(order_id=order_id, status="reserved", updated_at=_now())
             )
             reserved: list[ReservedItem] = []
             for item in items:
@@ -194,8 +208,12 @@ async def reserve(engine: AsyncEngine, order_id: str, items: Sequence[ItemReques
             await conn.execute(
                 insert(reservation_items),
                 [
-                    {"order_id": order_id, "sku": r.sku, "quantity": r.quantity,
-                     "unit_price": str(r.unit_price)}
+                    {
+                        "order_id": order_id,
+                        "sku": r.sku,
+                        "quantity": r.quantity,
+                        "unit_price": str(r.unit_price),
+                    }
                     for r in reserved
                 ],
             )
@@ -260,8 +278,9 @@ async def release(engine: AsyncEngine, order_id: str) -> Reservation:
             ).first()
             if exists is None:
                 await conn.execute(
-                    insert(reservations).values(order_id=order_id, status="released",
-                                                updated_at=_now())
+                    insert(reservations).values(
+                        order_id=order_id, status="released", updated_at=_now()
+                    )
                 )
         found = await _read_reservation(conn, order_id)
     assert found is not None

@@ -2,4 +2,4 @@ from common.app import serve
 from order_service.app import create_app
 from order_service.settings import OrderSettings
 
-serve(create_app, OrderSettings())  # type: ignore[call-arg]
+serve(create_app, OrderSettings())

@@ -49,21 +49,27 @@ def create_app(
                 return client
 
             call_timeout = settings.call_timeout
-            inventory = InventoryClient(http("inventory", settings.inventory_url),
-                                        call_timeout=call_timeout)
-            payment = PaymentClient(http("payment", settings.payment_url),
-                                    call_timeout=call_timeout)
-            shipping = ShippingClient(http("shipping", settings.shipping_url),
-                                      call_timeout=call_timeout)
+            inventory = InventoryClient(
+                http("inventory", settings.inventory_url), call_timeout=call_timeout
+            )
+            payment = PaymentClient(
+                http("payment", settings.payment_url), call_timeout=call_timeout
+            )
+            shipping = ShippingClient(
+                http("shipping", settings.shipping_url), call_timeout=call_timeout
+            )
             tracer = telemetry.tracer(settings.service_name)
-            flow = OrderFlow(engine, inventory, payment, shipping, tracer,
-                             deadline=settings.order_deadline)
+            flow = OrderFlow(
+                engine, inventory, payment, shipping, tracer, deadline=settings.order_deadline
+            )
             app.state.engine = engine
             app.state.tracer = tracer
             app.state.flow = flow
 
-            actions = {u.name: u.call for u in
-                       (flow.release_stock, flow.refund_payment, flow.cancel_shipment)}
+            actions = {
+                u.name: u.call
+                for u in (flow.release_stock, flow.refund_payment, flow.cancel_shipment)
+            }
             worker = asyncio.create_task(
                 retry_forever(engine, actions, tracer, settings.compensation_retry_interval),
                 name="retry-compensations",

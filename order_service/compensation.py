@@ -90,7 +90,10 @@ class Saga:
                 carrier: dict[str, str] = {}
                 propagate.inject(carrier)
                 await storage.add_compensation(
-                    self._engine, self.order_id, undo.name, carrier.get("traceparent", ""),
+                    self._engine,
+                    self.order_id,
+                    undo.name,
+                    carrier.get("traceparent", ""),
                     str(exc),
                 )
                 span.add_event("compensation_deferred")
@@ -107,11 +110,16 @@ async def retry_deferred(
     still_pending = 0
     for item in pending:
         origin = trace.get_current_span(propagate.extract({"traceparent": item.traceparent}))
-        links = [trace.Link(origin.get_span_context())] if origin.get_span_context().is_valid else []
+        links = (
+            [trace.Link(origin.get_span_context())] if origin.get_span_context().is_valid else []
+        )
         with tracer.start_as_current_span(
-            f"retry_{item.action}", links=links, attributes={"shop.order.id": item.order_id,
-                                                           "shop.compensation.attempt":
-                                                           item.attempts + 1}
+            f"retry_{item.action}",
+            links=links,
+            attributes={
+                "shop.order.id": item.order_id,
+                "shop.compensation.attempt": item.attempts + 1,
+            },
         ) as span:
             try:
                 await actions[item.action](item.order_id)

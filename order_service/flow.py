@@ -80,8 +80,9 @@ class OrderFlow:
                 created_at=now,
                 updated_at=now,
             )
-            span.set_attributes({"shop.order.id": order.order_id,
-                                 "shop.order.line_count": len(request.items)})
+            span.set_attributes(
+                {"shop.order.id": order.order_id, "shop.order.line_count": len(request.items)}
+            )
 
             # 1. Validate against the catalogue, then store the order as pending.
             try:
@@ -111,16 +112,24 @@ class OrderFlow:
                 p.sku: p for p in await self._inventory.get_products([x.sku for x in lines])
             }
             unknown = [
-                {"type": "unknown_sku", "loc": ("body", "items", i, "sku"),
-                 "msg": f"unknown SKU {line.sku}", "input": line.sku}
+                {
+                    "type": "unknown_sku",
+                    "loc": ("body", "items", i, "sku"),
+                    "msg": f"unknown SKU {line.sku}",
+                    "input": line.sku,
+                }
                 for i, line in enumerate(request.items)
                 if line.sku not in products
             ]
             if unknown:
                 raise RequestValidationError(unknown)
             return [
-                OrderItem(sku=x.sku, name=products[x.sku].name, quantity=x.quantity,
-                          unit_price=products[x.sku].unit_price)
+                OrderItem(
+                    sku=x.sku,
+                    name=products[x.sku].name,
+                    quantity=x.quantity,
+                    unit_price=products[x.sku].unit_price,
+                )
                 for x in lines
             ]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import DateTime, Integer, String, Text, insert, select, update
+from sqlalchemy import DateTime, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -42,8 +43,8 @@ class CompensationRow(Base):
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
 
-orders = OrderRow.__table__
-compensations = CompensationRow.__table__
+orders = cast(Table, OrderRow.__table__)
+compensations = cast(Table, CompensationRow.__table__)
 metadata = Base.metadata
 
 
@@ -70,8 +71,9 @@ async def update_order(engine: AsyncEngine, order: Order) -> None:
         await conn.execute(
             update(orders)
             .where(orders.c.order_id == order.order_id)
-            .values(status=order.status, document=order.model_dump_json(),
-                    updated_at=order.updated_at)
+            .values(
+                status=order.status, document=order.model_dump_json(), updated_at=order.updated_at
+            )
         )
 
 
@@ -100,8 +102,12 @@ async def add_compensation(
     async with engine.begin() as conn:
         await conn.execute(
             insert(compensations).values(
-                order_id=order_id, action=action, traceparent=traceparent, attempts=1,
-                last_error=error[:500], done_at=None,
+                order_id=order_id,
+                action=action,
+                traceparent=traceparent,
+                attempts=1,
+                last_error=error[:500],
+                done_at=None,
             )
         )
 

@@ -2,4 +2,4 @@ from common.app import serve
 from payment_service.app import create_app
 from payment_service.settings import PaymentSettings
 
-serve(create_app, PaymentSettings())  # type: ignore[call-arg]
+serve(create_app, PaymentSettings())

@@ -9,12 +9,11 @@ from payment_service.errors import PaymentDeclined
 from payment_service.models import Card, Payment
 
 
-
 class PaymentClient(ServiceClient):
     """::
 
-        payments = PaymentClient(http_client)
-        payment = await payments.charge("ord_1", Money.of("12.34"), card)
+    payments = PaymentClient(http_client)
+    payment = await payments.charge("ord_1", Money.of("12.34"), card)
     """
 
     service = "payment-service"

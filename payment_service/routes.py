@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, status
-from opentelemetry import trace
-from sqlalchemy.ext.asyncio import AsyncEngine
+from fastapi import APIRouter, status
 
 from common.deps import EngineDep, TracerDep
-
 from payment_service import storage
 from payment_service.errors import PaymentDeclined
 from payment_service.models import (
@@ -22,8 +17,6 @@ from payment_service.models import (
 )
 
 router = APIRouter(tags=["payment"])
-
-
 
 
 def _authorize(card: Card) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import DateTime, String, insert, select, update
+from sqlalchemy import DateTime, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -32,7 +33,7 @@ class PaymentRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-payments = PaymentRow.__table__
+payments = cast(Table, PaymentRow.__table__)
 metadata = Base.metadata
 
 
@@ -97,7 +98,9 @@ async def refund(engine: AsyncEngine, order_id: str) -> Payment:
         ).rowcount
         if not changed:
             exists = (
-                await conn.execute(select(payments.c.order_id).where(payments.c.order_id == order_id))
+                await conn.execute(
+                    select(payments.c.order_id).where(payments.c.order_id == order_id)
+                )
             ).first()
             if exists is None:
                 await conn.execute(

@@ -10,8 +10,8 @@ from shipping_service.models import Address, Quote, QuoteRequest, Shipment, Ship
 class ShippingClient(ServiceClient):
     """::
 
-        shipping = ShippingClient(http_client)
-        quote = await shipping.quote(address, item_count=3)
+    shipping = ShippingClient(http_client)
+    quote = await shipping.quote(address, item_count=3)
     """
 
     service = "shipping-service"

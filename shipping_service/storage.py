@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import DateTime, Integer, String, insert, select, update
+from sqlalchemy import DateTime, Integer, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -41,8 +42,8 @@ class ShipmentRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-quotes = QuoteRow.__table__
-shipments = ShipmentRow.__table__
+quotes = cast(Table, QuoteRow.__table__)
+shipments = cast(Table, ShipmentRow.__table__)
 metadata = Base.metadata
 
 #: (carrier, base cost, per item, days) by destination zone.
@@ -51,13 +52,47 @@ _RATES = {
     "europe": ("DHL", Decimal("8.50"), Decimal("0.75"), 4),
     "world": ("FedEx", Decimal("14.00"), Decimal("1.25"), 7),
 }
-_EUROPE = set("AT BE BG CH CY CZ DE DK EE ES FI FR GR HR HU IE IS IT LT LU LV MT NL NO PL PT "
-              "RO SE SI SK".split())
+_EUROPE = set(
+    [
+        "AT",
+        "BE",
+        "BG",
+        "CH",
+        "CY",
+        "CZ",
+        "DE",
+        "DK",
+        "EE",
+        "ES",
+        "FI",
+        "FR",
+        "GR",
+        "HR",
+        "HU",
+        "IE",
+        "IS",
+        "IT",
+        "LT",
+        "LU",
+        "LV",
+        "MT",
+        "NL",
+        "NO",
+        "PL",
+        "PT",
+        "RO",
+        "SE",
+        "SI",
+        "SK",
+    ]
+)
 
 
 def rate(address: Address, item_count: int) -> tuple[str, Money, int]:
-    zone = "domestic" if address.country == "GB" else (
-        "europe" if address.country in _EUROPE else "world"
+    zone = (
+        "domestic"
+        if address.country == "GB"
+        else ("europe" if address.country in _EUROPE else "world")
     )
     carrier, base, per_item, days = _RATES[zone]
     return carrier, Money.of(base + per_item * item_count), days
@@ -68,13 +103,18 @@ def _now() -> datetime:
 
 
 async def save_quote(engine: AsyncEngine, carrier: str, cost: Money, days: int) -> Quote:
-    quote = Quote(quote_id=f"q_{secrets.token_hex(8)}", carrier=carrier, cost=cost,
-                  estimated_days=days)
+    quote = Quote(
+        quote_id=f"q_{secrets.token_hex(8)}", carrier=carrier, cost=cost, estimated_days=days
+    )
     async with engine.begin() as conn:
         await conn.execute(
-            insert(quotes).values(quote_id=quote.quote_id, carrier=carrier,
-                                  cost=str(cost.amount), estimated_days=days,
-                                  created_at=_now())
+            insert(quotes).values(
+                quote_id=quote.quote_id,
+                carrier=carrier,
+                cost=str(cost.amount),
+                estimated_days=days,
+                created_at=_now(),
+            )
         )
     return quote
 
@@ -108,8 +148,11 @@ async def create_shipment(engine: AsyncEngine, order_id: str, quote_id: str) -> 
         async with engine.begin() as conn:
             await conn.execute(
                 insert(shipments).values(
-                    order_id=order_id, status="created", quote_id=quote_id,
-                    carrier=quote.carrier, tracking_id=f"TRK{secrets.token_hex(6).upper()}",
+                    order_id=order_id,
+                    status="created",
+                    quote_id=quote_id,
+                    carrier=quote.carrier,
+                    tracking_id=f"TRK{secrets.token_hex(6).upper()}",
                     updated_at=_now(),
                 )
             )
@@ -139,7 +182,8 @@ async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
             ).first()
             if exists is None:
                 await conn.execute(
-                    insert(shipments).values(order_id=order_id, status="cancelled",
-                                             updated_at=_now())
+                    insert(shipments).values(
+                        order_id=order_id, status="cancelled", updated_at=_now()
+                    )
                 )
     return await get_shipment(engine, order_id)

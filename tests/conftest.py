@@ -8,7 +8,8 @@ make a downstream service down or slow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import text
 
 from common.telemetry import setup_telemetry
 from inventory_service.app import create_app as create_inventory
@@ -55,25 +57,41 @@ class ProcessBoundary(httpx.AsyncBaseTransport):
             otel_context.detach(token)
 
 
-class DownTransport(httpx.AsyncBaseTransport):
-    """A service that is not running: every connection is refused."""
+class FaultyTransport(httpx.AsyncBaseTransport):
+    """A downstream service that is down (connection refused) or slow, on some paths or all.
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+    ``enabled`` can be flipped to bring the service back.
+    """
 
-
-class SlowTransport(httpx.AsyncBaseTransport):
-    """A service behind a slow network: each request waits `delay` seconds first."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, delay: float, paths: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        *,
+        down: bool = False,
+        delay: float = 0.0,
+        paths: tuple[str, ...] = (),
+    ) -> None:
         self.inner = inner
+        self.down = down
         self.delay = delay
         self.paths = paths
+        self.enabled = True
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not self.paths or request.url.path.startswith(self.paths):
+        path = request.url.path
+        if self.enabled and (not self.paths or any(p in path for p in self.paths)):
+            if self.down:
+                raise httpx.ConnectError("connection refused", request=request)
             await asyncio.sleep(self.delay)
         return await self.inner.handle_async_request(request)
+
+
+def down(*paths: str) -> TransportWrapper:
+    return lambda inner: FaultyTransport(inner, down=True, paths=paths)
+
+
+def slow(delay: float, *paths: str) -> TransportWrapper:
+    return lambda inner: FaultyTransport(inner, delay=delay, paths=paths)
 
 
 @dataclass
@@ -84,13 +102,18 @@ class System:
     shipping: httpx.AsyncClient
     exporter: InMemorySpanExporter
     apps: dict[str, FastAPI]
+    transports: dict[str, httpx.AsyncBaseTransport]
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
 
-    async def stock(self, sku: str) -> int:
-        response = await self.inventory.get("/products", params={"sku": sku})
-        return int(response.json()[0]["stock"])
+    async def stock(self, *skus: str) -> dict[str, int]:
+        response = await self.inventory.get("/products", params={"sku": list(skus)})
+        return {p["sku"]: p["stock"] for p in response.json()}
+
+    async def order_count(self) -> int:
+        async with self.apps["order"].state.engine.connect() as conn:
+            return int((await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one())
 
 
 @pytest.fixture
@@ -99,10 +122,8 @@ def exporter() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-def start_system(
-    tmp_path: Path, exporter: InMemorySpanExporter
-) -> Callable[..., Any]:
-    """``async with start_system(wrap={"payment": DownTransport()}) as system: ...``"""
+def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[..., Any]:
+    """``async with start_system(wrap={"payment": down("/charges")}) as system: ...``"""
 
     @asynccontextmanager
     async def start(
@@ -145,7 +166,7 @@ def start_system(
                         base_url=f"http://{name}",
                     )
                 )
-            yield System(exporter=exporter, apps=apps, **clients)
+            yield System(exporter=exporter, apps=apps, transports=transports, **clients)
 
     return start
 
@@ -154,3 +175,12 @@ def start_system(
 async def system(start_system: Callable[..., Any]) -> AsyncIterator[System]:
     async with start_system() as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def no_context_detach_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A context token reset in the wrong task logs "Failed to detach context": never allowed."""
+    caplog.set_level(logging.ERROR, logger="opentelemetry.context")
+    yield
+    detach_errors = [r for r in caplog.records if "Failed to detach context" in r.getMessage()]
+    assert not detach_errors, detach_errors[0].getMessage()

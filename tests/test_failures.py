@@ -1,0 +1,224 @@
+"""Every failure outcome: status code, stored status, ERROR spans, compensation, stock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.trace import StatusCode
+
+from order_service.compensation import retry_deferred
+from tests.conftest import FaultyTransport, System, down, slow
+from tests.helpers import (
+    DECLINED,
+    INSUFFICIENT_FUNDS,
+    find,
+    find_all,
+    in_trace,
+    order_body,
+)
+
+ITEMS = [("SKU-0001", 2), ("SKU-0018", 3)]  # plentiful + scarce
+SKUS = [sku for sku, _ in ITEMS]
+
+
+def names(spans: list[Any]) -> set[str]:
+    return {s.name for s in spans}
+
+
+def is_error(span: Any) -> bool:
+    return bool(span.status.status_code == StatusCode.ERROR)
+
+
+async def place(system: System, body: dict[str, Any]) -> tuple[int, dict[str, Any], list[Any]]:
+    response = await system.order.post("/orders", json=body)
+    payload = response.json()
+    spans = in_trace(system.spans(), payload["trace_id"]) if "trace_id" in payload else []
+    return response.status_code, payload, spans
+
+
+async def stored_status(system: System, order_id: str) -> str:
+    response = await system.order.get(f"/orders/{order_id}")
+    assert response.status_code == 200
+    return str(response.json()["status"])
+
+
+async def test_not_enough_stock_is_409_rejected_and_reserves_nothing(system: System) -> None:
+    before = await system.stock(*SKUS)
+    status, body, spans = await place(system, order_body([("SKU-0001", 2), ("SKU-0018", 11)]))
+
+    assert status == 409
+    assert body["status"] == "rejected"
+    assert body["error"]["code"] == "out_of_stock"
+    assert await stored_status(system, body["order_id"]) == "rejected"
+    check = next(
+        s for s in find_all(spans, "check_stock") if s.attributes["shop.sku"] == "SKU-0018"
+    )
+    assert is_error(check) and check.events[0].name == "exception"
+    assert is_error(find(spans, "reserve_stock", service="order-service"))
+    assert is_error(find(spans, "place_order"))
+    # Nothing was reserved, so there is nothing to release and no charge was tried.
+    assert not names(spans) & {"release_stock", "charge_payment"}
+    assert await system.stock(*SKUS) == before
+
+
+@pytest.mark.parametrize(
+    ("card", "code"), [(DECLINED, "card_declined"), (INSUFFICIENT_FUNDS, "insufficient_funds")]
+)
+async def test_declined_card_is_402_and_releases_the_stock(
+    system: System, card: str, code: str
+) -> None:
+    before = await system.stock(*SKUS)
+    status, body, spans = await place(system, order_body(ITEMS, card=card))
+
+    assert status == 402
+    assert body["status"] == "payment_failed"
+    assert body["error"]["code"] == code
+    assert await stored_status(system, body["order_id"]) == "payment_failed"
+    assert is_error(find(spans, "authorize_card", service="payment-service"))
+    assert is_error(find(spans, "charge_payment"))
+    release = find(spans, "release_stock", service="order-service")
+    assert not is_error(release)
+    assert find(spans, "release_reservation", service="inventory-service")
+    # A declined charge changed nothing, so there is no refund to make.
+    assert "refund_payment" not in names(spans)
+    assert await system.stock(*SKUS) == before
+    assert (await system.payment.get(f"/charges/{body['order_id']}")).status_code == 404
+
+
+async def test_payment_down_is_503_and_compensates(start_system: Any) -> None:
+    async with start_system(wrap={"payment": down()}) as system:
+        before = await system.stock(*SKUS)
+        status, body, spans = await place(system, order_body(ITEMS))
+
+        assert status == 503
+        assert body["status"] == "failed"
+        assert body["error"]["code"] == "downstream_unavailable"
+        assert "payment-service" in body["error"]["message"]
+        assert await stored_status(system, body["order_id"]) == "failed"
+        charge = find(spans, "charge_payment")
+        assert is_error(charge) and charge.events[0].name == "exception"
+        assert not is_error(find(spans, "release_stock"))
+        # The charge may have landed before the connection broke, so a refund is owed;
+        # payment is still down, so the refund is deferred to the retry worker.
+        refund = find(spans, "refund_payment", service="order-service")
+        assert is_error(refund)
+        assert "compensation_deferred" in [e.name for e in refund.events]
+        assert await system.stock(*SKUS) == before
+
+        # Once payment is back, the worker's retry lands it as a linked span.
+        transport = system.transports["payment"]
+        assert isinstance(transport, FaultyTransport)
+        transport.enabled = False
+        flow = system.apps["order"].state.flow
+        actions = {
+            u.name: u.call for u in (flow.release_stock, flow.refund_payment, flow.cancel_shipment)
+        }
+        engine = system.apps["order"].state.engine
+        tracer = system.apps["order"].state.tracer
+        assert await retry_deferred(engine, actions, tracer) == 0
+        assert await retry_deferred(engine, actions, tracer) == 0  # nothing left to do
+        retry = find(system.spans(), "retry_refund_payment")
+        assert retry.links[0].context.span_id == refund.context.span_id
+        payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
+        assert payment["status"] == "voided"
+
+
+async def test_slow_shipping_after_charge_is_503_and_refunds(start_system: Any) -> None:
+    async with start_system(wrap={"shipping": slow(1.0, "/shipments")}, call_timeout=0.3) as system:
+        before = await system.stock(*SKUS)
+        status, body, spans = await place(system, order_body(ITEMS))
+
+        assert status == 503
+        assert body["status"] == "failed"
+        assert "within 0.3s" in body["error"]["message"]
+        assert await stored_status(system, body["order_id"]) == "failed"
+        assert is_error(find(spans, "create_shipment", service="order-service"))
+        assert not is_error(find(spans, "commit_stock"))
+        for compensation in ("release_stock", "refund_payment"):
+            assert not is_error(find(spans, compensation, service="order-service")), compensation
+        assert "cancel_shipment" in names(spans)
+        assert await system.stock(*SKUS) == before
+        payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
+        assert payment["status"] == "refunded"
+
+
+async def test_commit_failure_after_charge_undoes_everything(start_system: Any) -> None:
+    async with start_system(wrap={"inventory": down("/commit")}) as system:
+        before = await system.stock(*SKUS)
+        status, body, spans = await place(system, order_body(ITEMS))
+
+        assert status == 503
+        assert is_error(find(spans, "commit_stock"))
+        for compensation in ("release_stock", "refund_payment", "cancel_shipment"):
+            assert not is_error(find(spans, compensation, service="order-service")), compensation
+        assert await system.stock(*SKUS) == before
+        order_id = body["order_id"]
+        assert (await system.payment.get(f"/charges/{order_id}")).json()["status"] == "refunded"
+        shipment = (await system.shipping.get(f"/shipments/{order_id}")).json()
+        assert shipment["status"] == "cancelled"
+
+
+async def test_inventory_down_at_validation_is_503_and_stored(start_system: Any) -> None:
+    async with start_system(wrap={"inventory": down()}) as system:
+        status, body, spans = await place(system, order_body(ITEMS))
+        assert status == 503
+        assert body["status"] == "failed"
+        assert await stored_status(system, body["order_id"]) == "failed"
+        assert is_error(find(spans, "validate_order"))
+        assert "reserve_stock" not in names(spans)
+
+
+async def test_order_deadline_fails_the_order_and_compensates(start_system: Any) -> None:
+    # Each call is within its own timeout, but together they outlast the order's deadline.
+    async with start_system(
+        wrap={"payment": slow(0.6, "/charges")}, call_timeout=1.0, order_deadline=0.4
+    ) as system:
+        before = await system.stock(*SKUS)
+        status, body, spans = await place(system, order_body(ITEMS))
+        assert status == 503
+        assert body["error"]["code"] == "deadline_exceeded"
+        assert "release_stock" in names(spans)
+        assert await system.stock(*SKUS) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"payment": {"card_number": "4242424242424241"}}, ["body", "payment", "card_number"]),
+        ({"items": [{"sku": "SKU-9999", "quantity": 1}]}, ["body", "items", 0, "sku"]),
+        ({"items": [{"sku": "SKU-0001", "quantity": 0}]}, ["body", "items", 0, "quantity"]),
+        ({"items": []}, ["body", "items"]),
+        ({"customer_id": None}, ["body", "customer_id"]),
+        (
+            {"shipping_address": {"country": "United Kingdom"}},
+            ["body", "shipping_address", "country"],
+        ),
+    ],
+)
+async def test_invalid_input_is_422_naming_the_field_and_stores_nothing(
+    system: System, change: dict[str, Any], field: list[Any]
+) -> None:
+    body = order_body()
+    for key, value in change.items():
+        if isinstance(value, dict):
+            body[key].update(value)
+        else:
+            body[key] = value
+    response = await system.order.post("/orders", json=body)
+    assert response.status_code == 422
+    assert field in [error["loc"] for error in response.json()["detail"]]
+    assert await system.order_count() == 0
+    assert "4242424242424241" not in response.text
+
+
+async def test_oversized_body_is_413(system: System) -> None:
+    body = order_body()
+    body["customer_id"] = "x" * 100_000
+    response = await system.order.post("/orders", json=body)
+    assert response.status_code == 413
+    assert await system.order_count() == 0
+
+
+async def test_unknown_order_is_404(system: System) -> None:
+    assert (await system.order.get("/orders/ord_nope")).status_code == 404
