@@ -191,3 +191,11 @@ def configure_logging(level: str) -> None:
         else ("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     logging.basicConfig(level=level.upper(), format=fmt, force=True)
+    logging.getLogger("uvicorn.access").addFilter(_NotHealthProbe())
+
+
+class _NotHealthProbe(logging.Filter):
+    """Drop access-log lines of health probes (``ordersim up`` and compose poll them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/healthz" not in record.getMessage()

@@ -1,0 +1,219 @@
+"""``ordersim up``: the four services as separate processes, supervised until Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from rich.console import Console
+from rich.markup import escape
+
+from common.settings import ServiceSettings
+from inventory_service.settings import InventorySettings
+from order_service.settings import OrderSettings
+from payment_service.settings import PaymentSettings
+from shipping_service.settings import ShippingSettings
+
+#: Seconds each process gets to exit after SIGTERM before it is killed.
+STOP_GRACE = 5.0
+HEALTH_TIMEOUT = 30.0
+
+
+@dataclass
+class Service:
+    name: str  # service.name
+    package: str  # python -m <package>
+    settings: ServiceSettings
+    colour: str
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return self.settings.base_url
+
+
+class StartupError(Exception):
+    pass
+
+
+def services_from_env() -> list[Service]:
+    """The four services, downstream ones first, with ports from the environment."""
+    return [
+        Service("inventory-service", "inventory_service", InventorySettings(), "cyan"),
+        Service("payment-service", "payment_service", PaymentSettings(), "magenta"),
+        Service("shipping-service", "shipping_service", ShippingSettings(), "yellow"),
+        Service("order-service", "order_service", OrderSettings(), "green"),
+    ]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def child_env(service: Service, services: Sequence[Service]) -> dict[str, str]:
+    env = dict(os.environ)
+    # Each process is its own service, whatever OTEL_SERVICE_NAME the shell has.
+    env["OTEL_SERVICE_NAME"] = service.name
+    env["PYTHONUNBUFFERED"] = "1"
+    if service.package == "order_service":
+        by_package = {s.package: s for s in services}
+        for key, package in (
+            ("INVENTORY", "inventory_service"),
+            ("PAYMENT", "payment_service"),
+            ("SHIPPING", "shipping_service"),
+        ):
+            env.setdefault(f"ORDER_SERVICE_{key}_URL", by_package[package].url)
+    return env
+
+
+class Supervisor:
+    """Starts the services, prefixes their output, and stops them all on the first signal."""
+
+    def __init__(self, services: list[Service], console: Console) -> None:
+        self.services = services
+        self.console = console
+        self.stopping = asyncio.Event()
+        self._pumps: list[asyncio.Task[None]] = []
+
+    async def run(self) -> int:
+        busy = [s for s in self.services if port_in_use(s.settings.host, s.settings.port)]
+        if busy:
+            for s in busy:
+                self.console.print(
+                    f"[red]error:[/] port {s.settings.port} ({s.name}) is already in use "
+                    f"on {s.settings.host}; stop what holds it or set "
+                    f"{s.settings.model_config.get('env_prefix')}PORT"
+                )
+            return 2
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            await self._start_all()
+            await self._wait_healthy()
+            self._print_ready()
+            exited = await self._wait_for_stop_or_exit()
+            if exited is not None:
+                self.console.print(
+                    f"[red]{exited.name} exited with code {exited.process.returncode}"  # type: ignore[union-attr]
+                    "; stopping the others[/]"
+                )
+                return 1
+            return 0
+        except StartupError as exc:
+            self.console.print(f"[red]error:[/] {escape(str(exc))}")
+            return 1
+        finally:
+            await self._stop_all()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    async def _start_all(self) -> None:
+        for service in self.services:
+            service.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                service.package,
+                env=child_env(service, self.services),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                # Own process group: Ctrl-C reaches only us, and we stop the children in order.
+                start_new_session=True,
+            )
+            self._pumps.append(asyncio.create_task(self._pump(service)))
+
+    async def _pump(self, service: Service) -> None:
+        assert service.process is not None and service.process.stdout is not None
+        prefix = f"[{service.colour}]{service.name:>17} |[/] "
+        async for raw in service.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.console.print(prefix + escape(line), highlight=False, soft_wrap=True)
+
+    async def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            for service in self.services:
+                while True:
+                    assert service.process is not None
+                    if service.process.returncode is not None:
+                        raise StartupError(
+                            f"{service.name} exited with code {service.process.returncode} "
+                            "during start-up (its log is above)"
+                        )
+                    if self.stopping.is_set():
+                        raise StartupError("interrupted during start-up")
+                    try:
+                        if (await client.get(f"{service.url}/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise StartupError(
+                            f"{service.name} not healthy at {service.url} after {HEALTH_TIMEOUT:g}s"
+                        )
+                    await asyncio.sleep(0.1)
+
+    def _print_ready(self) -> None:
+        self.console.print("\n[bold green]ordersim is up[/]")
+        for service in self.services:
+            self.console.print(
+                f"  {service.name:<18} {service.url}   (OpenAPI: {service.url}/docs)"
+            )
+        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
+        self.console.print(f"  spans exported to  {endpoint} (OTLP/HTTP)")
+        order_url = self.services[-1].url
+        self.console.print(
+            f"\nPlace an order:  curl -s -X POST {order_url}/orders "
+            "-H 'content-type: application/json' -d @examples/order.json"
+        )
+        self.console.print("Stop with Ctrl-C.\n")
+
+    async def _wait_for_stop_or_exit(self) -> Service | None:
+        waits = {
+            asyncio.create_task(s.process.wait()): s  # type: ignore[union-attr]
+            for s in self.services
+        }
+        stop = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait({stop, *waits}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stop, *waits):
+            task.cancel()
+        if stop in done:
+            return None
+        return waits[next(iter(done - {stop}))]
+
+    async def _stop_all(self) -> None:
+        running = [s for s in self.services if s.process and s.process.returncode is None]
+        if running:
+            self.console.print("[bold]stopping…[/]")
+        # The order service first, so no order starts against a half-stopped system.
+        for service in reversed(running):
+            assert service.process is not None
+            service.process.send_signal(signal.SIGTERM)
+        for service in reversed(running):
+            assert service.process is not None
+            try:
+                await asyncio.wait_for(service.process.wait(), STOP_GRACE)
+            except TimeoutError:
+                self.console.print(f"[red]{service.name} ignored SIGTERM; killing it[/]")
+                service.process.kill()
+                await service.process.wait()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        if running:
+            self.console.print("[bold]all stopped[/]")
+
+
+def up(console: Console | None = None) -> int:
+    return asyncio.run(Supervisor(services_from_env(), console or Console(soft_wrap=True)).run())

@@ -1,0 +1,252 @@
+"""End to end: ``ordersim up`` runs the four services as real uvicorn processes; their spans
+travel over OTLP/HTTP to a sink inside the test, and the trace holds across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from tests.helpers import find, find_all, in_trace, order_body, overlap, service_of
+from tests.otlp_sink import OtlpSink
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
+T = TypeVar("T")
+
+
+def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Call ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Up:
+    """``ordersim up`` in a subprocess, with its output captured to a file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ordersim", "up"],
+            env=env,
+            cwd=ROOT,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError("ordersim up did not stop within 15s of SIGTERM") from None
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    return {name: free_port() for name in ("ORDER", "INVENTORY", "PAYMENT", "SHIPPING")}
+
+
+@pytest.fixture
+def up_env(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ORDER"))}
+    env.update({f"{name}_SERVICE_PORT": str(port) for name, port in ports.items()})
+    env["ORDERSIM_DATA_DIR"] = str(tmp_path / "data")
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "100"
+    return env
+
+
+@pytest.fixture
+def sink() -> Iterator[OtlpSink]:
+    with OtlpSink() as running:
+        yield running
+
+
+def wait_until_up(up: Up, url: str) -> None:
+    def healthy() -> bool:
+        if up.process.poll() is not None:
+            raise AssertionError(f"ordersim up exited early:\n{up.output()}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    poll(healthy, 30, "the order service to be healthy")
+    poll(lambda: "ordersim is up" in up.output(), 10, "the ready banner")
+
+
+def whole_trace(sink: OtlpSink, trace_id: str, expected: set[str]) -> list[ReadableSpan]:
+    def complete() -> list[ReadableSpan] | None:
+        spans = in_trace(sink.spans(), trace_id)
+        return spans if expected <= {s.name for s in spans} else None
+
+    return poll(complete, 15, f"spans {sorted(expected)} of trace {trace_id}")
+
+
+def test_order_trace_across_real_processes(
+    up_env: dict[str, str], ports: dict[str, int], sink: OtlpSink, tmp_path: Path
+) -> None:
+    up_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
+    up = Up(up_env, tmp_path / "up.log")
+    order_url = f"http://127.0.0.1:{ports['ORDER']}"
+    try:
+        wait_until_up(up, order_url)
+        for port in ports.values():
+            assert f"http://127.0.0.1:{port}" in up.output()
+
+        body = json.loads((ROOT / "examples" / "order.json").read_text())
+        response = httpx.post(f"{order_url}/orders", json=body, timeout=10)
+        assert response.status_code == 201, response.text
+        trace_id = response.json()["trace_id"]
+        assert response.headers["traceresponse"].startswith(f"00-{trace_id}-")
+
+        spans = whole_trace(
+            sink,
+            trace_id,
+            {
+                "POST /orders",
+                "place_order",
+                "reserve_items",
+                "authorize_card",
+                "rate_shipment",
+                "commit_reservation",
+                "save_order",
+            },
+        )
+        # Log lines carry the trace id of the request that wrote them.
+        poll(lambda: f"trace_id={trace_id}" in up.output(), 5, "a log line with the trace id")
+    finally:
+        exit_code = up.stop()
+
+    assert {service_of(s) for s in spans} == SERVICES
+    roots = [s for s in spans if s.parent is None]
+    assert [(r.name, service_of(r)) for r in roots] == [("POST /orders", "order-service")]
+    ids = {s.context.span_id for s in spans}
+    assert all(s.parent is None or s.parent.span_id in ids for s in spans), "orphan span"
+    for server in (s for s in spans if s.kind == SpanKind.SERVER and s.parent is not None):
+        client = next(s for s in spans if s.context.span_id == server.parent.span_id)
+        assert client.kind == SpanKind.CLIENT
+        assert service_of(client) == "order-service" != service_of(server)
+    assert overlap(
+        find(spans, "reserve_stock", service="order-service"),
+        find(spans, "quote_shipping", service="order-service"),
+    )
+    assert overlap(
+        find(spans, "commit_stock"), find(spans, "create_shipment", service="order-service")
+    )
+    assert len(find_all(spans, "check_stock")) == 3
+
+    # SIGTERM stopped everything cleanly: nothing listens on the ports any more.
+    assert exit_code == 0, up.output()
+    assert "all stopped" in up.output()
+    for port in ports.values():
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_up_refuses_a_port_in_use(
+    up_env: dict[str, str], ports: dict[str, int], tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports["PAYMENT"]))
+        taken.listen()
+        up = Up(up_env, tmp_path / "up.log")
+        code = up.process.wait(timeout=30)
+    assert code == 2
+    assert f"port {ports['PAYMENT']} (payment-service) is already in use" in up.output()
+    assert "PAYMENT_SERVICE_PORT" in up.output()
+
+
+def test_exporter_down_does_not_disturb_the_services(
+    up_env: dict[str, str], ports: dict[str, int], tmp_path: Path
+) -> None:
+    up_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"  # nobody there
+    up = Up(up_env, tmp_path / "up.log")
+    order_url = f"http://127.0.0.1:{ports['ORDER']}"
+    try:
+        wait_until_up(up, order_url)
+        statuses = [
+            httpx.post(f"{order_url}/orders", json=order_body(), timeout=10).status_code
+            for _ in range(5)
+        ]
+        assert statuses == [201] * 5
+    finally:
+        assert up.stop() == 0, up.output()
+
+
+def test_under_opentelemetry_instrument_nothing_is_doubled(
+    up_env: dict[str, str], ports: dict[str, int], sink: OtlpSink, tmp_path: Path
+) -> None:
+    """Zero-code instrumentation already set a provider and patched the libraries: our setup
+    must reuse them, not add a second provider or a second span per request."""
+    up_env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_SERVICE_NAME="inventory-service",
+    )
+    instrument = Path(sys.executable).with_name("opentelemetry-instrument")
+    log = tmp_path / "inventory.log"
+    process = subprocess.Popen(
+        [str(instrument), sys.executable, "-m", "inventory_service"],
+        env=up_env,
+        cwd=ROOT,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{ports['INVENTORY']}"
+    try:
+
+        def healthy() -> bool:
+            assert process.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        poll(healthy, 30, "inventory-service under opentelemetry-instrument")
+        response = httpx.get(f"{url}/products", params={"sku": "SKU-0001"})
+        trace_id = response.headers["traceresponse"].split("-")[1]
+        # The SELECT span ends before the server span, so the batch processor has
+        # exported it no later than the server span: waiting for the latter suffices.
+        spans = whole_trace(sink, trace_id, {"GET /products"})
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+    assert len(find_all(spans, "GET /products", kind=SpanKind.SERVER)) == 1
+    selects = [s for s in spans if s.kind == SpanKind.CLIENT]
+    assert len(selects) == 1, [s.name for s in spans]
+    assert {service_of(s) for s in spans} == {"inventory-service"}
+    assert "Attempting to instrument" not in log.read_text()
