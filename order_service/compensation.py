@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import DownstreamUnavailable, ServiceError
@@ -106,7 +107,8 @@ async def retry_deferred(
     tracer: trace.Tracer,
 ) -> int:
     """Retry each deferred compensation once; return how many are still pending."""
-    pending = await storage.pending_compensations(engine)
+    with suppress_instrumentation():  # an idle poll is not worth a trace every few seconds
+        pending = await storage.pending_compensations(engine)
     still_pending = 0
     for item in pending:
         origin = trace.get_current_span(propagate.extract({"traceparent": item.traceparent}))

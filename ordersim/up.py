@@ -20,6 +20,7 @@ from inventory_service.settings import InventorySettings
 from order_service.settings import OrderSettings
 from payment_service.settings import PaymentSettings
 from shipping_service.settings import ShippingSettings
+from trace_viewer.settings import ViewerSettings
 
 #: Seconds each process gets to exit after SIGTERM before it is killed.
 STOP_GRACE = 5.0
@@ -28,29 +29,59 @@ HEALTH_TIMEOUT = 30.0
 
 @dataclass
 class Service:
-    name: str  # service.name
+    name: str  # service.name, or "trace-viewer"
     package: str  # python -m <package>
-    settings: ServiceSettings
+    host: str
+    ports: dict[str, int]  # env var that sets it -> port
+    health_url: str
     colour: str
     process: asyncio.subprocess.Process | None = None
 
+    @classmethod
+    def of(cls, package: str, settings: ServiceSettings, colour: str) -> Service:
+        prefix = settings.model_config.get("env_prefix", "")
+        return cls(
+            settings.service_name,
+            package,
+            settings.host,
+            {f"{prefix}PORT": settings.port},
+            f"{settings.base_url}/healthz",
+            colour,
+        )
+
     @property
     def url(self) -> str:
-        return self.settings.base_url
+        return self.health_url.removesuffix("/healthz")
 
 
 class StartupError(Exception):
     pass
 
 
-def services_from_env() -> list[Service]:
-    """The four services, downstream ones first, with ports from the environment."""
-    return [
-        Service("inventory-service", "inventory_service", InventorySettings(), "cyan"),
-        Service("payment-service", "payment_service", PaymentSettings(), "magenta"),
-        Service("shipping-service", "shipping_service", ShippingSettings(), "yellow"),
-        Service("order-service", "order_service", OrderSettings(), "green"),
+def services_from_env(viewer: ViewerSettings | None) -> list[Service]:
+    """The viewer (if any) and the four services, downstream ones first."""
+    services = [
+        Service.of("inventory_service", InventorySettings(), "cyan"),
+        Service.of("payment_service", PaymentSettings(), "magenta"),
+        Service.of("shipping_service", ShippingSettings(), "yellow"),
+        Service.of("order_service", OrderSettings(), "green"),
     ]
+    if viewer is not None:
+        services.insert(
+            0,
+            Service(
+                "trace-viewer",
+                "trace_viewer",
+                viewer.host,
+                {
+                    "TRACE_VIEWER_OTLP_PORT": viewer.otlp_port,
+                    "TRACE_VIEWER_UI_PORT": viewer.ui_port,
+                },
+                f"{viewer.ui_url}/api/stats",
+                "blue",
+            ),
+        )
+    return services
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -63,11 +94,16 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def child_env(service: Service, services: Sequence[Service]) -> dict[str, str]:
+def child_env(
+    service: Service, services: Sequence[Service], viewer: ViewerSettings | None
+) -> dict[str, str]:
     env = dict(os.environ)
     # Each process is its own service, whatever OTEL_SERVICE_NAME the shell has.
     env["OTEL_SERVICE_NAME"] = service.name
     env["PYTHONUNBUFFERED"] = "1"
+    if viewer is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = viewer.otlp_endpoint
+        env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
     if service.package == "order_service":
         by_package = {s.package: s for s in services}
         for key, package in (
@@ -82,21 +118,28 @@ def child_env(service: Service, services: Sequence[Service]) -> dict[str, str]:
 class Supervisor:
     """Starts the services, prefixes their output, and stops them all on the first signal."""
 
-    def __init__(self, services: list[Service], console: Console) -> None:
+    def __init__(
+        self, services: list[Service], console: Console, viewer: ViewerSettings | None = None
+    ) -> None:
         self.services = services
         self.console = console
+        self.viewer = viewer
         self.stopping = asyncio.Event()
         self._pumps: list[asyncio.Task[None]] = []
 
     async def run(self) -> int:
-        busy = [s for s in self.services if port_in_use(s.settings.host, s.settings.port)]
+        busy = [
+            (s, var, port)
+            for s in self.services
+            for var, port in s.ports.items()
+            if port_in_use(s.host, port)
+        ]
+        for s, var, port in busy:
+            self.console.print(
+                f"[red]error:[/] port {port} ({s.name}) is already in use on {s.host}; "
+                f"stop what holds it or set {var}"
+            )
         if busy:
-            for s in busy:
-                self.console.print(
-                    f"[red]error:[/] port {s.settings.port} ({s.name}) is already in use "
-                    f"on {s.settings.host}; stop what holds it or set "
-                    f"{s.settings.model_config.get('env_prefix')}PORT"
-                )
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -127,7 +170,7 @@ class Supervisor:
                 sys.executable,
                 "-m",
                 service.package,
-                env=child_env(service, self.services),
+                env=child_env(service, self.services, self.viewer),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 # Own process group: Ctrl-C reaches only us, and we stop the children in order.
@@ -156,7 +199,7 @@ class Supervisor:
                     if self.stopping.is_set():
                         raise StartupError("interrupted during start-up")
                     try:
-                        if (await client.get(f"{service.url}/healthz")).status_code == 200:
+                        if (await client.get(service.health_url)).status_code == 200:
                             break
                     except httpx.TransportError:
                         pass
@@ -169,10 +212,17 @@ class Supervisor:
     def _print_ready(self) -> None:
         self.console.print("\n[bold green]ordersim is up[/]")
         for service in self.services:
-            self.console.print(
-                f"  {service.name:<18} {service.url}   (OpenAPI: {service.url}/docs)"
-            )
-        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
+            if service.package != "trace_viewer":
+                self.console.print(
+                    f"  {service.name:<18} {service.url}   (OpenAPI: {service.url}/docs)"
+                )
+        if self.viewer is not None:
+            endpoint = self.viewer.otlp_endpoint
+            ui = self.viewer.ui_url
+            self.console.print(f"  [bold]trace viewer[/]       {ui}")
+            self.console.print(f"                     each order: {ui}/trace/<trace_id>")
+        else:
+            endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
         self.console.print(f"  spans exported to  {endpoint} (OTLP/HTTP)")
         order_url = self.services[-1].url
         self.console.print(
@@ -215,5 +265,9 @@ class Supervisor:
             self.console.print("[bold]all stopped[/]")
 
 
-def up(console: Console | None = None) -> int:
-    return asyncio.run(Supervisor(services_from_env(), console or Console(soft_wrap=True)).run())
+def up(*, viewer: bool = True, console: Console | None = None) -> int:
+    viewer_settings = ViewerSettings() if viewer else None
+    supervisor = Supervisor(
+        services_from_env(viewer_settings), console or Console(soft_wrap=True), viewer_settings
+    )
+    return asyncio.run(supervisor.run())

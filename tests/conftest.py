@@ -34,6 +34,7 @@ from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from shipping_service.app import create_app as create_shipping
 from shipping_service.settings import ShippingSettings
+from tests.processes import clean_env, free_port
 
 TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
 
@@ -175,6 +176,20 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
 async def system(start_system: Callable[..., Any]) -> AsyncIterator[System]:
     async with start_system() as running:
         yield running
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    return {name: free_port() for name in ("ORDER", "INVENTORY", "PAYMENT", "SHIPPING")}
+
+
+@pytest.fixture
+def up_env(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
+    env = clean_env()
+    env.update({f"{name}_SERVICE_PORT": str(port) for name, port in ports.items()})
+    env["ORDERSIM_DATA_DIR"] = str(tmp_path / "data")
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "100"
+    return env
 
 
 @pytest.fixture(autouse=True)

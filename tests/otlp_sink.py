@@ -33,8 +33,23 @@ def _attributes(kvs: Any) -> dict[str, Any]:
 
 
 def decode(body: bytes) -> list[ReadableSpan]:
+    """An OTLP protobuf export request as SDK ReadableSpans."""
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
+    return from_request(request)
+
+
+def from_otlp_json(resource_spans: list[dict[str, Any]]) -> list[ReadableSpan]:
+    """OTLP JSON ``resourceSpans`` (what the viewer's /api/v3 returns) as ReadableSpans."""
+    import json
+
+    from trace_viewer.otlp import JSON, parse_request
+
+    body = json.dumps({"resourceSpans": resource_spans}).encode()
+    return from_request(parse_request(body, JSON))
+
+
+def from_request(request: ExportTraceServiceRequest) -> list[ReadableSpan]:
     spans = []
     for resource_spans in request.resource_spans:
         resource = Resource(_attributes(resource_spans.resource.attributes))

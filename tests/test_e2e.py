@@ -4,15 +4,12 @@ travel over OTLP/HTTP to a sink inside the test, and the trace holds across proc
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -21,37 +18,18 @@ from opentelemetry.trace import SpanKind
 
 from tests.helpers import find, find_all, in_trace, order_body, overlap, service_of
 from tests.otlp_sink import OtlpSink
+from tests.processes import ROOT, free_port, poll
 
-ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
-T = TypeVar("T")
-
-
-def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Call ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Up:
     """``ordersim up`` in a subprocess, with its output captured to a file."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ordersim", "up"],
+            [sys.executable, "-m", "ordersim", "up", *args],
             env=env,
             cwd=ROOT,
             stdout=log.open("w"),
@@ -69,20 +47,6 @@ class Up:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise AssertionError("ordersim up did not stop within 15s of SIGTERM") from None
-
-
-@pytest.fixture
-def ports() -> dict[str, int]:
-    return {name: free_port() for name in ("ORDER", "INVENTORY", "PAYMENT", "SHIPPING")}
-
-
-@pytest.fixture
-def up_env(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ORDER"))}
-    env.update({f"{name}_SERVICE_PORT": str(port) for name, port in ports.items()})
-    env["ORDERSIM_DATA_DIR"] = str(tmp_path / "data")
-    env["OTEL_BSP_SCHEDULE_DELAY"] = "100"
-    return env
 
 
 @pytest.fixture
@@ -116,7 +80,7 @@ def test_order_trace_across_real_processes(
     up_env: dict[str, str], ports: dict[str, int], sink: OtlpSink, tmp_path: Path
 ) -> None:
     up_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
-    up = Up(up_env, tmp_path / "up.log")
+    up = Up(up_env, tmp_path / "up.log", "--no-viewer")
     order_url = f"http://127.0.0.1:{ports['ORDER']}"
     try:
         wait_until_up(up, order_url)
@@ -179,7 +143,7 @@ def test_up_refuses_a_port_in_use(
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", ports["PAYMENT"]))
         taken.listen()
-        up = Up(up_env, tmp_path / "up.log")
+        up = Up(up_env, tmp_path / "up.log", "--no-viewer")
         code = up.process.wait(timeout=30)
     assert code == 2
     assert f"port {ports['PAYMENT']} (payment-service) is already in use" in up.output()
@@ -190,7 +154,7 @@ def test_exporter_down_does_not_disturb_the_services(
     up_env: dict[str, str], ports: dict[str, int], tmp_path: Path
 ) -> None:
     up_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"  # nobody there
-    up = Up(up_env, tmp_path / "up.log")
+    up = Up(up_env, tmp_path / "up.log", "--no-viewer")
     order_url = f"http://127.0.0.1:{ports['ORDER']}"
     try:
         wait_until_up(up, order_url)

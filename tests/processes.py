@@ -1,0 +1,108 @@
+"""Real processes for tests: free ports, polling with a deadline, the trace viewer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Call ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without the caller's OTEL_*/ordersim settings."""
+    prefixes = (
+        "OTEL_",
+        "ORDER",
+        "INVENTORY_SERVICE",
+        "PAYMENT_SERVICE",
+        "SHIPPING_SERVICE",
+        "TRACE_VIEWER",
+    )
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"{process.args} did not stop within {timeout}s") from None
+
+
+@dataclass(frozen=True)
+class Viewer:
+    otlp: str  # http://127.0.0.1:<port>
+    ui: str
+    log: Path
+
+    @property
+    def traces_endpoint(self) -> str:
+        return f"{self.otlp}/v1/traces"
+
+
+@contextmanager
+def running_viewer(data_dir: Path, **env: str) -> Iterator[Viewer]:
+    """``python -m trace_viewer`` on free ports until the block ends."""
+    otlp_port, ui_port = free_port(), free_port()
+    full_env = clean_env() | {
+        "ORDERSIM_DATA_DIR": str(data_dir),
+        "TRACE_VIEWER_OTLP_PORT": str(otlp_port),
+        "TRACE_VIEWER_UI_PORT": str(ui_port),
+        **env,
+    }
+    log = data_dir / "viewer.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trace_viewer"],
+        env=full_env,
+        cwd=ROOT,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    viewer = Viewer(f"http://127.0.0.1:{otlp_port}", f"http://127.0.0.1:{ui_port}", log)
+
+    def ready() -> bool:
+        assert process.poll() is None, f"viewer exited:\n{log.read_text()}"
+        try:
+            return httpx.get(f"{viewer.ui}/api/stats", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        poll(ready, 20, "the trace viewer")
+        yield viewer
+    finally:
+        stop(process)

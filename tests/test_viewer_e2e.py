@@ -1,0 +1,111 @@
+"""``ordersim up`` with the embedded viewer: the services export to it, and its query API
+returns the whole waterfall in OTLP JSON and the same spans in Jaeger JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opentelemetry.sdk.trace import ReadableSpan
+
+from tests.helpers import find, find_all, overlap, service_of
+from tests.otlp_sink import from_otlp_json
+from tests.processes import ROOT, free_port, poll
+from tests.test_e2e import SERVICES, Up, wait_until_up
+
+EXPECTED = {
+    "POST /orders",
+    "place_order",
+    "reserve_items",
+    "authorize_card",
+    "rate_shipment",
+    "commit_reservation",
+    "create_shipment",
+    "save_order",
+}
+
+
+def fetch_complete(ui: str, trace_id: str) -> tuple[dict[str, Any], list[ReadableSpan]]:
+    def complete() -> tuple[dict[str, Any], list[ReadableSpan]] | None:
+        response = httpx.get(f"{ui}/api/v3/traces/{trace_id}")
+        if response.status_code == 404:
+            return None
+        document = response.json()
+        spans = from_otlp_json(document["result"]["resourceSpans"])
+        return (document, spans) if {s.name for s in spans} >= EXPECTED else None
+
+    return poll(complete, 15, f"trace {trace_id} in the viewer")
+
+
+def test_up_with_viewer_shows_the_whole_waterfall(
+    up_env: dict[str, str], ports: dict[str, int], tmp_path: Path
+) -> None:
+    ui_port = free_port()
+    up_env.update(TRACE_VIEWER_OTLP_PORT=str(free_port()), TRACE_VIEWER_UI_PORT=str(ui_port))
+    ui = f"http://127.0.0.1:{ui_port}"
+    up = Up(up_env, tmp_path / "up.log")
+    order_url = f"http://127.0.0.1:{ports['ORDER']}"
+    try:
+        wait_until_up(up, order_url)
+        assert f"{ui}/trace/<trace_id>" in up.output()
+        body = json.loads((ROOT / "examples" / "order.json").read_text())
+        response = httpx.post(f"{order_url}/orders", json=body, timeout=10)
+        assert response.status_code == 201
+        trace_id = response.json()["trace_id"]
+
+        document, spans = fetch_complete(ui, trace_id)
+        jaeger = httpx.get(f"{ui}/api/traces/{trace_id}").json()["data"][0]
+        listing = httpx.get(f"{ui}/api/summaries", params={"service": "payment-service"}).json()
+        page = httpx.get(f"{ui}/trace/{trace_id}")
+    finally:
+        assert up.stop() == 0, up.output()
+
+    # The complete waterfall: four services, one root, no orphans, the gathers overlap.
+    assert {service_of(s) for s in spans} == SERVICES
+    assert [s.name for s in spans if s.parent is None] == ["POST /orders"]
+    ids = {s.context.span_id for s in spans}
+    assert all(s.parent is None or s.parent.span_id in ids for s in spans)
+    assert overlap(
+        find(spans, "reserve_stock", service="order-service"),
+        find(spans, "quote_shipping", service="order-service"),
+    )
+    assert overlap(
+        find(spans, "commit_stock"), find(spans, "create_shipment", service="order-service")
+    )
+    assert len(find_all(spans, "check_stock")) == 3
+
+    # Jaeger JSON carries the same spans, parents and timings.
+    assert jaeger["traceID"] == trace_id
+    by_id = {s["spanID"]: s for s in jaeger["spans"]}
+    assert set(by_id) == {f"{s.context.span_id:016x}" for s in spans}
+    for span in spans:
+        converted = by_id[f"{span.context.span_id:016x}"]
+        assert converted["operationName"] == span.name
+        parents = [r["spanID"] for r in converted["references"] if r["refType"] == "CHILD_OF"]
+        assert parents == ([f"{span.parent.span_id:016x}"] if span.parent else [])
+        assert converted["startTime"] == span.start_time // 1000
+        assert jaeger["processes"][converted["processID"]]["serviceName"] == service_of(span)
+
+    # The listing finds it by a service that is not the root's, with its summary.
+    row = next(r for r in listing["data"] if r["traceID"] == trace_id)
+    assert row["rootName"] == "POST /orders" and row["rootService"] == "order-service"
+    assert row["services"] == sorted(SERVICES)
+    assert row["spanCount"] == len(spans) and row["errorCount"] == 0
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert document["result"]["resourceSpans"]
+
+
+def test_up_names_a_busy_viewer_port(up_env: dict[str, str], tmp_path: Path) -> None:
+    import socket
+
+    ui_port = free_port()
+    up_env.update(TRACE_VIEWER_OTLP_PORT=str(free_port()), TRACE_VIEWER_UI_PORT=str(ui_port))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ui_port))
+        taken.listen()
+        up = Up(up_env, tmp_path / "up.log")
+        assert up.process.wait(timeout=30) == 2
+    assert f"port {ui_port} (trace-viewer) is already in use" in up.output()
+    assert "TRACE_VIEWER_UI_PORT" in up.output()

@@ -1,0 +1,4 @@
+from trace_viewer.server import run
+from trace_viewer.settings import ViewerSettings
+
+run(ViewerSettings())

@@ -1,0 +1,130 @@
+"""OTLP JSON → Jaeger's JSON trace model (what Jaeger UI's "upload JSON" loads).
+
+The mapping follows Jaeger's own OTLP translator: span kind, status and scope become
+tags (``span.kind``, ``otel.status_code``, ``error``, ``otel.scope.name``), events become
+logs, the parent becomes a CHILD_OF reference, each resource a process.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+_STATUS = {1: "OK", 2: "ERROR"}
+
+
+def _tag(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    if "boolValue" in value:
+        return {"key": key, "type": "bool", "value": bool(value["boolValue"])}
+    if "intValue" in value:
+        return {"key": key, "type": "int64", "value": int(value["intValue"])}
+    if "doubleValue" in value:
+        return {"key": key, "type": "float64", "value": float(value["doubleValue"])}
+    if "stringValue" in value:
+        return {"key": key, "type": "string", "value": value["stringValue"]}
+    # arrays, maps and bytes have no Jaeger type: carry them as JSON text
+    return {"key": key, "type": "string", "value": json.dumps(value)}
+
+
+def _tags(attributes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [_tag(kv["key"], kv.get("value", {})) for kv in attributes]
+
+
+def _micros(nanos: str | int) -> int:
+    return int(nanos) // 1000
+
+
+def to_jaeger(trace_id: str, resource_spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """One Jaeger trace object: ``{"traceID", "spans", "processes", "warnings"}``."""
+    spans: list[dict[str, Any]] = []
+    processes: dict[str, dict[str, Any]] = {}
+    for index, rs in enumerate(resource_spans, start=1):
+        process_id = f"p{index}"
+        attributes = rs.get("resource", {}).get("attributes", [])
+        names = [
+            kv["value"].get("stringValue", "") for kv in attributes if kv["key"] == "service.name"
+        ]
+        service = names[0] if names else "unknown_service"
+        processes[process_id] = {
+            "serviceName": service,
+            "tags": [t for t in _tags(attributes) if t["key"] != "service.name"],
+        }
+        for ss in rs.get("scopeSpans", []):
+            scope = ss.get("scope", {})
+            for span in ss.get("spans", []):
+                tags = _tags(span.get("attributes", []))
+                tags.append(
+                    {
+                        "key": "span.kind",
+                        "type": "string",
+                        "value": _KINDS.get(span.get("kind", 0), "unspecified"),
+                    }
+                )
+                status = span.get("status", {})
+                if status.get("code"):
+                    tags.append(
+                        {
+                            "key": "otel.status_code",
+                            "type": "string",
+                            "value": _STATUS.get(status["code"], "UNSET"),
+                        }
+                    )
+                    if status["code"] == 2:
+                        tags.append({"key": "error", "type": "bool", "value": True})
+                if status.get("message"):
+                    tags.append(
+                        {
+                            "key": "otel.status_description",
+                            "type": "string",
+                            "value": status["message"],
+                        }
+                    )
+                if scope.get("name"):
+                    tags.append(
+                        {"key": "otel.scope.name", "type": "string", "value": scope["name"]}
+                    )
+                references = []
+                if span.get("parentSpanId"):
+                    references.append(
+                        {"refType": "CHILD_OF", "traceID": trace_id, "spanID": span["parentSpanId"]}
+                    )
+                references += [
+                    {
+                        "refType": "FOLLOWS_FROM",
+                        "traceID": link["traceId"],
+                        "spanID": link["spanId"],
+                    }
+                    for link in span.get("links", [])
+                ]
+                start = _micros(span.get("startTimeUnixNano", 0))
+                spans.append(
+                    {
+                        "traceID": trace_id,
+                        "spanID": span["spanId"],
+                        "operationName": span.get("name", ""),
+                        "references": references,
+                        "startTime": start,
+                        "duration": max(_micros(span.get("endTimeUnixNano", 0)) - start, 0),
+                        "tags": tags,
+                        "logs": [
+                            {
+                                "timestamp": _micros(event.get("timeUnixNano", 0)),
+                                "fields": [
+                                    {
+                                        "key": "event",
+                                        "type": "string",
+                                        "value": event.get("name", ""),
+                                    },
+                                    *_tags(event.get("attributes", [])),
+                                ],
+                            }
+                            for event in span.get("events", [])
+                        ],
+                        "processID": process_id,
+                        "warnings": None,
+                        "flags": int(span.get("flags", 1)),
+                    }
+                )
+    spans.sort(key=lambda s: s["startTime"])
+    return {"traceID": trace_id, "spans": spans, "processes": processes, "warnings": None}

@@ -1,0 +1,160 @@
+"""Query API and web UI on port 16686, in the shapes Jaeger serves.
+
+- ``GET /api/v3/traces/{id}``: OTLP JSON ``{"result": {"resourceSpans": [...]}}`` (Jaeger v2)
+- ``GET /api/traces/{id}``: Jaeger JSON ``{"data": [trace]}`` (Jaeger UI's "upload JSON")
+- ``GET /api/traces?service=&operation=&minDuration=&error=&limit=``: search, Jaeger JSON
+- ``GET /api/summaries?…``: the same search, one compact row per trace (the trace list)
+- ``GET /api/services``, ``/api/v3/services``, ``/api/v3/operations?service=``, ``/api/stats``
+- ``GET /`` the recent traces, ``GET /trace/{id}`` the waterfall
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from trace_viewer.jaeger import to_jaeger
+from trace_viewer.otlp import resource_spans_json
+from trace_viewer.store import TraceStore, TraceSummary
+
+STATIC = resources.files("trace_viewer") / "static"
+TraceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{32}$", description="32 hex digits")]
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$")
+_UNIT_NS = {"us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, None: 1_000}
+
+
+def parse_duration(text: str | None) -> int:
+    """Jaeger-style durations ("250ms", "1.5s", "800us"; a bare number is µs) in ns."""
+    if not text:
+        return 0
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise HTTPException(400, f"minDuration {text!r}: use e.g. 250ms, 1.5s or 800us")
+    return int(float(match.group(1)) * _UNIT_NS[match.group(2)])
+
+
+def summary_json(summary: TraceSummary) -> dict[str, Any]:
+    return {
+        "traceID": summary.trace_id,
+        "rootName": summary.root_name,
+        "rootService": summary.root_service,
+        "services": summary.services,
+        "spanCount": summary.span_count,
+        "errorCount": summary.error_count,
+        "startTimeUnixNano": str(summary.start_ns),
+        "durationNano": str(summary.duration_ns),
+    }
+
+
+def create_query_app(store: TraceStore) -> FastAPI:
+    app = FastAPI(
+        title="ordersim trace viewer", docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
+
+    async def otlp_trace(trace_id: str) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(store.trace, trace_id)
+        return await asyncio.to_thread(resource_spans_json, rows) if rows else []
+
+    @app.get("/api/v3/traces/{trace_id}")
+    async def get_trace_otlp(trace_id: TraceId) -> JSONResponse:
+        """One trace as OTLP JSON, the shape Jaeger v2's query API returns."""
+        resource_spans = await otlp_trace(trace_id)
+        if not resource_spans:
+            return JSONResponse(
+                {"error": {"httpCode": 404, "message": "trace not found"}}, status_code=404
+            )
+        return JSONResponse({"result": {"resourceSpans": resource_spans}})
+
+    @app.get("/api/traces/{trace_id}")
+    async def get_trace_jaeger(trace_id: TraceId) -> JSONResponse:
+        """One trace as Jaeger JSON, loadable by Jaeger UI's "upload JSON"."""
+        resource_spans = await otlp_trace(trace_id)
+        if not resource_spans:
+            return JSONResponse(
+                {"data": None, "errors": [{"code": 404, "msg": "trace not found"}]},
+                status_code=404,
+            )
+        return JSONResponse({"data": [to_jaeger(trace_id.lower(), resource_spans)]})
+
+    async def search(
+        service: str | None,
+        operation: str | None,
+        min_duration: str | None,
+        error: bool,
+        limit: int,
+    ) -> list[TraceSummary]:
+        return await asyncio.to_thread(
+            store.summaries,
+            service=service or None,
+            operation=operation or None,
+            min_duration_ns=parse_duration(min_duration),
+            errors_only=error,
+            limit=limit,
+        )
+
+    Limit = Annotated[int, Query(ge=1, le=1000)]
+
+    @app.get("/api/summaries")
+    async def summaries(
+        service: str | None = None,
+        operation: str | None = None,
+        minDuration: str | None = None,  # Jaeger's parameter name
+        error: bool = False,
+        limit: Limit = 50,
+    ) -> dict[str, Any]:
+        """Recent traces, newest first: root operation, services, span count, duration, errors."""
+        found = await search(service, operation, minDuration, error, limit)
+        return {"data": [summary_json(s) for s in found]}
+
+    @app.get("/api/traces")
+    async def find_traces(
+        service: str | None = None,
+        operation: str | None = None,
+        minDuration: str | None = None,  # Jaeger's parameter name
+        error: bool = False,
+        limit: Limit = 20,
+    ) -> dict[str, Any]:
+        """Jaeger's trace search: the matching traces in full, Jaeger JSON."""
+        found = await search(service, operation, minDuration, error, limit)
+        traces = []
+        for summary in found:
+            resource_spans = await otlp_trace(summary.trace_id)
+            if resource_spans:
+                traces.append(to_jaeger(summary.trace_id, resource_spans))
+        return {"data": traces}
+
+    @app.get("/api/services")
+    async def services_v1() -> dict[str, Any]:
+        names = await asyncio.to_thread(store.services)
+        return {"data": names, "total": len(names)}
+
+    @app.get("/api/v3/services")
+    async def services_v3() -> dict[str, Any]:
+        return {"services": await asyncio.to_thread(store.services)}
+
+    @app.get("/api/v3/operations")
+    async def operations_v3(service: str) -> dict[str, Any]:
+        names = await asyncio.to_thread(store.operations, service)
+        return {"operations": [{"name": n, "spanKind": ""} for n in names]}
+
+    @app.get("/api/stats")
+    async def stats() -> dict[str, int]:
+        """Spans received, rejected and stored, traces stored and evicted."""
+        return await asyncio.to_thread(store.stats)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"))
+
+    @app.get("/trace/{trace_id}", include_in_schema=False)
+    async def trace_page(trace_id: TraceId) -> FileResponse:
+        return FileResponse(str(STATIC / "trace.html"))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ViewerSettings(BaseSettings):
+    """``TRACE_VIEWER_*`` variables, e.g. ``TRACE_VIEWER_UI_PORT=16687``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRACE_VIEWER_", extra="ignore", frozen=True, validate_by_name=True
+    )
+
+    host: str = "127.0.0.1"
+    otlp_port: int = Field(default=4318, ge=0, le=65535)
+    ui_port: int = Field(default=16686, ge=0, le=65535)
+    data_dir: Path = Field(default=Path(".data"), validation_alias="ORDERSIM_DATA_DIR")
+    #: Oldest traces are dropped beyond either bound, so a long load run cannot fill the disk.
+    max_traces: int = Field(default=20_000, gt=0)
+    max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    #: Largest OTLP request accepted (after gzip decompression too); larger ones get 413.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "traces.db"
+
+    @property
+    def otlp_endpoint(self) -> str:
+        return f"http://{self.host}:{self.otlp_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.ui_port}"

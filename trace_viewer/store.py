@@ -1,0 +1,275 @@
+"""The trace store: SQLite under ORDERSIM_DATA_DIR, bounded by trace count and bytes.
+
+Spans are kept as their serialized protobuf messages beside the fields the queries index
+(trace id, service, name, start, duration, error). Writes go through one writer thread,
+a batch per export request in one transaction; reads open their own connections (WAL).
+
+Written on the standard library's sqlite3 rather than SQLAlchemy: the store is SQLite by
+design, its hot path is one ``executemany`` per batch, and it runs in its own thread, so
+an ORM or async driver would only add per-row overhead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from trace_viewer.otlp import SpanRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    service TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    resource_id INTEGER NOT NULL REFERENCES blobs(id),
+    scope_id INTEGER NOT NULL REFERENCES blobs(id),
+    data BLOB NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, name);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY,
+    start_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    root_name TEXT NOT NULL,
+    root_service TEXT NOT NULL,
+    services TEXT NOT NULL,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns);
+CREATE INDEX IF NOT EXISTS traces_by_duration ON traces (duration_ns);
+CREATE INDEX IF NOT EXISTS traces_by_error ON traces (error_count);
+"""
+
+# One summary row per touched trace, recomputed from its spans (so a span delivered twice
+# by a retrying exporter is counted once). The root is the span without a parent, or,
+# while it has not arrived, the earliest one.
+_SUMMARISE = """
+INSERT OR REPLACE INTO traces
+SELECT s.trace_id, min(s.start_ns), max(s.end_ns) - min(s.start_ns), count(*),
+       sum(s.status_code = 2),
+       (SELECT r.name FROM spans r WHERE r.trace_id = s.trace_id
+        ORDER BY r.parent_span_id != '', r.start_ns LIMIT 1),
+       (SELECT r.service FROM spans r WHERE r.trace_id = s.trace_id
+        ORDER BY r.parent_span_id != '', r.start_ns LIMIT 1),
+       group_concat(DISTINCT s.service), sum(length(s.data))
+FROM spans s WHERE s.trace_id = ? GROUP BY s.trace_id
+"""
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    trace_id: str
+    start_ns: int
+    duration_ns: int
+    span_count: int
+    error_count: int
+    root_name: str
+    root_service: str
+    services: list[str]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_traces: int
+    max_bytes: int
+
+
+class TraceStore:
+    """``store.write(records)`` from one thread at a time; queries from any thread."""
+
+    def __init__(self, path: Path, limits: Limits) -> None:
+        self.path = path
+        self.limits = limits
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+        self._blob_ids: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+        self.spans_received = 0
+        self.spans_rejected = 0
+        self.traces_evicted = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _blob_id(self, data: bytes) -> int:
+        digest = hashlib.sha1(data).digest()
+        cached = self._blob_ids.get(digest)
+        if cached is not None:
+            return cached
+        self._writer.execute(
+            "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (digest, data)
+        )
+        (blob_id,) = self._writer.execute(
+            "SELECT id FROM blobs WHERE hash = ?", (digest,)
+        ).fetchone()
+        self._blob_ids[digest] = blob_id
+        return int(blob_id)
+
+    def write(self, spans: Sequence[SpanRecord], rejected: int = 0) -> None:
+        """Store one batch in one transaction, then enforce retention."""
+        with self._lock:
+            self.spans_received += len(spans) + rejected
+            self.spans_rejected += rejected
+            if not spans:
+                return
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                rows = [
+                    (
+                        s.trace_id,
+                        s.span_id,
+                        s.parent_span_id,
+                        s.name,
+                        s.service,
+                        s.kind,
+                        s.start_ns,
+                        s.end_ns,
+                        s.status_code,
+                        self._blob_id(s.resource),
+                        self._blob_id(s.scope),
+                        s.span,
+                    )
+                    for s in spans
+                ]
+                self._writer.executemany(
+                    "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+                self._writer.executemany(_SUMMARISE, [(t,) for t in {s.trace_id for s in spans}])
+                self._enforce_retention()
+                self._writer.execute("COMMIT")
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                self._blob_ids.clear()  # the rolled-back blobs are gone
+                raise
+
+    def _enforce_retention(self) -> None:
+        count, size = self._writer.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0) FROM traces"
+        ).fetchone()
+        excess = count - self.limits.max_traces
+        if size > self.limits.max_bytes:
+            # Drop the oldest tenth of what is over, at least one trace, in one go.
+            excess = max(
+                excess, int(count * (size - self.limits.max_bytes) / size) + 1, count // 10
+            )
+        if excess <= 0:
+            return
+        oldest = [
+            row[0]
+            for row in self._writer.execute(
+                "SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?", (excess,)
+            )
+        ]
+        self._writer.executemany("DELETE FROM spans WHERE trace_id = ?", [(t,) for t in oldest])
+        self._writer.executemany("DELETE FROM traces WHERE trace_id = ?", [(t,) for t in oldest])
+        self.traces_evicted += len(oldest)
+
+    # -- queries ---------------------------------------------------------------
+
+    def trace(self, trace_id: str) -> list[tuple[bytes, bytes, bytes]]:
+        """(resource, scope, span) messages of a trace, in start order; [] when unknown."""
+        with self._reader() as conn:
+            return conn.execute(
+                "SELECT r.data, sc.data, s.data FROM spans s "
+                "JOIN blobs r ON r.id = s.resource_id JOIN blobs sc ON sc.id = s.scope_id "
+                "WHERE s.trace_id = ? ORDER BY s.start_ns",
+                (trace_id.lower(),),
+            ).fetchall()
+
+    def summaries(
+        self,
+        *,
+        service: str | None = None,
+        operation: str | None = None,
+        min_duration_ns: int = 0,
+        errors_only: bool = False,
+        limit: int = 50,
+    ) -> list[TraceSummary]:
+        """Newest first, filtered like Jaeger's search: a span of that service/operation."""
+        where = ["t.duration_ns >= ?"]
+        params: list[object] = [min_duration_ns]
+        if errors_only:
+            where.append("t.error_count > 0")
+        if service or operation:
+            span_where = ["s.trace_id = t.trace_id"]
+            if service:
+                span_where.append("s.service = ?")
+                params.append(service)
+            if operation:
+                span_where.append("s.name = ?")
+                params.append(operation)
+            where.append(f"EXISTS (SELECT 1 FROM spans s WHERE {' AND '.join(span_where)})")
+        params.append(limit)
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT trace_id, start_ns, duration_ns, span_count, error_count, root_name, "
+                f"root_service, services FROM traces t WHERE {' AND '.join(where)} "
+                "ORDER BY start_ns DESC LIMIT ?",
+                params,
+            ).fetchall()
+        return [
+            TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], sorted(r[7].split(",")))
+            for r in rows
+        ]
+
+    def services(self) -> list[str]:
+        with self._reader() as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT service FROM spans ORDER BY 1")]
+
+    def operations(self, service: str) -> list[str]:
+        with self._reader() as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT name FROM spans WHERE service = ? ORDER BY 1", (service,)
+                )
+            ]
+
+    def stats(self) -> dict[str, int]:
+        with self._reader() as conn:
+            traces, spans = conn.execute(
+                "SELECT count(*), coalesce(sum(span_count), 0) FROM traces"
+            ).fetchone()
+        return {
+            "spans_received": self.spans_received,
+            "spans_rejected": self.spans_rejected,
+            "traces_stored": traces,
+            "spans_stored": spans,
+            "traces_evicted": self.traces_evicted,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
