@@ -51,14 +51,22 @@ def _base64_ids_to_hex(obj: dict[str, Any]) -> None:
             obj[key] = base64.b64decode(value).hex()
 
 
+def _items(obj: dict[str, Any], *keys: str) -> list[dict[str, Any]]:
+    """The objects in the first list found under ``keys`` (camelCase or snake_case)."""
+    for key in keys:
+        value = obj.get(key)
+        if isinstance(value, list):
+            return [item for item in value if isinstance(item, dict)]
+    return []
+
+
 def _walk_spans(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every span and span link in an OTLP JSON request (either field-name style)."""
-    for rs in request.get("resourceSpans") or request.get("resource_spans") or []:
-        for ss in rs.get("scopeSpans") or rs.get("scope_spans") or []:
-            for span in ss.get("spans") or []:
-                if isinstance(span, dict):
-                    yield span
-                    yield from (link for link in span.get("links") or [] if isinstance(link, dict))
+    """Every span and span link in an OTLP JSON request; the shape is checked later."""
+    for rs in _items(request, "resourceSpans", "resource_spans"):
+        for ss in _items(rs, "scopeSpans", "scope_spans"):
+            for span in _items(ss, "spans"):
+                yield span
+                yield from _items(span, "links")
 
 
 def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:

@@ -1,0 +1,129 @@
+"""Ingest rate of the embedded trace viewer, in spans/s.
+
+Starts ``python -m trace_viewer`` on free ports, then POSTs pre-encoded OTLP protobuf
+batches (made by the SDK's own encoder from order-shaped traces, unique ids in every
+batch) from several concurrent connections for a fixed time, and prints the rate at
+which spans were stored (from the viewer's /api/stats), median of the rounds.
+
+    .venv/bin/python bench/ingest.py [--seconds 10] [--rounds 3] [--batch 512] [--connections 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.processes import running_viewer  # noqa: E402
+
+SERVICES = ["order-service", "inventory-service", "payment-service", "shipping-service"]
+
+
+def order_like_spans(count: int) -> list[ReadableSpan]:
+    """Traces shaped like an order: a server span per service with children and attributes."""
+    memory = InMemorySpanExporter()
+    providers = []
+    for service in SERVICES:
+        provider = TracerProvider(resource=Resource.create({"service.name": service}),
+                                  id_generator=RandomIdGenerator())
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        providers.append(provider)
+    while len(memory.get_finished_spans()) < count:
+        order = providers[0].get_tracer("bench")
+        with order.start_as_current_span("POST /orders", attributes={
+            "http.request.method": "POST", "http.route": "/orders", "url.path": "/orders",
+            "http.response.status_code": 201, "server.address": "127.0.0.1", "server.port": 8000,
+        }), order.start_as_current_span("place_order", attributes={"shop.order.id": "ord_1"}) as s:
+            s.add_event("reserved")
+            for provider in providers[1:]:
+                tracer = provider.get_tracer("bench")
+                with tracer.start_as_current_span("POST /x", attributes={
+                    "http.request.method": "POST", "http.response.status_code": 200,
+                }):
+                    for _ in range(3):
+                        with tracer.start_as_current_span("INSERT db", attributes={
+                            "db.system.name": "sqlite",
+                            "db.query.text": "INSERT INTO t (a, b) VALUES (?, ?)",
+                        }):
+                            pass
+    return list(memory.get_finished_spans())[:count]
+
+
+def fresh(body: bytes, trace_ids: list[bytes]) -> bytes:
+    """The same batch under new trace ids, so every request stores new spans, not duplicates."""
+    for trace_id in trace_ids:
+        body = body.replace(trace_id, random.randbytes(16))
+    return body
+
+
+async def blast(
+    endpoint: str, bodies: list[tuple[bytes, list[bytes]]], seconds: float, connections: int
+) -> int:
+    sent = 0
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections),
+                                 timeout=30) as client:
+        async def worker(offset: int) -> None:
+            nonlocal sent
+            i = offset
+            while time.monotonic() < deadline:
+                response = await client.post(
+                    endpoint, content=fresh(*bodies[i % len(bodies)]),
+                    headers={"content-type": "application/x-protobuf"},
+                )
+                response.raise_for_status()
+                sent += 1
+                i += connections
+
+        await asyncio.gather(*(worker(n) for n in range(connections)))
+    return sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=512, help="spans per request (BSP default)")
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+
+    random.seed(1)
+    print(f"encoding batches of {args.batch} spans …", flush=True)
+    bodies = []
+    for _ in range(20):
+        spans = order_like_spans(args.batch)
+        trace_ids = list({s.context.trace_id.to_bytes(16, "big") for s in spans if s.context})
+        bodies.append((encode_spans(spans).SerializeToString(), trace_ids))
+    rates = []
+    with tempfile.TemporaryDirectory() as data, running_viewer(Path(data)) as viewer:
+        for round_ in range(1, args.rounds + 1):
+            before = httpx.get(f"{viewer.ui}/api/stats").json()["spans_received"]
+            started = time.monotonic()
+            requests = asyncio.run(
+                blast(viewer.traces_endpoint, bodies, args.seconds, args.connections)
+            )
+            elapsed = time.monotonic() - started
+            received = httpx.get(f"{viewer.ui}/api/stats").json()["spans_received"] - before
+            rates.append(received / elapsed)
+            print(f"round {round_}: {requests} requests, {received} spans in {elapsed:.1f}s "
+                  f"= {received / elapsed:,.0f} spans/s", flush=True)
+    print(f"median ingest rate: {statistics.median(rates):,.0f} spans/s "
+          f"(batch {args.batch}, {args.connections} connections)")
+
+
+if __name__ == "__main__":
+    main()
