@@ -1,0 +1,173 @@
+"""The load generator: its schedule and percentile maths against fake servers whose delays
+are known, its report schema, and a short real run against the in-test system."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ordersim.load import (
+    Catalogue,
+    Completeness,
+    LoadReport,
+    LoadTest,
+    OrderMix,
+    Outcome,
+    Recorder,
+    build_report,
+    check_completeness,
+)
+from tests.conftest import System
+
+CATALOGUE = Catalogue(plentiful=[f"SKU-{i:04d}" for i in range(1, 9)], scarce=[("SKU-0017", 5)])
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+class FakeOrders:
+    """POST /orders that answers 201 after `delay` s, optionally one at a time, with one stall."""
+
+    def __init__(self, delay: float, serial: bool = False, stall: tuple[int, float] | None = None):
+        self.delay = delay
+        self.lock = asyncio.Lock() if serial else None
+        self.stall = stall
+        self.arrivals: list[float] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.app = Starlette(routes=[Route("/orders", self.handle, methods=["POST"])])
+
+    async def handle(self, request: Request) -> JSONResponse:
+        self.arrivals.append(time.perf_counter())
+        n = len(self.arrivals)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            delay = self.stall[1] if self.stall and n == self.stall[0] else self.delay
+            if self.lock is not None:
+                async with self.lock:
+                    await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(delay)
+        finally:
+            self.in_flight -= 1
+        return JSONResponse({"status": "confirmed"}, status_code=201,
+                            headers={"traceresponse": f"00-{TRACE}-00f067aa0ba902b7-01"})
+
+
+def load_test(server: FakeOrders, **kwargs: Any) -> LoadTest:
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app),
+                               base_url="http://orders")
+    return LoadTest(client, OrderMix(CATALOGUE, seed=1), Recorder(keep_slowest=5), **kwargs)
+
+
+def test_percentiles_match_known_latencies() -> None:
+    recorder = Recorder(keep_slowest=3)
+    for ms in range(1, 1001):  # 1 ms … 1000 ms, once each
+        recorder.record(Outcome(float(ms), 201, f"{ms:032x}", True))
+    p = recorder.percentiles()
+    # HDR keeps 3 significant digits: each value is within 0.1 % of the exact one.
+    for got, exact in ((p.p50, 500), (p.p90, 900), (p.p99, 990), (p.p999, 999)):
+        assert exact <= got <= exact * 1.001, (got, exact)
+    assert p.max == 1000
+    assert [o.latency_ms for o in sorted(recorder.slowest, reverse=True)] == [1000, 999, 998]
+    assert recorder.status_counts == {"201": 1000}
+    assert len(recorder.sampled) == 50
+
+
+async def test_open_loop_keeps_its_schedule_and_measures_the_server_delay() -> None:
+    server = FakeOrders(delay=0.05)
+    test = load_test(server, duration=1.0, rate=40)
+    measured = await test.run()
+
+    assert 39 <= test.recorder.count <= 41
+    gaps = [b - a for a, b in zip(server.arrivals, server.arrivals[1:], strict=False)]
+    assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.025, abs=0.005)
+    p = test.recorder.percentiles()
+    assert 50 <= p.p50 < 90  # the 50 ms the server waits, plus the in-process overhead
+    report = build_report(test, measured, Completeness(checked=0, complete=0), None, False)
+    assert report.target_rate == 40 and report.achieved_rate == pytest.approx(40, rel=0.1)
+    assert not report.generator.behind_schedule
+
+
+async def test_a_stall_shows_in_the_tail_instead_of_slowing_the_generator() -> None:
+    # One request at a time, 5 ms each, but the 5th takes 600 ms: everything sent during
+    # the stall waits behind it. Measured from the *intended* send time, the tail shows it.
+    server = FakeOrders(delay=0.005, serial=True, stall=(5, 0.6))
+    test = load_test(server, duration=1.5, rate=50)
+    await test.run()
+
+    assert 74 <= test.recorder.count <= 76  # the schedule was kept through the stall
+    assert test.recorder.percentile(90) >= 150
+    assert test.recorder.percentile(50) < test.recorder.percentile(90)
+    assert test.recorder.max_ms >= 550
+
+
+async def test_closed_loop_keeps_n_in_flight_and_warmup_is_not_recorded() -> None:
+    server = FakeOrders(delay=0.02)
+    test = load_test(server, duration=0.5, warmup=0.3, concurrency=3)
+    await test.run()
+
+    assert server.max_in_flight == 3
+    sent = len(server.arrivals)
+    assert 3 * 0.8 / 0.02 * 0.6 <= sent <= 3 * 0.8 / 0.02 * 1.05
+    assert test.recorder.count < sent  # the warm-up's orders are not in the figures
+    assert test.recorder.count == pytest.approx(3 * 0.5 / 0.02, rel=0.3)
+
+
+def test_order_mix_is_weighted_and_reproducible() -> None:
+    kinds = [OrderMix(CATALOGUE, seed=3).next()[0] for _ in range(1)]
+    mix = OrderMix(CATALOGUE, seed=3)
+    bodies = [mix.next() for _ in range(2000)]
+    assert [k for k, _ in bodies[:1]] == kinds
+    counts = {k: sum(1 for kind, _ in bodies if kind == k) for k in
+              ("normal", "scarce", "declined", "insufficient", "invalid")}
+    assert 0.75 < counts["normal"] / 2000 < 0.89
+    assert all(counts[k] > 20 for k in counts)
+    assert all(1 <= len(body["items"]) <= 5 for _, body in bodies)
+
+
+async def test_completeness_polls_until_traces_are_whole() -> None:
+    calls: dict[str, int] = {}
+
+    async def trace(request: Request) -> JSONResponse:
+        trace_id = request.path_params["trace_id"]
+        calls[trace_id] = calls.get(trace_id, 0) + 1
+        if trace_id == "missing":
+            return JSONResponse({}, status_code=404)
+        # "late" becomes complete on the third look; "never" never does.
+        whole = trace_id == "late" and calls[trace_id] >= 3
+        return JSONResponse({"result": {"resourceSpans": [{"whole": whole}]}})
+
+    app = Starlette(routes=[Route("/api/v3/traces/{trace_id}", trace)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://viewer") as viewer:
+        result = await check_completeness(
+            viewer, ["late", "never", "missing"], lambda rs: bool(rs[0]["whole"]), wait_s=1.5
+        )
+    assert result == Completeness(checked=3, complete=1)
+
+
+async def test_short_real_run_against_the_in_test_system(system: System) -> None:
+    products = (await system.inventory.get("/products")).json()
+    test = LoadTest(system.order, OrderMix(Catalogue.from_products(products), seed=5),
+                    Recorder(keep_slowest=5), duration=1.0, rate=30)
+    measured = await test.run()
+    report = build_report(test, measured, Completeness(checked=0, complete=0),
+                          "http://viewer", False)
+
+    # The schema round-trips, and the mix produced several outcomes.
+    assert LoadReport.model_validate_json(report.model_dump_json()) == report
+    assert sum(report.status_counts.values()) == report.requests >= 25
+    assert "201" in report.status_counts and "422" in report.status_counts
+    assert set(report.status_counts) <= {"201", "402", "409", "422"}
+    slowest = report.slowest[0]
+    assert slowest.trace_id and slowest.link == f"http://viewer/trace/{slowest.trace_id}"
+    # The slowest order's trace id is a real trace the system recorded.
+    assert any(f"{s.context.trace_id:032x}" == slowest.trace_id for s in system.spans())
