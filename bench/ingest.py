@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.processes import running_viewer  # noqa: E402
+from tests.processes import running_viewer
 
 SERVICES = ["order-service", "inventory-service", "payment-service", "shipping-service"]
 
@@ -38,27 +38,45 @@ def order_like_spans(count: int) -> list[ReadableSpan]:
     memory = InMemorySpanExporter()
     providers = []
     for service in SERVICES:
-        provider = TracerProvider(resource=Resource.create({"service.name": service}),
-                                  id_generator=RandomIdGenerator())
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": service}), id_generator=RandomIdGenerator()
+        )
         provider.add_span_processor(SimpleSpanProcessor(memory))
         providers.append(provider)
     while len(memory.get_finished_spans()) < count:
         order = providers[0].get_tracer("bench")
-        with order.start_as_current_span("POST /orders", attributes={
-            "http.request.method": "POST", "http.route": "/orders", "url.path": "/orders",
-            "http.response.status_code": 201, "server.address": "127.0.0.1", "server.port": 8000,
-        }), order.start_as_current_span("place_order", attributes={"shop.order.id": "ord_1"}) as s:
+        with (
+            order.start_as_current_span(
+                "POST /orders",
+                attributes={
+                    "http.request.method": "POST",
+                    "http.route": "/orders",
+                    "url.path": "/orders",
+                    "http.response.status_code": 201,
+                    "server.address": "127.0.0.1",
+                    "server.port": 8000,
+                },
+            ),
+            order.start_as_current_span("place_order", attributes={"shop.order.id": "ord_1"}) as s,
+        ):
             s.add_event("reserved")
             for provider in providers[1:]:
                 tracer = provider.get_tracer("bench")
-                with tracer.start_as_current_span("POST /x", attributes={
-                    "http.request.method": "POST", "http.response.status_code": 200,
-                }):
+                with tracer.start_as_current_span(
+                    "POST /x",
+                    attributes={
+                        "http.request.method": "POST",
+                        "http.response.status_code": 200,
+                    },
+                ):
                     for _ in range(3):
-                        with tracer.start_as_current_span("INSERT db", attributes={
-                            "db.system.name": "sqlite",
-                            "db.query.text": "INSERT INTO t (a, b) VALUES (?, ?)",
-                        }):
+                        with tracer.start_as_current_span(
+                            "INSERT db",
+                            attributes={
+                                "db.system.name": "sqlite",
+                                "db.query.text": "INSERT INTO t (a, b) VALUES (?, ?)",
+                            },
+                        ):
                             pass
     return list(memory.get_finished_spans())[:count]
 
@@ -75,14 +93,17 @@ async def blast(
 ) -> int:
     sent = 0
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections),
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=connections), timeout=30
+    ) as client:
+
         async def worker(offset: int) -> None:
             nonlocal sent
             i = offset
             while time.monotonic() < deadline:
                 response = await client.post(
-                    endpoint, content=fresh(*bodies[i % len(bodies)]),
+                    endpoint,
+                    content=fresh(*bodies[i % len(bodies)]),
                     headers={"content-type": "application/x-protobuf"},
                 )
                 response.raise_for_status()
@@ -119,10 +140,15 @@ def main() -> None:
             elapsed = time.monotonic() - started
             received = httpx.get(f"{viewer.ui}/api/stats").json()["spans_received"] - before
             rates.append(received / elapsed)
-            print(f"round {round_}: {requests} requests, {received} spans in {elapsed:.1f}s "
-                  f"= {received / elapsed:,.0f} spans/s", flush=True)
-    print(f"median ingest rate: {statistics.median(rates):,.0f} spans/s "
-          f"(batch {args.batch}, {args.connections} connections)")
+            print(
+                f"round {round_}: {requests} requests, {received} spans in {elapsed:.1f}s "
+                f"= {received / elapsed:,.0f} spans/s",
+                flush=True,
+            )
+    print(
+        f"median ingest rate: {statistics.median(rates):,.0f} spans/s "
+        f"(batch {args.batch}, {args.connections} connections)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,126 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not start the embedded trace viewer; export to OTEL_EXPORTER_OTLP_ENDPOINT",
     )
+    viewer_help = (
+        "trace viewer or Jaeger query URL (default: http://127.0.0.1:16686, the port from "
+        "TRACE_VIEWER_UI_PORT if set)"
+    )
+    trace = commands.add_parser(
+        "trace",
+        help="print a stored trace as a waterfall (or as OTLP/Jaeger JSON)",
+        description="Fetch a trace from the embedded trace viewer or Jaeger and print its span "
+        "tree on a time axis: services, durations, errors. Exit status 1 if the trace is not "
+        "found or the viewer cannot be reached.",
+    )
+    trace.add_argument("trace_id", metavar="TRACE_ID", help="32 hex digits")
+    output = trace.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json",
+        dest="output",
+        action="store_const",
+        const="json",
+        default="waterfall",
+        help="print the OTLP JSON (GET /api/v3/traces/ID) instead",
+    )
+    output.add_argument(
+        "--jaeger",
+        dest="output",
+        action="store_const",
+        const="jaeger",
+        help="print the Jaeger JSON (GET /api/traces/ID) instead",
+    )
+    trace.add_argument("--endpoint", metavar="URL", help=viewer_help)
+    order = commands.add_parser(
+        "order",
+        help="place a sample order and print its outcome and trace waterfall",
+        description="POST a sample order (like examples/order.json) to the order service, "
+        "print the outcome and the viewer link, then wait until every service's spans "
+        "reached the viewer and print the trace's waterfall.",
+        epilog="Exit status: 0 if the order reached a final status (confirmed 201, rejected "
+        "409, payment_failed 402 or failed 503) and its trace arrived complete within --wait; "
+        "1 otherwise (order service unreachable, 422, unexpected answer, or an incomplete "
+        "trace, whose missing services are named); 2 for bad arguments.",
+    )
+    order.add_argument(
+        "--items",
+        nargs="+",
+        metavar="SKU:QTY",
+        help="the order lines (default: SKU-0001:2 SKU-0002:1 SKU-0003:3)",
+    )
+    order.add_argument(
+        "--card",
+        default="approved",
+        metavar="approved|declined|insufficient|NUMBER",
+        help="a sandbox card by outcome, or a card number (default: approved)",
+    )
+    order.add_argument(
+        "--url",
+        metavar="ORDER_URL",
+        help="the order service (default: http://127.0.0.1:8000, the port from "
+        "ORDER_SERVICE_PORT if set)",
+    )
+    order.add_argument("--endpoint", metavar="VIEWER_URL", help=viewer_help)
+    order.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the whole trace to arrive (default: 10)",
+    )
+    load = commands.add_parser(
+        "load",
+        help="generate load: open loop (--rate) or closed loop (--concurrency)",
+        description="Send a weighted mix of orders (1-5 items, out-of-stock SKUs, declined "
+        "and insufficient-funds cards, a few invalid bodies) and report achieved rate, status "
+        "counts, HDR latency percentiles, the slowest orders with their trace links, and "
+        "whether sampled orders' traces reached the viewer complete. Open-loop latency is "
+        "measured from each order's intended send time. Ctrl-C prints the partial report.",
+    )
+    mode = load.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--rate", type=float, metavar="R", help="orders per second (open loop)")
+    mode.add_argument("--concurrency", type=int, metavar="N", help="clients (closed loop)")
+    load.add_argument(
+        "--duration", type=float, default=30.0, metavar="S", help="measured seconds (default: 30)"
+    )
+    load.add_argument(
+        "--warmup",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds of load before measuring (default: 2)",
+    )
+    load.add_argument(
+        "--url",
+        metavar="ORDER_URL",
+        help="the order service (default: http://127.0.0.1:8000, the port from "
+        "ORDER_SERVICE_PORT if set)",
+    )
+    load.add_argument(
+        "--inventory-url",
+        metavar="URL",
+        help="where GET /products lists the catalogue (default: "
+        "http://127.0.0.1:8001, the port from INVENTORY_SERVICE_PORT if set)",
+    )
+    load.add_argument("--endpoint", metavar="VIEWER_URL", help=viewer_help)
+    load.add_argument(
+        "--check-traces",
+        type=int,
+        default=50,
+        metavar="N",
+        help="sampled orders whose traces are checked in the viewer (0: none)",
+    )
+    load.add_argument(
+        "--trace-wait",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="how long to wait for those traces to arrive (default: 15)",
+    )
+    load.add_argument(
+        "--slowest", type=int, default=10, metavar="N", help="slowest orders to list (default: 10)"
+    )
+    load.add_argument("--seed", type=int, default=0, help="seed of the order mix")
+    load.add_argument("--out", metavar="FILE", help="write the results JSON here")
     return parser
 
 
@@ -34,4 +154,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ordersim.up import up
 
         return up(viewer=not args.no_viewer)
-    raise AssertionError(args.command)  # argparse rejects unknown commands
+    if args.command == "trace":
+        from ordersim.trace_cmd import trace
+
+        return trace(args.trace_id, output=args.output, endpoint=args.endpoint)
+    if args.command == "order":
+        from ordersim.trace_cmd import order
+
+        return order(
+            items=args.items, card=args.card, url=args.url, endpoint=args.endpoint, wait=args.wait
+        )
+    if args.command == "load":
+        return _load(args)
+    raise AssertionError(args.command)
+
+
+def _load(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from rich.console import Console
+
+    from ordersim.load import LoadOptions, run_load
+    from ordersim.trace_cmd import base_url, default_order_url, default_viewer_url
+
+    if (args.rate is not None and args.rate <= 0) or (
+        args.concurrency is not None and args.concurrency < 1
+    ):
+        build_parser().error("--rate must be > 0 and --concurrency >= 1")
+    inventory = args.inventory_url or (
+        f"http://127.0.0.1:{os.environ.get('INVENTORY_SERVICE_PORT') or 8001}"
+    )
+    options = LoadOptions(
+        order_url=base_url(args.url or default_order_url()),
+        inventory_url=base_url(inventory),
+        viewer_url=base_url(args.endpoint or default_viewer_url()) if args.check_traces else None,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        warmup=args.warmup,
+        slowest=args.slowest,
+        seed=args.seed,
+        out=args.out,
+        check_traces=args.check_traces,
+        trace_wait=args.trace_wait,
+    )
+    report = asyncio.run(run_load(options, Console()))
+    return 130 if report.partial else 0  # argparse rejects unknown commands

@@ -205,16 +205,18 @@ class Recorder:
             self.late_sends += 1
 
     def percentile(self, p: float) -> float:
-        return float(self.histogram.get_value_at_percentile(p)) / 1000 if self.count else 0.0
+        if not self.count:
+            return 0.0
+        # HDR answers with the top of the value's bucket (3 significant digits), which can
+        # lie just above the exact maximum; a percentile never exceeds the maximum.
+        return min(float(self.histogram.get_value_at_percentile(p)) / 1000, self.max_ms)
 
     def percentiles(self) -> Percentiles:
-        return Percentiles(
-            p50=self.percentile(50),
-            p90=self.percentile(90),
-            p99=self.percentile(99),
-            p999=self.percentile(99.9),
-            max=round(self.max_ms, 3),
-        )
+        at = {
+            name: round(self.percentile(p), 3)
+            for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9))
+        }
+        return Percentiles(**at, max=round(self.max_ms, 3))
 
 
 # -- sending -------------------------------------------------------------------------------
@@ -224,7 +226,11 @@ def _trace_of(response: httpx.Response) -> tuple[str | None, bool]:
     """Trace id and sampled flag, from the ``traceresponse`` header (any status)."""
     parts = response.headers.get("traceresponse", "").split("-")
     if len(parts) == 4 and len(parts[1]) == 32:
-        return parts[1], parts[3] == "01"
+        try:
+            sampled = bool(int(parts[3], 16) & 0x01)  # other bits (e.g. random) may be set
+        except ValueError:
+            sampled = False
+        return parts[1], sampled
     return None, False
 
 
@@ -426,8 +432,17 @@ def print_report(report: LoadReport, console: Any) -> None:
     )
 
 
+def trace_complete(resource_spans: list[dict[str, Any]]) -> bool:
+    """The rule ``ordersim order`` waits for: root, no orphans, every HTTP call answered."""
+    from ordersim.waterfall import Trace, parse_otlp
+
+    return Trace(parse_otlp({"resourceSpans": resource_spans})).is_complete()
+
+
 async def run_load(
-    options: LoadOptions, console: Any, is_complete: Callable[[list[dict[str, Any]]], bool]
+    options: LoadOptions,
+    console: Any,
+    is_complete: Callable[[list[dict[str, Any]]], bool] = trace_complete,
 ) -> LoadReport:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -36,6 +36,12 @@ class Service:
     health_url: str
     colour: str
     process: asyncio.subprocess.Process | None = None
+    #: The command line; ``python -m <package>`` unless a wrapper is given (benchmarks).
+    command: list[str] | None = None
+
+    @property
+    def argv(self) -> list[str]:
+        return self.command or [sys.executable, "-m", self.package]
 
     @classmethod
     def of(cls, package: str, settings: ServiceSettings, colour: str) -> Service:
@@ -95,9 +101,12 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def child_env(
-    service: Service, services: Sequence[Service], viewer: ViewerSettings | None
+    service: Service,
+    services: Sequence[Service],
+    viewer: ViewerSettings | None,
+    base: Mapping[str, str],
 ) -> dict[str, str]:
-    env = dict(os.environ)
+    env = dict(base)
     # Each process is its own service, whatever OTEL_SERVICE_NAME the shell has.
     env["OTEL_SERVICE_NAME"] = service.name
     env["PYTHONUNBUFFERED"] = "1"
@@ -119,34 +128,48 @@ class Supervisor:
     """Starts the services, prefixes their output, and stops them all on the first signal."""
 
     def __init__(
-        self, services: list[Service], console: Console, viewer: ViewerSettings | None = None
+        self,
+        services: list[Service],
+        console: Console,
+        viewer: ViewerSettings | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.services = services
         self.console = console
         self.viewer = viewer
+        self.env = dict(os.environ if env is None else env)  # what the children inherit
         self.stopping = asyncio.Event()
         self._pumps: list[asyncio.Task[None]] = []
 
-    async def run(self) -> int:
-        busy = [
-            (s, var, port)
+    def busy_ports(self) -> list[str]:
+        """A message for each port that something else already listens on."""
+        return [
+            f"port {port} ({s.name}) is already in use on {s.host}; stop what holds it or set {var}"
             for s in self.services
             for var, port in s.ports.items()
             if port_in_use(s.host, port)
         ]
-        for s, var, port in busy:
-            self.console.print(
-                f"[red]error:[/] port {port} ({s.name}) is already in use on {s.host}; "
-                f"stop what holds it or set {var}"
-            )
+
+    async def start(self) -> None:
+        """Start every process and wait until each is healthy (StartupError otherwise)."""
+        await self._start_all()
+        await self._wait_healthy()
+
+    async def stop(self) -> None:
+        await self._stop_all()
+
+    async def run(self) -> int:
+        """The ``ordersim up`` command: start, report, and stop on Ctrl-C/SIGTERM."""
+        busy = self.busy_ports()
+        for message in busy:
+            self.console.print(f"[red]error:[/] {message}")
         if busy:
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         try:
-            await self._start_all()
-            await self._wait_healthy()
+            await self.start()
             self._print_ready()
             exited = await self._wait_for_stop_or_exit()
             if exited is not None:
@@ -160,17 +183,15 @@ class Supervisor:
             self.console.print(f"[red]error:[/] {escape(str(exc))}")
             return 1
         finally:
-            await self._stop_all()
+            await self.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
     async def _start_all(self) -> None:
         for service in self.services:
             service.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                service.package,
-                env=child_env(service, self.services, self.viewer),
+                *service.argv,
+                env=child_env(service, self.services, self.viewer, self.env),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 # Own process group: Ctrl-C reaches only us, and we stop the children in order.
@@ -222,7 +243,7 @@ class Supervisor:
             self.console.print(f"  [bold]trace viewer[/]       {ui}")
             self.console.print(f"                     each order: {ui}/trace/<trace_id>")
         else:
-            endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
+            endpoint = self.env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
         self.console.print(f"  spans exported to  {endpoint} (OTLP/HTTP)")
         order_url = self.services[-1].url
         self.console.print(

@@ -42,10 +42,12 @@ def make_spans(service: str = "checkout") -> list[Any]:
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("tests.intake")
-    with tracer.start_as_current_span("GET /cart", attributes={"http.route": "/cart"}):
-        with tracer.start_as_current_span("load_cart") as child:
-            child.add_event("cache_miss", {"cart.size": 3})
-            child.set_status(SpanStatus(StatusCode.ERROR, "db timeout"))
+    with (
+        tracer.start_as_current_span("GET /cart", attributes={"http.route": "/cart"}),
+        tracer.start_as_current_span("load_cart") as child,
+    ):
+        child.add_event("cache_miss", {"cart.size": 3})
+        child.set_status(SpanStatus(StatusCode.ERROR, "db timeout"))
     return list(memory.get_finished_spans())
 
 
@@ -65,8 +67,9 @@ def json_request(trace_id: str, spans: list[dict[str, Any]], service: str = "han
         {
             "resourceSpans": [
                 {
-                    "resource": {"attributes": [
-                        {"key": "service.name", "value": {"stringValue": service}}]},
+                    "resource": {
+                        "attributes": [{"key": "service.name", "value": {"stringValue": service}}]
+                    },
                     "scopeSpans": [{"scope": {"name": "by-hand"}, "spans": spans}],
                 }
             ]
@@ -106,10 +109,13 @@ def test_the_sdk_exporter_delivers_protobuf(viewer: Viewer, compression: Compres
 
 def test_hand_written_json_is_accepted_and_answered_in_json(viewer: Viewer) -> None:
     trace_id = "5b8efff798038103d269b633813fc60c"
-    body = json_request(trace_id, [
-        hand_span(trace_id, "eee19b7ec3c1b174", "GET /json"),
-        hand_span(trace_id, "eee19b7ec3c1b175", "child", parent="eee19b7ec3c1b174"),
-    ])
+    body = json_request(
+        trace_id,
+        [
+            hand_span(trace_id, "eee19b7ec3c1b174", "GET /json"),
+            hand_span(trace_id, "eee19b7ec3c1b175", "child", parent="eee19b7ec3c1b174"),
+        ],
+    )
     response = httpx.post(viewer.traces_endpoint, content=body, headers=JSON)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -124,8 +130,9 @@ def test_hand_written_json_is_accepted_and_answered_in_json(viewer: Viewer) -> N
 def test_gzip_json_and_protobuf_reply_types(viewer: Viewer) -> None:
     trace_id = "6b8efff798038103d269b633813fc60c"
     body = gzip.compress(json_request(trace_id, [hand_span(trace_id, "aee19b7ec3c1b174", "gz")]))
-    response = httpx.post(viewer.traces_endpoint, content=body,
-                          headers=JSON | {"content-encoding": "gzip"})
+    response = httpx.post(
+        viewer.traces_endpoint, content=body, headers=JSON | {"content-encoding": "gzip"}
+    )
     assert response.status_code == 200
     assert [s["name"] for s in stored(viewer, trace_id)] == ["gz"]
 
@@ -140,11 +147,14 @@ def test_gzip_json_and_protobuf_reply_types(viewer: Viewer) -> None:
 
 def test_partial_success_reports_rejected_spans_and_keeps_the_rest(viewer: Viewer) -> None:
     trace_id = "7b8efff798038103d269b633813fc60c"
-    body = json_request(trace_id, [
-        hand_span(trace_id, "bee19b7ec3c1b174", "good"),
-        hand_span("abcd", "bee19b7ec3c1b175", "short trace id"),
-        hand_span(trace_id, "0000000000000000", "zero span id"),
-    ])
+    body = json_request(
+        trace_id,
+        [
+            hand_span(trace_id, "bee19b7ec3c1b174", "good"),
+            hand_span("abcd", "bee19b7ec3c1b175", "short trace id"),
+            hand_span(trace_id, "0000000000000000", "zero span id"),
+        ],
+    )
     response = httpx.post(viewer.traces_endpoint, content=body, headers=JSON)
     assert response.status_code == 200
     partial = response.json()["partialSuccess"]
@@ -189,17 +199,21 @@ def test_oversized_bodies_are_413_even_when_gzip_hides_the_size(viewer: Viewer) 
     assert httpx.post(viewer.traces_endpoint, content=big, headers=JSON).status_code == 413
     bomb = gzip.compress(b" " * (MAX_BODY * 20))  # small on the wire, huge inflated
     assert len(bomb) < MAX_BODY
-    response = httpx.post(viewer.traces_endpoint, content=bomb,
-                          headers=JSON | {"content-encoding": "gzip"})
+    response = httpx.post(
+        viewer.traces_endpoint, content=bomb, headers=JSON | {"content-encoding": "gzip"}
+    )
     assert response.status_code == 413
     assert httpx.get(f"{viewer.ui}/api/v3/traces/{trace_id}").status_code == 404
 
 
 def test_unsupported_media_is_415(viewer: Viewer) -> None:
-    response = httpx.post(viewer.traces_endpoint, content=b"x", headers={"content-type": "text/plain"})
+    response = httpx.post(
+        viewer.traces_endpoint, content=b"x", headers={"content-type": "text/plain"}
+    )
     assert response.status_code == 415
-    response = httpx.post(viewer.traces_endpoint, content=b"x",
-                          headers=JSON | {"content-encoding": "br"})
+    response = httpx.post(
+        viewer.traces_endpoint, content=b"x", headers=JSON | {"content-encoding": "br"}
+    )
     assert response.status_code == 415
 
 
@@ -208,7 +222,9 @@ def test_query_api_not_found_and_bad_ids(viewer: Viewer) -> None:
     assert httpx.get(f"{viewer.ui}/api/v3/traces/{unknown}").status_code == 404
     assert httpx.get(f"{viewer.ui}/api/traces/{unknown}").status_code == 404
     assert httpx.get(f"{viewer.ui}/api/v3/traces/not-a-trace-id").status_code == 422
-    assert httpx.get(f"{viewer.ui}/api/summaries", params={"minDuration": "soon"}).status_code == 400
+    assert (
+        httpx.get(f"{viewer.ui}/api/summaries", params={"minDuration": "soon"}).status_code == 400
+    )
 
 
 def test_search_filters(viewer: Viewer, tmp_path: Path) -> None:
@@ -227,8 +243,9 @@ def test_search_filters(viewer: Viewer, tmp_path: Path) -> None:
     assert trace_id in ids(service="search-svc", error="true")
     assert trace_id not in ids(service="search-svc", minDuration="10s")
     assert "search-svc" in httpx.get(f"{viewer.ui}/api/v3/services").json()["services"]
-    operations = httpx.get(f"{viewer.ui}/api/v3/operations",
-                           params={"service": "search-svc"}).json()["operations"]
+    operations = httpx.get(
+        f"{viewer.ui}/api/v3/operations", params={"service": "search-svc"}
+    ).json()["operations"]
     assert {o["name"] for o in operations} == {"GET /cart", "load_cart"}
     jaeger = httpx.get(f"{viewer.ui}/api/traces", params={"service": "search-svc"}).json()
     assert trace_id in {t["traceID"] for t in jaeger["data"]}

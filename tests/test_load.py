@@ -57,13 +57,17 @@ class FakeOrders:
                 await asyncio.sleep(delay)
         finally:
             self.in_flight -= 1
-        return JSONResponse({"status": "confirmed"}, status_code=201,
-                            headers={"traceresponse": f"00-{TRACE}-00f067aa0ba902b7-01"})
+        return JSONResponse(
+            {"status": "confirmed"},
+            status_code=201,
+            headers={"traceresponse": f"00-{TRACE}-00f067aa0ba902b7-03"},
+        )
 
 
 def load_test(server: FakeOrders, **kwargs: Any) -> LoadTest:
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app),
-                               base_url="http://orders")
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=server.app), base_url="http://orders"
+    )
     return LoadTest(client, OrderMix(CATALOGUE, seed=1), Recorder(keep_slowest=5), **kwargs)
 
 
@@ -93,6 +97,8 @@ async def test_open_loop_keeps_its_schedule_and_measures_the_server_delay() -> N
     assert 50 <= p.p50 < 90  # the 50 ms the server waits, plus the in-process overhead
     report = build_report(test, measured, Completeness(checked=0, complete=0), None, False)
     assert report.target_rate == 40 and report.achieved_rate == pytest.approx(40, rel=0.1)
+    # flags 03 = sampled + W3C level-2 "random": still a sampled order
+    assert test.recorder.sampled and test.recorder.sampled[0] == TRACE
     assert not report.generator.behind_schedule
 
 
@@ -126,8 +132,10 @@ def test_order_mix_is_weighted_and_reproducible() -> None:
     mix = OrderMix(CATALOGUE, seed=3)
     bodies = [mix.next() for _ in range(2000)]
     assert [k for k, _ in bodies[:1]] == kinds
-    counts = {k: sum(1 for kind, _ in bodies if kind == k) for k in
-              ("normal", "scarce", "declined", "insufficient", "invalid")}
+    counts = {
+        k: sum(1 for kind, _ in bodies if kind == k)
+        for k in ("normal", "scarce", "declined", "insufficient", "invalid")
+    }
     assert 0.75 < counts["normal"] / 2000 < 0.89
     assert all(counts[k] > 20 for k in counts)
     assert all(1 <= len(body["items"]) <= 5 for _, body in bodies)
@@ -146,8 +154,9 @@ async def test_completeness_polls_until_traces_are_whole() -> None:
         return JSONResponse({"result": {"resourceSpans": [{"whole": whole}]}})
 
     app = Starlette(routes=[Route("/api/v3/traces/{trace_id}", trace)])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://viewer") as viewer:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://viewer"
+    ) as viewer:
         result = await check_completeness(
             viewer, ["late", "never", "missing"], lambda rs: bool(rs[0]["whole"]), wait_s=1.5
         )
@@ -156,11 +165,17 @@ async def test_completeness_polls_until_traces_are_whole() -> None:
 
 async def test_short_real_run_against_the_in_test_system(system: System) -> None:
     products = (await system.inventory.get("/products")).json()
-    test = LoadTest(system.order, OrderMix(Catalogue.from_products(products), seed=5),
-                    Recorder(keep_slowest=5), duration=1.0, rate=30)
+    test = LoadTest(
+        system.order,
+        OrderMix(Catalogue.from_products(products), seed=5),
+        Recorder(keep_slowest=5),
+        duration=1.0,
+        rate=30,
+    )
     measured = await test.run()
-    report = build_report(test, measured, Completeness(checked=0, complete=0),
-                          "http://viewer", False)
+    report = build_report(
+        test, measured, Completeness(checked=0, complete=0), "http://viewer", False
+    )
 
     # The schema round-trips, and the mix produced several outcomes.
     assert LoadReport.model_validate_json(report.model_dump_json()) == report

@@ -109,3 +109,71 @@ def test_up_names_a_busy_viewer_port(up_env: dict[str, str], tmp_path: Path) -> 
         assert up.process.wait(timeout=30) == 2
     assert f"port {ui_port} (trace-viewer) is already in use" in up.output()
     assert "TRACE_VIEWER_UI_PORT" in up.output()
+
+
+def test_load_reports_tail_latency_and_complete_traces(
+    up_env: dict[str, str], ports: dict[str, int], tmp_path: Path
+) -> None:
+    """`ordersim load --rate … --out …` against `ordersim up`: the design's JSON, the slowest
+    orders' links open in the viewer, and every checked trace arrived whole."""
+    import subprocess
+    import sys
+
+    from ordersim.load import LoadReport
+
+    ui_port = free_port()
+    up_env.update(TRACE_VIEWER_OTLP_PORT=str(free_port()), TRACE_VIEWER_UI_PORT=str(ui_port))
+    up = Up(up_env, tmp_path / "up.log")
+    out = tmp_path / "r.json"
+    try:
+        wait_until_up(up, f"http://127.0.0.1:{ports['ORDER']}")
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ordersim",
+                "load",
+                "--rate",
+                "15",
+                "--duration",
+                "3",
+                "--warmup",
+                "1",
+                "--check-traces",
+                "20",
+                "--out",
+                str(out),
+            ],
+            env=up_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        report = LoadReport.model_validate_json(out.read_text())
+        document = json.loads(out.read_text())
+        slowest = report.slowest[0]
+        assert slowest.link is not None
+        viewed = httpx.get(slowest.link.replace("/trace/", "/api/v3/traces/"))
+    finally:
+        assert up.stop() == 0, up.output()
+
+    assert set(document) >= {
+        "target_rate",
+        "achieved_rate",
+        "duration_s",
+        "requests",
+        "status_counts",
+        "latency_ms",
+        "slowest",
+        "trace_completeness",
+    }
+    assert set(document["latency_ms"]) == {"p50", "p90", "p99", "p999", "max"}
+    assert report.target_rate == 15 and 40 <= report.requests <= 50
+    assert report.latency_ms.p50 <= report.latency_ms.p99 <= report.latency_ms.max
+    assert sum(report.status_counts.values()) == report.requests
+    assert report.trace_completeness.checked > 0
+    assert report.trace_completeness.complete == report.trace_completeness.checked
+    assert viewed.status_code == 200  # the slowest order's trace opens in the viewer
+    assert "slowest orders" in run.stdout and "p99" in run.stdout

@@ -1,0 +1,234 @@
+"""What tracing costs: the same system, started in each configuration, measured with the
+same load generator in one run on this machine.
+
+    .venv/bin/python bench/overhead.py [--seconds 15] [--concurrency 16]
+
+For each configuration it prints the throughput at saturation (closed loop) and p50/p99
+at a fixed moderate rate (open loop, half the untraced saturation), as figures and as
+ratios to the untraced system. For 100 % sampling it also runs at 80 % of its own
+saturation and checks that no span was dropped: no "Queue full" from the SDK's batch
+processor and every sampled trace complete in the viewer. With --wrk it compares the
+generator's top rate with wrk's against the same endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from inventory_service.settings import InventorySettings  # noqa: E402
+from order_service.settings import OrderSettings  # noqa: E402
+from ordersim.load import LoadOptions, LoadReport, run_load  # noqa: E402
+from ordersim.up import Service, Supervisor  # noqa: E402
+from payment_service.settings import PaymentSettings  # noqa: E402
+from shipping_service.settings import ShippingSettings  # noqa: E402
+from tests.processes import clean_env, free_port  # noqa: E402
+from trace_viewer.settings import ViewerSettings  # noqa: E402
+
+CONFIGS: dict[str, dict[str, str]] = {
+    "untraced": {"OTEL_SDK_DISABLED": "true"},
+    "100% sampled": {},
+    "1% sampled": {
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
+    },
+    "seed config": {},  # SimpleSpanProcessor, via bench/seed_service.py
+}
+
+
+@dataclass
+class Figures:
+    saturation: float = 0.0
+    p50: float = 0.0
+    p99: float = 0.0
+    drops: int | None = None
+    completeness: str = ""
+
+
+class System:
+    """Viewer + four services on free ports, in one configuration, logging to a file."""
+
+    def __init__(self, name: str, config_env: dict[str, str], data: Path) -> None:
+        self.name = name
+        self.log = data / f"{name.replace(' ', '_').replace('%', 'pct')}.log"
+        state = data / self.log.stem
+        self.viewer = ViewerSettings(otlp_port=free_port(), ui_port=free_port(), data_dir=state)
+        settings = [
+            ("inventory_service", InventorySettings(port=free_port())),
+            ("payment_service", PaymentSettings(port=free_port())),
+            ("shipping_service", ShippingSettings(port=free_port())),
+            ("order_service", OrderSettings(port=free_port())),
+        ]
+        self.services = [
+            Service(
+                "trace-viewer",
+                "trace_viewer",
+                self.viewer.host,
+                {},
+                f"{self.viewer.ui_url}/api/stats",
+                "blue",
+            )
+        ]
+        self.env = clean_env() | {
+            "ORDERSIM_DATA_DIR": str(state),
+            "TRACE_VIEWER_OTLP_PORT": str(self.viewer.otlp_port),
+            "TRACE_VIEWER_UI_PORT": str(self.viewer.ui_port),
+            **config_env,
+        }
+        for package, service_settings in settings:
+            prefix = service_settings.model_config.get("env_prefix", "")
+            self.env[f"{prefix}PORT"] = str(service_settings.port)
+            self.env[f"{prefix}LOG_LEVEL"] = "warning"
+            service = Service.of(package, service_settings, "white")
+            if name == "seed config":
+                service.command = [sys.executable, str(ROOT / "bench" / "seed_service.py"), package]
+            self.services.append(service)
+        self.order_url = settings[-1][1].base_url
+        self.inventory_url = settings[0][1].base_url
+        self.viewer_url = self.viewer.ui_url
+
+    async def __aenter__(self) -> System:
+        self._log_file = self.log.open("w")
+        console = Console(file=self._log_file, width=200)
+        self.supervisor = Supervisor(self.services, console, self.viewer, self.env)
+        await self.supervisor.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.supervisor.stop()
+        self._log_file.close()
+
+    def queue_full_warnings(self) -> int:
+        return self.log.read_text().count("Queue full")
+
+    async def load(
+        self,
+        *,
+        rate: float | None = None,
+        concurrency: int | None = None,
+        seconds: float,
+        check_traces: int = 0,
+    ) -> LoadReport:
+        options = LoadOptions(
+            order_url=self.order_url,
+            inventory_url=self.inventory_url,
+            viewer_url=self.viewer_url if check_traces else None,
+            rate=rate,
+            concurrency=concurrency,
+            duration=seconds,
+            warmup=2.0,
+            slowest=3,
+            seed=1,
+            out=None,
+            check_traces=check_traces,
+            trace_wait=20,
+        )
+        return await run_load(options, Console(quiet=True))
+
+
+def wrk_rate(url: str, body: Path, seconds: int, connections: int) -> float | None:
+    if not shutil.which("wrk"):
+        return None
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [[{body.read_text()}]]\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"{url}/orders"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("Requests/sec:"))
+    return float(line.split()[1])
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--wrk", action="store_true", help="also measure wrk's top rate")
+    args = parser.parse_args()
+    console = Console()
+    figures: dict[str, Figures] = {}
+    moderate: float | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.configs.split(","):
+            fig = figures[name] = Figures()
+            console.print(f"[bold]{name}[/]: starting …")
+            async with System(name, CONFIGS[name], Path(tmp)) as system:
+                sat = await system.load(concurrency=args.concurrency, seconds=args.seconds)
+                fig.saturation = sat.achieved_rate
+                moderate = moderate or round(sat.achieved_rate * 0.5, 1)
+                console.print(
+                    f"  saturation {fig.saturation:.1f} orders/s; moderate rate {moderate}/s …"
+                )
+                fixed = await system.load(rate=moderate, seconds=args.seconds)
+                fig.p50, fig.p99 = fixed.latency_ms.p50, fixed.latency_ms.p99
+                if name == "100% sampled":
+                    rate = round(fig.saturation * 0.8, 1)
+                    console.print(f"  drop check at {rate}/s (80% of saturation) …")
+                    check = await system.load(rate=rate, seconds=args.seconds, check_traces=200)
+                    tc = check.trace_completeness
+                    fig.drops = system.queue_full_warnings()
+                    fig.completeness = f"{tc.complete}/{tc.checked}"
+                if args.wrk and name == "untraced":
+                    wrk = wrk_rate(
+                        system.order_url,
+                        ROOT / "examples" / "order.json",
+                        int(args.seconds),
+                        args.concurrency,
+                    )
+                    gen = await system.load(concurrency=args.concurrency, seconds=args.seconds)
+                    console.print(
+                        f"  wrk: {wrk} req/s; ordersim load: "
+                        f"{gen.achieved_rate:.1f} orders/s (same endpoint, "
+                        f"{args.concurrency} connections)"
+                    )
+
+    base = figures.get("untraced") or next(iter(figures.values()))
+    table = Table(
+        title=f"tracing overhead (closed loop {args.concurrency} clients; "
+        f"open loop at {moderate}/s; {args.seconds:g}s each)"
+    )
+    for column in (
+        "configuration",
+        "saturation orders/s",
+        "x untraced",
+        "p50 ms",
+        "p99 ms",
+        "p99 x untraced",
+        "dropped spans",
+    ):
+        table.add_column(column, justify="right")
+    for name, fig in figures.items():
+        table.add_row(
+            name,
+            f"{fig.saturation:.1f}",
+            f"{fig.saturation / base.saturation:.2f}",
+            f"{fig.p50:.1f}",
+            f"{fig.p99:.1f}",
+            f"{fig.p99 / base.p99:.2f}",
+            "-"
+            if fig.drops is None
+            else f"{fig.drops} queue-full; traces {fig.completeness} complete",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
