@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test lint format clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: install up test lint format clean browser
 
 install: $(STAMP)
 
@@ -17,8 +19,15 @@ $(STAMP): pyproject.toml
 up: install
 	$(BIN)/ordersim up
 
-test: install lint
+test: install lint browser
 	$(BIN)/pytest
+
+# The browser test renders the waterfall in Debian's headless Chromium (needs root to install).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 lint: install
 	$(BIN)/ruff check .

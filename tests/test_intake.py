@@ -234,6 +234,7 @@ def test_search_filters(viewer: Viewer, tmp_path: Path) -> None:
     trace_id = f"{spans[0].context.trace_id:032x}"
 
     def ids(**params: str) -> set[str]:
+        params.setdefault("limit", "1000")
         rows = httpx.get(f"{viewer.ui}/api/summaries", params=params).json()["data"]
         return {r["traceID"] for r in rows}
 

@@ -24,6 +24,7 @@ from trace_viewer.otlp import resource_spans_json
 from trace_viewer.store import TraceStore, TraceSummary
 
 STATIC = resources.files("trace_viewer") / "static"
+Limit = Annotated[int, Query(ge=1, le=1000)]
 TraceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{32}$", description="32 hex digits")]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$")
 _UNIT_NS = {"us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, None: 1_000}
@@ -98,8 +99,6 @@ def create_query_app(store: TraceStore) -> FastAPI:
             limit=limit,
         )
 
-    Limit = Annotated[int, Query(ge=1, le=1000)]
-
     @app.get("/api/summaries")
     async def summaries(
         service: str | None = None,
@@ -153,7 +152,8 @@ def create_query_app(store: TraceStore) -> FastAPI:
         return FileResponse(str(STATIC / "index.html"))
 
     @app.get("/trace/{trace_id}", include_in_schema=False)
-    async def trace_page(trace_id: TraceId) -> FileResponse:
+    async def trace_page(trace_id: str) -> FileResponse:
+        # Any id gets the page; the page itself says when an id is malformed or unknown.
         return FileResponse(str(STATIC / "trace.html"))
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
