@@ -17,15 +17,27 @@ RESOURCE = Resource(
 SCOPE = InstrumentationScope(name="test").SerializeToString()
 
 
-def record(trace: int, span: int, parent: int = 0, start: int = 0, padding: int = 0,
-           error: bool = False) -> SpanRecord:
-    message = Span(name="op" + "x" * padding, trace_id=trace.to_bytes(16, "big"),
-                   span_id=span.to_bytes(8, "big"))
+def record(
+    trace: int, span: int, parent: int = 0, start: int = 0, padding: int = 0, error: bool = False
+) -> SpanRecord:
+    message = Span(
+        name="op" + "x" * padding,
+        trace_id=trace.to_bytes(16, "big"),
+        span_id=span.to_bytes(8, "big"),
+    )
     return SpanRecord(
-        trace_id=f"{trace:032x}", span_id=f"{span:016x}",
-        parent_span_id=f"{parent:016x}" if parent else "", name="op", service="svc", kind=1,
-        start_ns=start, end_ns=start + 1000, status_code=2 if error else 0,
-        resource=RESOURCE, scope=SCOPE, span=message.SerializeToString(),
+        trace_id=f"{trace:032x}",
+        span_id=f"{span:016x}",
+        parent_span_id=f"{parent:016x}" if parent else "",
+        name="op",
+        service="svc",
+        kind=1,
+        start_ns=start,
+        end_ns=start + 1000,
+        status_code=2 if error else 0,
+        resource=RESOURCE,
+        scope=SCOPE,
+        span=message.SerializeToString(),
     )
 
 
