@@ -1,7 +1,7 @@
 """What tracing costs: the same system, started in each configuration, measured with the
 same load generator in one run on this machine.
 
-    .venv/bin/python bench/overhead.py [--seconds 15] [--concurrency 16]
+    .venv/bin/python bench/overhead.py [--seconds 15] [--rounds 3] [--concurrency 16] [--wrk]
 
 For each configuration it prints the throughput at saturation (closed loop) and p50/p99
 at a fixed moderate rate (open loop, half the untraced saturation), as figures and as
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,49 +162,64 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--rounds", type=int, default=3, help="figures are medians of rounds")
     parser.add_argument("--wrk", action="store_true", help="also measure wrk's top rate")
     args = parser.parse_args()
-    console = Console()
-    figures: dict[str, Figures] = {}
+    console = Console(width=130)
+    names = args.configs.split(",")
+    runs: dict[str, list[Figures]] = {name: [] for name in names}
     moderate: float | None = None
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.configs.split(","):
-            fig = figures[name] = Figures()
-            console.print(f"[bold]{name}[/]: starting …")
-            async with System(name, CONFIGS[name], Path(tmp)) as system:
-                sat = await system.load(concurrency=args.concurrency, seconds=args.seconds)
-                fig.saturation = sat.achieved_rate
-                moderate = moderate or round(sat.achieved_rate * 0.5, 1)
-                console.print(
-                    f"  saturation {fig.saturation:.1f} orders/s; moderate rate {moderate}/s …"
-                )
-                fixed = await system.load(rate=moderate, seconds=args.seconds)
-                fig.p50, fig.p99 = fixed.latency_ms.p50, fixed.latency_ms.p99
-                if name == "100% sampled":
-                    rate = round(fig.saturation * 0.8, 1)
-                    console.print(f"  drop check at {rate}/s (80% of saturation) …")
-                    check = await system.load(rate=rate, seconds=args.seconds, check_traces=200)
-                    tc = check.trace_completeness
-                    fig.drops = system.queue_full_warnings()
-                    fig.completeness = f"{tc.complete}/{tc.checked}"
-                if args.wrk and name == "untraced":
-                    wrk = wrk_rate(
-                        system.order_url,
-                        ROOT / "examples" / "order.json",
-                        int(args.seconds),
-                        args.concurrency,
-                    )
-                    gen = await system.load(concurrency=args.concurrency, seconds=args.seconds)
+        # Round-robin over the configurations, so drift in the machine's speed hits all alike.
+        for round_ in range(1, args.rounds + 1):
+            for name in names:
+                fig = Figures()
+                runs[name].append(fig)
+                console.print(f"[bold]round {round_}, {name}[/]: starting …")
+                async with System(name, CONFIGS[name], Path(tmp)) as system:
+                    sat = await system.load(concurrency=args.concurrency, seconds=args.seconds)
+                    fig.saturation = sat.achieved_rate
+                    moderate = moderate or round(sat.achieved_rate * 0.5, 1)
                     console.print(
-                        f"  wrk: {wrk} req/s; ordersim load: "
-                        f"{gen.achieved_rate:.1f} orders/s (same endpoint, "
-                        f"{args.concurrency} connections)"
+                        f"  saturation {fig.saturation:.1f} orders/s; p50/p99 at {moderate}/s …"
                     )
+                    fixed = await system.load(rate=moderate, seconds=args.seconds)
+                    fig.p50, fig.p99 = fixed.latency_ms.p50, fixed.latency_ms.p99
+                    if name == "100% sampled" and round_ == 1:
+                        rate = round(fig.saturation * 0.8, 1)
+                        console.print(f"  drop check at {rate}/s (80% of saturation) …")
+                        check = await system.load(rate=rate, seconds=args.seconds, check_traces=200)
+                        tc = check.trace_completeness
+                        fig.drops = system.queue_full_warnings()
+                        fig.completeness = f"{tc.complete}/{tc.checked}"
+                    if args.wrk and name == "untraced" and round_ == 1:
+                        wrk = wrk_rate(
+                            system.order_url,
+                            ROOT / "examples" / "order.json",
+                            int(args.seconds),
+                            args.concurrency,
+                        )
+                        gen = await system.load(concurrency=args.concurrency, seconds=args.seconds)
+                        console.print(
+                            f"  wrk: {wrk} req/s; ordersim load: "
+                            f"{gen.achieved_rate:.1f} orders/s (same endpoint, "
+                            f"{args.concurrency} connections)"
+                        )
+    figures = {
+        name: Figures(
+            saturation=statistics.median(f.saturation for f in found),
+            p50=statistics.median(f.p50 for f in found),
+            p99=statistics.median(f.p99 for f in found),
+            drops=found[0].drops,
+            completeness=found[0].completeness,
+        )
+        for name, found in runs.items()
+    }
 
     base = figures.get("untraced") or next(iter(figures.values()))
     table = Table(
-        title=f"tracing overhead (closed loop {args.concurrency} clients; "
-        f"open loop at {moderate}/s; {args.seconds:g}s each)"
+        title=f"tracing overhead, medians of {args.rounds} rounds (closed loop "
+        f"{args.concurrency} clients; open loop at {moderate}/s; {args.seconds:g}s each)"
     )
     for column in (
         "configuration",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from common.errors import DownstreamUnavailable
 from common.telemetry import Telemetry
@@ -19,6 +20,19 @@ class Timeouts:
 
     connect: float = 1.0
     call: float = 3.0
+
+
+LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+
+def default_transport() -> httpx.AsyncBaseTransport:
+    """httpx's API over aiohttp's connection pool and C-accelerated HTTP parser.
+
+    Profiled under load, httpx's own async stack (httpcore over anyio) took about 45 % of
+    order-service's CPU; the httpx-aiohttp transport keeps the httpx client, its timeouts
+    and its OpenTelemetry instrumentation, and spends a fraction of that.
+    """
+    return AiohttpTransport(limits=LIMITS)
 
 
 def create_http_client(
@@ -34,9 +48,9 @@ def create_http_client(
     """
     client = httpx.AsyncClient(
         base_url=base_url,
-        transport=transport,
+        transport=transport or default_transport(),
         timeout=httpx.Timeout(timeouts.call, connect=timeouts.connect),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits=LIMITS,
     )
     telemetry.instrument_client(client)
     return client

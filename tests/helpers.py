@@ -97,3 +97,25 @@ def overlap(a: ReadableSpan, b: ReadableSpan) -> bool:
     """True when the two spans ran at the same time for some instant."""
     assert a.start_time and a.end_time and b.start_time and b.end_time
     return a.start_time < b.end_time and b.start_time < a.end_time
+
+
+def is_complete(spans: Sequence[ReadableSpan]) -> bool:
+    """Every span of a cross-process trace has arrived.
+
+    Each process exports its spans in the order they end, so a span's in-process
+    descendants arrive no later than it does; what can still be missing is a parent, or
+    the callee's side of an HTTP call. So: one root, no orphan, and every HTTP CLIENT span
+    has its SERVER child.
+    """
+    ids = {s.context.span_id for s in spans}
+    parents = {s.parent.span_id for s in spans if s.parent is not None}
+    roots = [s for s in spans if s.parent is None]
+    orphans = [s for s in spans if s.parent is not None and s.parent.span_id not in ids]
+    unanswered = [
+        s
+        for s in spans
+        if s.kind == SpanKind.CLIENT
+        and "http.request.method" in s.attributes
+        and s.context.span_id not in parents
+    ]
+    return len(roots) == 1 and not orphans and not unanswered

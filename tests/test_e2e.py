@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from tests.helpers import find, find_all, in_trace, order_body, overlap, service_of
+from tests.helpers import find, find_all, in_trace, is_complete, order_body, overlap, service_of
 from tests.otlp_sink import OtlpSink
 from tests.processes import ROOT, free_port, poll
 
@@ -71,9 +71,9 @@ def wait_until_up(up: Up, url: str) -> None:
 def whole_trace(sink: OtlpSink, trace_id: str, expected: set[str]) -> list[ReadableSpan]:
     def complete() -> list[ReadableSpan] | None:
         spans = in_trace(sink.spans(), trace_id)
-        return spans if expected <= {s.name for s in spans} else None
+        return spans if expected <= {s.name for s in spans} and is_complete(spans) else None
 
-    return poll(complete, 15, f"spans {sorted(expected)} of trace {trace_id}")
+    return poll(complete, 15, f"the whole trace {trace_id} with spans {sorted(expected)}")
 
 
 def test_order_trace_across_real_processes(
