@@ -1,5 +1,6 @@
 """Run one service in the seed tutorial's configuration: a SimpleSpanProcessor, which
-exports every span synchronously, on the request path, as it ends.
+exports every span synchronously, on the request path, as it ends, and httpx's stock
+transport between services.
 
     python bench/seed_service.py order_service
 
@@ -15,9 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+import common.http
 import common.telemetry
 
 
@@ -25,5 +28,10 @@ def _seed_processors() -> list[SimpleSpanProcessor]:
     return [SimpleSpanProcessor(OTLPSpanExporter())]
 
 
+def _stock_transport() -> httpx.AsyncBaseTransport:
+    return httpx.AsyncHTTPTransport(limits=common.http.LIMITS)
+
+
 common.telemetry._exporter_processors = _seed_processors  # type: ignore[assignment]
+common.http.default_transport = _stock_transport
 runpy.run_module(sys.argv[1], run_name="__main__", alter_sys=True)
