@@ -4,9 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-CHROMIUM := /usr/bin/chromium
-
-.PHONY: install up test lint format clean browser
+.PHONY: install up test lint format clean system-deps
 
 install: $(STAMP)
 
@@ -19,15 +17,21 @@ $(STAMP): pyproject.toml
 up: install
 	$(BIN)/ordersim up
 
-test: install lint browser
+test: install lint system-deps
 	$(BIN)/pytest
 
-# The browser test renders the waterfall in Debian's headless Chromium (needs root to install).
-browser: $(CHROMIUM)
-
-$(CHROMIUM):
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# What the tests need from Debian (root installs them): headless Chromium for the browser
+# test, docker-compose to validate compose.yaml without an engine, and PostgreSQL for a
+# throwaway cluster the integration tests run against.
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/docker-compose ] || missing="$$missing docker-compose"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from shipping_service.app import create_app as create_shipping
 from shipping_service.settings import ShippingSettings
+from tests.postgres import create_databases, throwaway_cluster
 from tests.processes import clean_env, free_port
 
 TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
@@ -104,6 +106,7 @@ class System:
     exporter: InMemorySpanExporter
     apps: dict[str, FastAPI]
     transports: dict[str, httpx.AsyncBaseTransport]
+    backend: str = "sqlite"
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
@@ -128,9 +131,13 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
 
     @asynccontextmanager
     async def start(
-        wrap: dict[str, TransportWrapper] | None = None, **order_settings: Any
+        wrap: dict[str, TransportWrapper] | None = None,
+        databases: dict[str, str] | None = None,
+        **order_settings: Any,
     ) -> AsyncIterator[System]:
+        """``databases`` maps a service ("order", "inventory" …) to its database URL."""
         wrap = wrap or {}
+        urls = databases or {}
         processors = [SimpleSpanProcessor(exporter)]
 
         def telemetry(name: str) -> Any:
@@ -138,13 +145,16 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
 
         apps = {
             "inventory": create_inventory(
-                InventorySettings(data_dir=tmp_path), telemetry("inventory-service")
+                InventorySettings(data_dir=tmp_path, database_url=urls.get("inventory")),
+                telemetry("inventory-service"),
             ),
             "payment": create_payment(
-                PaymentSettings(data_dir=tmp_path), telemetry("payment-service")
+                PaymentSettings(data_dir=tmp_path, database_url=urls.get("payment")),
+                telemetry("payment-service"),
             ),
             "shipping": create_shipping(
-                ShippingSettings(data_dir=tmp_path), telemetry("shipping-service")
+                ShippingSettings(data_dir=tmp_path, database_url=urls.get("shipping")),
+                telemetry("shipping-service"),
             ),
         }
         transports: dict[str, httpx.AsyncBaseTransport] = {}
@@ -153,7 +163,7 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
             transports[name] = wrap[name](transport) if name in wrap else transport
         settings = {"call_timeout": 2.0, "order_deadline": 8.0, **order_settings}
         apps["order"] = create_order(
-            OrderSettings(data_dir=tmp_path, **settings),
+            OrderSettings(data_dir=tmp_path, database_url=urls.get("order"), **settings),
             telemetry("order-service"),
             transports=transports,
         )
@@ -175,6 +185,33 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
 @pytest.fixture
 async def system(start_system: Callable[..., Any]) -> AsyncIterator[System]:
     async with start_system() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[str]:
+    """One throwaway PostgreSQL cluster for the whole run (``make test`` installs it)."""
+    try:
+        with throwaway_cluster() as base_url:
+            yield base_url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_system(
+    request: pytest.FixtureRequest, start_system: Callable[..., Any]
+) -> AsyncIterator[System]:
+    """The in-process system on SQLite and again on PostgreSQL: one code path for both."""
+    databases = None
+    if request.param == "postgres":
+        base_url = request.getfixturevalue("postgres_cluster")
+        suffix = uuid.uuid4().hex[:8]
+        names = {s: f"{s}_{suffix}" for s in ("order", "inventory", "payment", "shipping")}
+        urls = await create_databases(base_url, list(names.values()))
+        databases = {service: urls[name] for service, name in names.items()}
+    async with start_system(databases=databases) as running:
+        running.backend = request.param
         yield running
 
 

@@ -3,6 +3,7 @@ travel over OTLP/HTTP to a sink inside the test, and the trace holds across proc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -18,6 +19,7 @@ from opentelemetry.trace import SpanKind
 
 from tests.helpers import find, find_all, in_trace, is_complete, order_body, overlap, service_of
 from tests.otlp_sink import OtlpSink
+from tests.postgres import create_databases
 from tests.processes import ROOT, free_port, poll
 
 SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
@@ -76,10 +78,23 @@ def whole_trace(sink: OtlpSink, trace_id: str, expected: set[str]) -> list[Reada
     return poll(complete, 15, f"the whole trace {trace_id} with spans {sorted(expected)}")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_order_trace_across_real_processes(
-    up_env: dict[str, str], ports: dict[str, int], sink: OtlpSink, tmp_path: Path
+    up_env: dict[str, str],
+    ports: dict[str, int],
+    sink: OtlpSink,
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     up_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
+    if backend == "postgres":  # each service on its own database, by its *_DATABASE_URL
+        base_url = request.getfixturevalue("postgres_cluster")
+        suffix = tmp_path.name.replace("-", "_")[-20:]
+        names = {s: f"e2e_{s}_{suffix}" for s in ("ORDER", "INVENTORY", "PAYMENT", "SHIPPING")}
+        urls = asyncio.run(create_databases(base_url, list(names.values())))
+        for service, name in names.items():
+            up_env[f"{service}_SERVICE_DATABASE_URL"] = urls[name]
     up = Up(up_env, tmp_path / "up.log", "--no-viewer")
     order_url = f"http://127.0.0.1:{ports['ORDER']}"
     try:
@@ -128,6 +143,9 @@ def test_order_trace_across_real_processes(
         find(spans, "commit_stock"), find(spans, "create_shipment", service="order-service")
     )
     assert len(find_all(spans, "check_stock")) == 3
+    db_system = {"sqlite": "sqlite", "postgres": "postgresql"}[backend]
+    db_services = {service_of(s) for s in spans if s.attributes.get("db.system.name") == db_system}
+    assert db_services == SERVICES
 
     # SIGTERM stopped everything cleanly: nothing listens on the ports any more.
     assert exit_code == 0, up.output()

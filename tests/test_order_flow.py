@@ -12,7 +12,8 @@ from tests.helpers import find, find_all, in_trace, is_ancestor, order_body, ove
 SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
 
 
-async def test_confirmed_order_is_one_trace_across_four_services(system: System) -> None:
+async def test_confirmed_order_is_one_trace_across_four_services(any_system: System) -> None:
+    system = any_system
     items = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
     response = await system.order.post("/orders", json=order_body(items))
 
@@ -80,7 +81,8 @@ async def test_confirmed_order_is_one_trace_across_four_services(system: System)
     assert all(s.status.status_code != StatusCode.ERROR for s in spans)
 
     # Database spans exist and belong to the service that owns the database.
-    db_spans = [s for s in spans if s.attributes.get("db.system.name") == "sqlite"]
+    db_system = {"sqlite": "sqlite", "postgres": "postgresql"}[system.backend]
+    db_spans = [s for s in spans if s.attributes.get("db.system.name") == db_system]
     assert {service_of(s) for s in db_spans} == SERVICES
 
 
