@@ -71,7 +71,13 @@ def create_app(
                 for u in (flow.release_stock, flow.refund_payment, flow.cancel_shipment)
             }
             worker = asyncio.create_task(
-                retry_forever(engine, actions, tracer, settings.compensation_retry_interval),
+                retry_forever(
+                    engine,
+                    actions,
+                    tracer,
+                    settings.compensation_retry_interval,
+                    settings.abandon_after,
+                ),
                 name="retry-compensations",
             )
             worker.add_done_callback(log_unexpected)

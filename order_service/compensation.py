@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from opentelemetry import propagate, trace
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import DownstreamUnavailable, ServiceError
 from order_service import storage
+from order_service.models import OrderError
 
 logger = logging.getLogger(__name__)
 
@@ -135,19 +137,50 @@ async def retry_deferred(
     return still_pending
 
 
+async def recover_abandoned(
+    engine: AsyncEngine, actions: list[str], tracer: trace.Tracer, older_than: float
+) -> int:
+    """Fail the orders left pending by a process that stopped mid-order, and queue every
+    undo for them (each is harmless if its step never happened). Returns how many."""
+    cutoff = storage.now() - timedelta(seconds=older_than)
+    with suppress_instrumentation():
+        abandoned = await storage.abandoned_orders(engine, cutoff)
+    recovered = 0
+    for order in abandoned:
+        with tracer.start_as_current_span(
+            "recover_order",
+            attributes={"shop.order.id": order.order_id, "shop.order.trace_id": order.trace_id},
+        ) as span:
+            order.status = "failed"
+            order.error = OrderError(
+                code="abandoned", message="the order service stopped before the order finished"
+            )
+            order.updated_at = storage.now()
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)  # the undo retries link back to this span
+            if await storage.fail_abandoned(engine, order, actions, carrier["traceparent"]):
+                recovered += 1
+                span.add_event("order_failed")
+                logger.warning("order %s was abandoned mid-flow; undoing it", order.order_id)
+    return recovered
+
+
 async def retry_forever(
     engine: AsyncEngine,
     actions: dict[str, UndoCall],
     tracer: trace.Tracer,
     interval: float,
+    abandon_after: float,
 ) -> None:
-    """The order service's background worker: retry deferred compensations until done."""
+    """The order service's background worker: fail abandoned orders, and retry deferred
+    compensations until each is done."""
     while True:
         await asyncio.sleep(interval)
         try:
+            await recover_abandoned(engine, list(actions), tracer, abandon_after)
             await retry_deferred(engine, actions, tracer)
         except Exception:
-            logger.exception("retrying deferred compensations failed; will try again")
+            logger.exception("recovering orders or compensations failed; will try again")
 
 
 def log_unexpected(task: asyncio.Task[Any]) -> None:

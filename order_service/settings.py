@@ -29,5 +29,11 @@ class OrderSettings(ServiceSettings):
     compensation_retry_interval: float = Field(default=5.0, gt=0)
 
     @property
+    def abandon_after(self) -> float:
+        """An order still pending this long was abandoned (its request can take at most a
+        validation call, the deadline, and a round of compensations)."""
+        return self.order_deadline + 3 * self.call_timeout
+
+    @property
     def timeouts(self) -> Timeouts:
         return Timeouts(connect=self.connect_timeout, call=self.call_timeout)

@@ -87,6 +87,57 @@ async def get_order(engine: AsyncEngine, order_id: str) -> Order:
     return Order.model_validate_json(document)
 
 
+async def abandoned_orders(engine: AsyncEngine, cutoff: datetime) -> list[Order]:
+    """Orders still pending although their last change is older than ``cutoff``."""
+    async with engine.connect() as conn:
+        documents = (
+            await conn.execute(
+                select(orders.c.document)
+                .where(orders.c.status == "pending", orders.c.updated_at < cutoff)
+                .order_by(orders.c.updated_at)
+                .limit(100)
+            )
+        ).scalars()
+        return [Order.model_validate_json(d) for d in documents]
+
+
+async def fail_abandoned(
+    engine: AsyncEngine, order: Order, actions: list[str], traceparent: str
+) -> bool:
+    """Store an abandoned order as failed and queue its undos, in one transaction.
+
+    False when the order is no longer pending (its request finished after all).
+    """
+    async with engine.begin() as conn:
+        changed = (
+            await conn.execute(
+                update(orders)
+                .where(orders.c.order_id == order.order_id, orders.c.status == "pending")
+                .values(
+                    status=order.status,
+                    document=order.model_dump_json(),
+                    updated_at=order.updated_at,
+                )
+            )
+        ).rowcount
+        if changed:
+            await conn.execute(
+                insert(compensations),
+                [
+                    {
+                        "order_id": order.order_id,
+                        "action": action,
+                        "traceparent": traceparent,
+                        "attempts": 0,
+                        "last_error": "order abandoned",
+                        "done_at": None,
+                    }
+                    for action in actions
+                ],
+            )
+    return bool(changed)
+
+
 @dataclass(frozen=True)
 class PendingCompensation:
     id: int

@@ -222,3 +222,63 @@ async def test_oversized_body_is_413(system: System) -> None:
 
 async def test_unknown_order_is_404(system: System) -> None:
     assert (await system.order.get("/orders/ord_nope")).status_code == 404
+
+
+async def test_orders_abandoned_mid_flow_are_failed_and_undone(system: System) -> None:
+    """The order service stopped after reserving and charging: the worker fails the order
+    and undoes every step, so no stock stays reserved and no card stays charged."""
+    from datetime import timedelta
+
+    from order_service import storage
+    from order_service.compensation import recover_abandoned
+    from order_service.models import Order
+
+    app = system.apps["order"]
+    flow, engine, tracer = app.state.flow, app.state.engine, app.state.tracer
+    before = await system.stock("SKU-0018")
+    crashed, fresh = "ord_crashed0001", "ord_inflight0001"
+    reserve = {"order_id": crashed, "items": [{"sku": "SKU-0018", "quantity": 3}]}
+    assert (await system.inventory.post("/reservations", json=reserve)).status_code == 201
+    charge = {
+        "order_id": crashed,
+        "amount": {"amount": "10.00", "currency": "USD"},
+        "card": order_body()["payment"],
+    }
+    assert (await system.payment.post("/charges", json=charge)).status_code == 201
+    long_ago = storage.now() - timedelta(hours=1)
+    for order_id, at in ((crashed, long_ago), (fresh, storage.now())):
+        await storage.insert_order(
+            engine,
+            Order(
+                order_id=order_id,
+                status="pending",
+                customer_id="c",
+                items=[],
+                trace_id="ab" * 16,
+                created_at=at,
+                updated_at=at,
+            ),
+        )
+    assert (await system.stock("SKU-0018"))["SKU-0018"] == before["SKU-0018"] - 3
+
+    actions = {
+        u.name: u.call for u in (flow.release_stock, flow.refund_payment, flow.cancel_shipment)
+    }
+    assert await recover_abandoned(engine, list(actions), tracer, older_than=60) == 1
+    assert await retry_deferred(engine, actions, tracer) == 0
+
+    crashed_order = (await system.order.get(f"/orders/{crashed}")).json()
+    assert crashed_order["status"] == "failed"
+    assert crashed_order["error"]["code"] == "abandoned"
+    assert (await system.order.get(f"/orders/{fresh}")).json()["status"] == "pending"
+    assert await system.stock("SKU-0018") == before
+    assert (await system.payment.get(f"/charges/{crashed}")).json()["status"] == "refunded"
+    recovery = find(system.spans(), "recover_order")
+    assert recovery.attributes["shop.order.trace_id"] == "ab" * 16
+    retries = [s for s in system.spans() if s.name.startswith("retry_")]
+    assert {s.name for s in retries} == {
+        "retry_release_stock",
+        "retry_refund_payment",
+        "retry_cancel_shipment",
+    }
+    assert all(s.links[0].context.span_id == recovery.context.span_id for s in retries)
