@@ -9,10 +9,10 @@ Telemetry is *not* configured here: the standard ``OTEL_*`` variables do that.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
@@ -32,6 +32,18 @@ class ServiceSettings(BaseSettings):
     #: Larger request bodies get 413 before the handler runs.
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     log_level: str = "info"
+    #: Planted performance bugs to find in the waterfall ("find the bug" scenarios), by
+    #: name, comma-separated in ORDERSIM_SCENARIOS; each service honours the ones it knows.
+    scenarios: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias="ORDERSIM_SCENARIOS"
+    )
+
+    @field_validator("scenarios", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value
 
     @property
     def resolved_database_url(self) -> str:
