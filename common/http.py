@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from opentelemetry.trace import Span
 
 from common.errors import DownstreamUnavailable
 from common.telemetry import Telemetry
@@ -52,39 +54,104 @@ def create_http_client(
         timeout=httpx.Timeout(timeouts.call, connect=timeouts.connect),
         limits=LIMITS,
     )
-    telemetry.instrument_client(client)
+    telemetry.instrument_client(client, request_hook=record_resend_count)
     return client
 
 
+#: The request extension that carries the attempt number to the client span.
+RESEND_COUNT = "ordersim.resend_count"
+#: Statuses that say "try again" without the request having been handled.
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff
+    And Jitter"): attempt n waits a uniform random time in [0, min(cap, base * 2**n)]."""
+
+    retries: int = 2
+    base: float = 0.05
+    cap: float = 0.5
+
+    def backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+NO_RETRY = RetryPolicy(retries=0)
+
+
+async def record_resend_count(span: Span, request: Any) -> None:
+    """httpx instrumentation request hook (async: the instrumentation only calls async hooks
+    on an AsyncClient): a retried request's span says which resend it is
+    (``http.request.resend_count``, stable HTTP semantic conventions)."""
+    extensions = getattr(request, "extensions", None) or {}
+    resend = extensions.get(RESEND_COUNT)
+    if resend and span.is_recording():
+        span.set_attribute("http.request.resend_count", resend)
+
+
 class ServiceClient:
-    """Base of the typed clients: one place turns transport failures into DownstreamUnavailable.
+    """Base of the typed clients: one place for deadlines, retries and failure mapping.
 
     Subclasses name their service and expose one method per endpoint; callers never
-    build URLs themselves.
+    build URLs themselves. Every mutation in ordersim is keyed by the order id and is
+    idempotent downstream, so calls marked ``idempotent`` are retried after a connection
+    failure, a timeout or a 502/503/504; each attempt is its own CLIENT span.
     """
 
     service: ClassVar[str]
 
-    def __init__(self, http: httpx.AsyncClient, *, call_timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        call_timeout: float = 3.0,
+        retry: RetryPolicy = NO_RETRY,
+    ) -> None:
         self._http = http
         self._call_timeout = call_timeout
+        self._retry = retry
 
     async def _request(
         self,
         method: str,
         path: str,
         *,
+        idempotent: bool,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        attempts = 1 + (self._retry.retries if idempotent else 0)
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(self._retry.backoff(attempt))
+            try:
+                response = await self._attempt(method, path, json, params, attempt)
+            except DownstreamUnavailable:
+                if attempt + 1 == attempts:
+                    raise
+                continue
+            if response.status_code in RETRYABLE_STATUS and attempt + 1 < attempts:
+                continue
+            if response.status_code >= 500:
+                raise DownstreamUnavailable(self.service, f"HTTP {response.status_code}")
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _attempt(
+        self, method: str, path: str, json: Any, params: Mapping[str, Any] | None, attempt: int
     ) -> httpx.Response:
         # httpx's timeouts bound each phase; the overall deadline also catches a server
         # that trickles its answer, and applies to in-process ASGI transports, which
         # ignore httpx timeouts altogether.
         try:
             async with asyncio.timeout(self._call_timeout):
-                response = await self._http.request(
-                    method, path, json=json, params=params, headers=headers
+                return await self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    extensions={RESEND_COUNT: attempt} if attempt else None,
                 )
         except TimeoutError as exc:
             raise DownstreamUnavailable(
@@ -92,9 +159,6 @@ class ServiceClient:
             ) from exc
         except httpx.TransportError as exc:
             raise DownstreamUnavailable(self.service, type(exc).__name__) from exc
-        if response.status_code >= 500:
-            raise DownstreamUnavailable(self.service, f"HTTP {response.status_code}")
-        return response
 
     def _unexpected(self, response: httpx.Response) -> DownstreamUnavailable:
         """A status the contract does not allow: treat the service as broken."""

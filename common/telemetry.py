@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -44,6 +45,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Reso
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.trace import Span
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger(__name__)
@@ -87,10 +89,16 @@ class Telemetry:
             exclude_spans=["receive", "send"],
         )
 
-    def instrument_client(self, client: AsyncClient) -> None:
+    def instrument_client(
+        self,
+        client: AsyncClient,
+        request_hook: Callable[[Span, Any], Awaitable[None]] | None = None,
+    ) -> None:
         if not self.enabled or HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
             return
-        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=self.tracer_provider)
+        HTTPXClientInstrumentor.instrument_client(
+            client, tracer_provider=self.tracer_provider, request_hook=request_hook
+        )
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
         if not self.enabled or SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry:

@@ -20,7 +20,9 @@ class InventoryClient(ServiceClient):
     service = "inventory-service"
 
     async def get_products(self, skus: Sequence[str] = ()) -> list[Product]:
-        response = await self._request("GET", "/products", params={"sku": list(skus)})
+        response = await self._request(
+            "GET", "/products", params={"sku": list(skus)}, idempotent=True
+        )
         if response.status_code != 200:
             raise self._unexpected(response)
         return [Product.model_validate(p) for p in response.json()]
@@ -28,7 +30,9 @@ class InventoryClient(ServiceClient):
     async def reserve(self, order_id: str, items: Sequence[ItemRequest]) -> Reservation:
         """Raises OutOfStock (409), UnknownSku (422) or DownstreamUnavailable."""
         body = ReserveRequest(order_id=order_id, items=list(items))
-        response = await self._request("POST", "/reservations", json=body.model_dump(mode="json"))
+        response = await self._request(  # keyed by order id: a repeat returns the first
+            "POST", "/reservations", json=body.model_dump(mode="json"), idempotent=True
+        )
         if response.status_code == 409:
             error = response.json()
             if error.get("code") == "out_of_stock":
@@ -47,7 +51,9 @@ class InventoryClient(ServiceClient):
         return await self._reservation_action(order_id, "release")
 
     async def _reservation_action(self, order_id: str, action: str) -> Reservation:
-        response = await self._request("POST", f"/reservations/{order_id}/{action}")
+        response = await self._request(
+            "POST", f"/reservations/{order_id}/{action}", idempotent=True
+        )
         if response.status_code == 409:
             raise Conflict(response.json().get("detail", f"{action} refused"))
         if response.status_code != 200:

@@ -48,15 +48,15 @@ def create_app(
                 stack.push_async_callback(client.aclose)
                 return client
 
-            call_timeout = settings.call_timeout
+            timeout, retry = settings.call_timeout, settings.retry
             inventory = InventoryClient(
-                http("inventory", settings.inventory_url), call_timeout=call_timeout
+                http("inventory", settings.inventory_url), call_timeout=timeout, retry=retry
             )
             payment = PaymentClient(
-                http("payment", settings.payment_url), call_timeout=call_timeout
+                http("payment", settings.payment_url), call_timeout=timeout, retry=retry
             )
             shipping = ShippingClient(
-                http("shipping", settings.shipping_url), call_timeout=call_timeout
+                http("shipping", settings.shipping_url), call_timeout=timeout, retry=retry
             )
             tracer = telemetry.tracer(settings.service_name)
             flow = OrderFlow(

@@ -5,7 +5,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from common.http import Timeouts
+from common.http import RetryPolicy, Timeouts
 from common.settings import ServiceSettings
 
 
@@ -25,6 +25,9 @@ class OrderSettings(ServiceSettings):
     call_timeout: float = Field(default=3.0, gt=0)
     #: Seconds the whole order may take, all calls included.
     order_deadline: float = Field(default=10.0, gt=0)
+    #: Retries of a failed idempotent downstream call (connection error, timeout, 502-504),
+    #: with exponential backoff and full jitter.
+    call_retries: int = Field(default=2, ge=0, le=10)
     #: Seconds between retries of compensations that could not run at once.
     compensation_retry_interval: float = Field(default=5.0, gt=0)
 
@@ -33,6 +36,10 @@ class OrderSettings(ServiceSettings):
         """An order still pending this long was abandoned (its request can take at most a
         validation call, the deadline, and a round of compensations)."""
         return self.order_deadline + 3 * self.call_timeout
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(retries=self.call_retries)
 
     @property
     def timeouts(self) -> Timeouts:

@@ -21,7 +21,9 @@ class PaymentClient(ServiceClient):
     async def charge(self, order_id: str, amount: Money, card: Card) -> Payment:
         """Raises PaymentDeclined (402), Conflict (order refunded) or DownstreamUnavailable."""
         body = {"order_id": order_id, "amount": amount.model_dump(mode="json"), "card": card.wire()}
-        response = await self._request("POST", "/charges", json=body)
+        response = await self._request(  # keyed by order id: never charged twice
+            "POST", "/charges", json=body, idempotent=True
+        )
         if response.status_code == 402:
             error = response.json()
             raise PaymentDeclined(error.get("code", "card_declined"), error.get("detail", ""))
@@ -32,7 +34,7 @@ class PaymentClient(ServiceClient):
         return Payment.model_validate_json(response.content)
 
     async def refund(self, order_id: str) -> Payment:
-        response = await self._request("POST", f"/charges/{order_id}/refund")
+        response = await self._request("POST", f"/charges/{order_id}/refund", idempotent=True)
         if response.status_code != 200:
             raise self._unexpected(response)
         return Payment.model_validate_json(response.content)

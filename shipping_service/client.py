@@ -18,14 +18,18 @@ class ShippingClient(ServiceClient):
 
     async def quote(self, address: Address, item_count: int) -> Quote:
         body = QuoteRequest(address=address, item_count=item_count)
-        response = await self._request("POST", "/quotes", json=body.model_dump(mode="json"))
+        response = await self._request(  # a quote commits nothing: a spare one is harmless
+            "POST", "/quotes", json=body.model_dump(mode="json"), idempotent=True
+        )
         if response.status_code != 200:
             raise self._unexpected(response)
         return Quote.model_validate_json(response.content)
 
     async def create_shipment(self, order_id: str, quote_id: str) -> Shipment:
         body = ShipmentRequest(order_id=order_id, quote_id=quote_id)
-        response = await self._request("POST", "/shipments", json=body.model_dump(mode="json"))
+        response = await self._request(  # keyed by order id
+            "POST", "/shipments", json=body.model_dump(mode="json"), idempotent=True
+        )
         if response.status_code == 409:
             raise Conflict(response.json().get("detail", "shipment refused"))
         if response.status_code != 201:
@@ -33,7 +37,7 @@ class ShippingClient(ServiceClient):
         return Shipment.model_validate_json(response.content)
 
     async def cancel_shipment(self, order_id: str) -> Shipment:
-        response = await self._request("POST", f"/shipments/{order_id}/cancel")
+        response = await self._request("POST", f"/shipments/{order_id}/cancel", idempotent=True)
         if response.status_code != 200:
             raise self._unexpected(response)
         return Shipment.model_validate_json(response.content)

@@ -1,0 +1,121 @@
+"""Retries: idempotent downstream calls are retried with backoff after a connection error,
+a timeout or a 502-504, each attempt its own CLIENT span with http.request.resend_count;
+the keyed mutations downstream make sure nothing happens twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from opentelemetry.trace import SpanKind, StatusCode
+
+from common.http import RetryPolicy
+from tests.conftest import System
+from tests.helpers import find, in_trace, order_body, service_of
+
+
+class Flaky(httpx.AsyncBaseTransport):
+    """The first `times` requests whose path contains `path` fail: refused, or a status."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        path: str,
+        times: int,
+        status: int | None = None,
+        slow: float = 0.0,
+    ) -> None:
+        self.inner, self.path, self.left, self.status = inner, path, times, status
+        self.seen = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.path in request.url.path and self.left > 0:
+            self.left -= 1
+            self.seen += 1
+            if self.status is None:
+                raise httpx.ConnectError("connection reset", request=request)
+            return httpx.Response(self.status, json={"detail": "busy"}, request=request)
+        return await self.inner.handle_async_request(request)
+
+
+def charge_spans(spans: list[Any]) -> list[Any]:
+    return sorted(
+        (
+            s
+            for s in spans
+            if s.kind == SpanKind.CLIENT
+            and service_of(s) == "order-service"
+            and str(s.attributes.get("url.full", "")).endswith("/charges")
+        ),
+        key=lambda s: s.start_time,
+    )
+
+
+async def test_a_dropped_connection_is_retried_and_charges_once(start_system: Any) -> None:
+    async with start_system(wrap={"payment": lambda t: Flaky(t, "/charges", times=1)}) as system:
+        response = await system.order.post("/orders", json=order_body())
+        assert response.status_code == 201, response.text
+        body = response.json()
+        spans = in_trace(system.spans(), body["trace_id"])
+        first, second = charge_spans(spans)
+        assert first.status.status_code == StatusCode.ERROR
+        assert "http.request.resend_count" not in first.attributes
+        assert second.attributes["http.request.resend_count"] == 1
+        assert second.attributes["http.response.status_code"] == 201
+        # Both attempts hang under the one charge_payment step, which succeeded.
+        step = find(spans, "charge_payment")
+        assert first.parent.span_id == second.parent.span_id == step.context.span_id
+        assert step.status.status_code != StatusCode.ERROR
+        assert len([s for s in spans if s.name == "POST /charges"]) == 1  # one server call
+        payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
+        assert payment["status"] == "captured"
+
+
+async def test_503_is_retried_but_500_is_not(start_system: Any) -> None:
+    wrap = {
+        "shipping": lambda t: Flaky(t, "/quotes", times=2, status=503),
+        "payment": lambda t: Flaky(t, "/charges", times=1, status=500),
+    }
+    async with start_system(wrap=wrap) as system:
+        response = await system.order.post("/orders", json=order_body())
+        body = response.json()
+        spans = in_trace(system.spans(), body["trace_id"])
+        quotes = [
+            s
+            for s in spans
+            if s.kind == SpanKind.CLIENT
+            and str(s.attributes.get("url.full", "")).endswith("/quotes")
+        ]
+        assert [s.attributes.get("http.request.resend_count") for s in quotes] == [None, 1, 2]
+        assert len(charge_spans(spans)) == 1  # a 500 may be a bug: not tried again
+        assert response.status_code == 503 and body["status"] == "failed"
+
+
+async def test_retries_give_up_after_the_policy(start_system: Any) -> None:
+    flaky: dict[str, Flaky] = {}
+
+    def wrap(inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        flaky["t"] = Flaky(inner, "/charges", times=100)
+        return flaky["t"]
+
+    async with start_system(wrap={"payment": wrap}, call_retries=3) as system:
+        response = await system.order.post("/orders", json=order_body())
+        assert response.status_code == 503
+        # 1 charge + 3 retries, then the refund (+ its retries) that compensation owes.
+        assert len(charge_spans(in_trace(system.spans(), response.json()["trace_id"]))) == 4
+
+
+def test_backoff_grows_exponentially_with_full_jitter() -> None:
+    policy = RetryPolicy(retries=5, base=0.1, cap=0.5)
+    for attempt, ceiling in ((1, 0.2), (2, 0.4), (3, 0.5), (4, 0.5)):
+        waits = [policy.backoff(attempt) for _ in range(300)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert max(waits) > ceiling * 0.8  # jitter spreads over the whole range
+        assert min(waits) < ceiling * 0.2
+
+
+async def test_no_retry_for_the_system_fixture_defaults(system: System) -> None:
+    """Sanity: a healthy call is made once, without a resend count."""
+    response = await system.order.post("/orders", json=order_body())
+    spans = in_trace(system.spans(), response.json()["trace_id"])
+    assert [s.attributes.get("http.request.resend_count") for s in charge_spans(spans)] == [None]
