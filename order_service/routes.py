@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
 
 from common.deps import EngineDep
-from order_service import storage
+from order_service import idempotency, storage
 from order_service.flow import OrderFlow
 from order_service.models import HTTP_STATUS, Order, OrderRequest
+from order_service.settings import OrderSettings
 
 router = APIRouter(tags=["orders"])
 
@@ -30,10 +31,31 @@ _OUTCOMES: dict[int | str, dict[str, object]] = {
 
 
 @router.post("/orders", status_code=201, response_model=Order, responses=_OUTCOMES)
-async def place_order(body: OrderRequest, flow: FlowDep) -> JSONResponse:
-    """Place an order: 201 confirmed, 409 rejected, 402 payment failed, 503 failed."""
-    order = await flow.place(body)
-    return JSONResponse(order.model_dump(mode="json"), status_code=HTTP_STATUS[order.status])
+async def place_order(
+    body: OrderRequest,
+    request: Request,
+    flow: FlowDep,
+    engine: EngineDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> Response:
+    """Place an order: 201 confirmed, 409 rejected, 402 payment failed, 503 failed.
+
+    With an `Idempotency-Key` header, a retry with the same key and body returns the first
+    response (header `Idempotent-Replayed: true`) and buys nothing twice.
+    """
+    if idempotency_key is None:
+        order = await flow.place(body)
+        return JSONResponse(order.model_dump(mode="json"), status_code=HTTP_STATUS[order.status])
+    settings: OrderSettings = request.app.state.settings
+    status, response, replayed = await idempotency.once(
+        engine,
+        idempotency_key,
+        idempotency.body_digest(await request.body()),
+        lambda: flow.place(body),
+        wait=settings.abandon_after,
+    )
+    headers = {"idempotent-replayed": "true"} if replayed else None
+    return Response(response, status_code=status, media_type="application/json", headers=headers)
 
 
 @router.get("/orders/{order_id}")

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import DateTime, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import DateTime, Integer, String, Table, Text, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,8 +44,21 @@ class CompensationRow(Base):
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class IdempotencyRow(Base):
+    """An Idempotency-Key of POST /orders: the body it came with, then the response."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    body_digest: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 orders = cast(Table, OrderRow.__table__)
 compensations = cast(Table, CompensationRow.__table__)
+idempotency_keys = cast(Table, IdempotencyRow.__table__)
 metadata = Base.metadata
 
 
@@ -187,3 +201,48 @@ async def finish_compensation(engine: AsyncEngine, id_: int, error: str | None) 
     )
     async with engine.begin() as conn:
         await conn.execute(update(compensations).where(compensations.c.id == id_).values(**values))
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    body_digest: str
+    status_code: int | None  # None while the first request is still running
+    response: str | None
+    updated_at: datetime
+
+
+async def claim_key(engine: AsyncEngine, key: str, digest: str) -> IdempotencyRecord | None:
+    """Claim an Idempotency-Key for a new request: None if claimed, else what is stored."""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(idempotency_keys).values(key=key, body_digest=digest, updated_at=now())
+            )
+        return None
+    except IntegrityError:
+        return await read_key(engine, key)
+
+
+async def read_key(engine: AsyncEngine, key: str) -> IdempotencyRecord | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))
+        ).first()
+    if row is None:
+        return None
+    return IdempotencyRecord(row.body_digest, row.status_code, row.response, row.updated_at)
+
+
+async def complete_key(engine: AsyncEngine, key: str, status_code: int, response: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.key == key)
+            .values(status_code=status_code, response=response, updated_at=now())
+        )
+
+
+async def release_key(engine: AsyncEngine, key: str) -> None:
+    """Forget a key whose request stored nothing (invalid input), so it can be used again."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))
