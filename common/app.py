@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypeVar
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, create_tables
 from common.errors import install_error_handlers
+from common.faults import install_faults
 from common.settings import ServiceSettings
 from common.telemetry import Telemetry, configure_logging, setup_telemetry
 
@@ -32,7 +35,8 @@ def create_service_app(
     routers: Sequence[APIRouter],
     secret_fields: Collection[str] = (),
 ) -> FastAPI:
-    """A FastAPI app with /healthz, a body-size limit (413), typed errors, and tracing."""
+    """A FastAPI app with /healthz, a body-size limit (413), typed errors, fault injection
+    (``app.state.faults``, /admin/faults), and tracing."""
     app = FastAPI(title=title, lifespan=lifespan, max_body_size=settings.max_body_bytes)
     app.state.settings = settings
     app.state.telemetry = telemetry
@@ -45,6 +49,7 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     install_error_handlers(app, secret_fields=secret_fields)
+    install_faults(app, settings.faults)  # inside the server span: instrumented after
     telemetry.instrument_app(app)
     return app
 
@@ -88,6 +93,9 @@ def serve(app_factory: Callable[[S, Telemetry], FastAPI], settings: S) -> None:
     configure_logging(settings.log_level)
     app = app_factory(settings, telemetry)
     logging.getLogger(settings.service_name).info("listening on %s", settings.base_url)
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default
+    # handler that kills the process before the spans still queued are flushed below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             app,
@@ -97,6 +105,9 @@ def serve(app_factory: Callable[[S, Telemetry], FastAPI], settings: S) -> None:
             log_level=settings.log_level,
             loop="uvloop",
             http="httptools",
+            # Requests still open then (a hung client, an injected hang) are cancelled, so
+            # a service stops within `ordersim up`'s 5 s grace.
+            timeout_graceful_shutdown=3,
         )
     finally:
         telemetry.shutdown()

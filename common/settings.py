@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidatorFunctionWrapHandler, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from common.faults import FaultRule, FaultRules, validate_rules_setting
 
 
 class ServiceSettings(BaseSettings):
@@ -37,6 +39,16 @@ class ServiceSettings(BaseSettings):
     scenarios: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), validation_alias="ORDERSIM_SCENARIOS"
     )
+
+    #: Fault injection rules (:class:`common.faults.FaultRule`) in force at start-up, a JSON
+    #: list in <SERVICE>_SERVICE_FAULTS; changed at run time through /admin/faults.
+    faults: Annotated[FaultRules, NoDecode] = Field(default_factory=list)
+
+    @field_validator("faults", mode="wrap")
+    @classmethod
+    def _faults_json(cls, value: object, handler: ValidatorFunctionWrapHandler) -> list[FaultRule]:
+        variable = f"{cls.model_config.get('env_prefix', '')}FAULTS"
+        return validate_rules_setting(value, handler, variable)
 
     @field_validator("scenarios", mode="before")
     @classmethod

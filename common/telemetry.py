@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +51,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger(__name__)
 
-#: URLs whose server spans are noise in every waterfall (health probes).
-EXCLUDED_URLS = "healthz"
+#: URLs whose server spans are noise in every waterfall: health probes and the fault admin API.
+EXCLUDED_URLS = "healthz,/admin/"
 
 LOG_FORMAT = (
     "%(asctime)s %(levelname)s %(name)s "
@@ -119,10 +120,16 @@ class Telemetry:
             EngineTracer(tracer, engine.sync_engine, connections_usage)  # type: ignore[no-untyped-call]
         )
 
-    def shutdown(self) -> None:
-        """Flush pending spans; a provider we did not create is left alone."""
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Flush pending spans, for at most ``timeout`` seconds (an unreachable collector
+        must not hold a stopping service hostage to the exporter's retries); a provider we
+        did not create is left alone."""
         if self.owns_provider and isinstance(self.tracer_provider, SdkTracerProvider):
-            self.tracer_provider.shutdown()
+            flush = threading.Thread(
+                target=self.tracer_provider.shutdown, name="telemetry-shutdown", daemon=True
+            )
+            flush.start()
+            flush.join(timeout)
 
 
 def _enable_stable_semconv() -> None:

@@ -145,7 +145,79 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--seed", type=int, default=0, help="seed of the order mix")
     load.add_argument("--out", metavar="FILE", help="write the results JSON here")
+    _add_faults(commands)
     return parser
+
+
+FAULT_SERVICES = ("order", "inventory", "payment", "shipping")
+
+
+def _fault_service(text: str) -> str:
+    if text not in FAULT_SERVICES:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(FAULT_SERVICES)})"
+        )
+    return text
+
+
+def _add_faults(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    url_help = (
+        "the service's URL (default: http://127.0.0.1:PORT, the port from "
+        "<SERVICE>_SERVICE_PORT if set, else 8000-8003); only with one SERVICE"
+    )
+    faults = commands.add_parser(
+        "faults",
+        help="show, set or clear the injected faults of running services",
+        description="Inject faults into running services through their /admin/faults API: "
+        "added latency with jitter, an error rate (HTTP 500), timeouts, a hang; for the whole "
+        "service or one endpoint. Spans a fault touched carry ordersim.fault.injected=true and "
+        "a fault.injected event. Start-up rules come from <SERVICE>_SERVICE_FAULTS (JSON).",
+        epilog="Exit status: 0 on success; 1 if a service cannot be reached or answers "
+        "unexpectedly; 2 for bad arguments or values.",
+    )
+    actions = faults.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("show", "print the rules in force (all services when none is named)"),
+        ("clear", "remove every rule (all services when none is named); held requests go on"),
+    ):
+        action = actions.add_parser(name, help=help_text, description=help_text.capitalize())
+        action.add_argument(
+            "services",
+            nargs="*",
+            type=_fault_service,
+            metavar="SERVICE",
+            help="order, inventory, payment or shipping",
+        )
+        action.add_argument("--url", metavar="URL", help=url_help)
+    set_ = actions.add_parser(
+        "set",
+        help="add a rule, or replace the rule for the same scope; print the resulting rules",
+        description="Add a fault rule to SERVICE, or replace its rule for the same scope (the "
+        "whole service, or --endpoint). Per request: --hang holds it until the client gives "
+        "up; else it is delayed by --latency-ms ± --jitter-ms, held --timeout-ms with "
+        "probability --timeout-rate (then handled), and answered HTTP 500 with probability "
+        "--error-rate.",
+        epilog="Example: ordersim faults set payment --endpoint 'POST /charges' --error-rate 0.3",
+    )
+    set_.add_argument("service", choices=FAULT_SERVICES, metavar="SERVICE", help="the service")
+    set_.add_argument(
+        "--endpoint",
+        metavar="'[METHOD] /PATH'",
+        help="only requests to this path prefix, e.g. 'POST /charges' or /charges "
+        "(default: the whole service)",
+    )
+    set_.add_argument("--latency-ms", type=float, metavar="N", help="added delay")
+    set_.add_argument("--jitter-ms", type=float, metavar="N", help="uniform ± around the delay")
+    set_.add_argument("--error-rate", type=float, metavar="R", help="share answered 500 (0-1)")
+    set_.add_argument("--timeout-rate", type=float, metavar="R", help="share held (0-1)")
+    set_.add_argument(
+        "--timeout-ms", type=float, metavar="N", help="how long those are held (default: 30000)"
+    )
+    set_.add_argument("--hang", action="store_true", help="never answer, until the client leaves")
+    set_.add_argument(
+        "--seed", type=int, metavar="N", help="seed the rule's random draws (reproducible runs)"
+    )
+    set_.add_argument("--url", metavar="URL", help=url_help)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "load":
         return _load(args)
+    if args.command == "faults":
+        return _faults(args)
     raise AssertionError(args.command)
 
 
@@ -201,3 +275,24 @@ def _load(args: argparse.Namespace) -> int:
     )
     report = asyncio.run(run_load(options, Console()))
     return 130 if report.partial else 0  # argparse rejects unknown commands
+
+
+def _faults(args: argparse.Namespace) -> int:
+    from ordersim import faults_cmd
+
+    if args.action == "show":
+        return faults_cmd.show(args.services, url=args.url)
+    if args.action == "clear":
+        return faults_cmd.clear(args.services, url=args.url)
+    return faults_cmd.set_rule(
+        args.service,
+        url=args.url,
+        endpoint=args.endpoint,
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        error_rate=args.error_rate,
+        timeout_rate=args.timeout_rate,
+        timeout_ms=args.timeout_ms,
+        hang=args.hang,
+        seed=args.seed,
+    )

@@ -232,3 +232,38 @@ def test_under_opentelemetry_instrument_nothing_is_doubled(
     assert len(selects) == 1, [s.name for s in spans]
     assert {service_of(s) for s in spans} == {"inventory-service"}
     assert "Attempting to instrument" not in log.read_text()
+
+
+def test_sigterm_flushes_the_spans_still_queued(
+    up_env: dict[str, str], ports: dict[str, int], sink: OtlpSink, tmp_path: Path
+) -> None:
+    """The batch processor holds spans for OTEL_BSP_SCHEDULE_DELAY; a service stopped before
+    that exports them on the way out instead of losing them."""
+    up_env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint, OTEL_BSP_SCHEDULE_DELAY="600000")
+    log = tmp_path / "inventory.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inventory_service"],
+        env=up_env,
+        cwd=ROOT,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{ports['INVENTORY']}"
+
+    def healthy() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        poll(healthy, 30, "inventory-service")
+        response = httpx.get(f"{url}/products")
+        trace_id = response.headers["traceresponse"].split("-")[1]
+        assert in_trace(sink.spans(), trace_id) == []  # still queued in the process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=15)
+    assert code == 0, log.read_text()
+    assert find_all(in_trace(sink.spans(), trace_id), "GET /products", kind=SpanKind.SERVER)

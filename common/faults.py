@@ -1,0 +1,427 @@
+"""Fault injection: added latency, errors, timeouts and hangs, per service or per endpoint.
+
+A service's rules come from ``<SERVICE>_SERVICE_FAULTS`` at start-up (a JSON list of
+:class:`FaultRule`) and live in a :class:`FaultState` on ``app.state.faults``;
+``GET/PUT/DELETE /admin/faults`` (:data:`router`) read, replace and clear them at run time
+(``ordersim faults`` calls those). :class:`FaultMiddleware` applies them to each request.
+
+It runs inside the OpenTelemetry SERVER span of the request, and marks the span it
+touches: attribute ``ordersim.fault.injected = true`` and one ``fault.injected`` event per
+fault (``ordersim.fault.kind`` = latency|timeout|error|hang, with the delay or status); an
+injected error also sets the span's status to ERROR, described "injected fault: …". So a
+waterfall tells an injected fault from a real one.
+
+``/healthz`` and ``/admin/*`` are never faulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import re
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, FastAPI, Request
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: Paths no rule ever touches: health probes and this admin API itself.
+EXEMPT_PATHS = ("/healthz", "/admin")
+ADMIN_PATH = "/admin/faults"
+
+#: The body of an injected error (HTTP 500 — a 5xx the order service does not retry).
+ERROR_STATUS = 500
+ERROR_BODY = {"detail": "injected fault", "code": "injected_fault"}
+
+#: Span attribute and event names.
+ATTR_INJECTED = "ordersim.fault.injected"
+ATTR_KIND = "ordersim.fault.kind"
+ATTR_SCOPE = "ordersim.fault.scope"
+ATTR_DELAY_MS = "ordersim.fault.delay_ms"
+ATTR_STATUS_CODE = "ordersim.fault.status_code"
+ATTR_REASON = "ordersim.fault.reason"
+EVENT_INJECTED = "fault.injected"
+EVENT_HANG_ENDED = "fault.hang_ended"
+#: The names of the two tasks that watch a hung request (they never outlive it).
+HANG_TASK_PREFIX = "ordersim-fault-hang"
+
+FaultKind = Literal["latency", "timeout", "error", "hang"]
+
+_ENDPOINT = re.compile(r"^(?:(?P<method>[A-Za-z]+)\s+)?(?P<path>/\S*)$")
+#: An hour: longer delays are a typo, and would outlive any caller.
+_MAX_MS = 3_600_000
+
+
+@functools.lru_cache(maxsize=256)  # matched on every request
+def split_endpoint(endpoint: str) -> tuple[str | None, str]:
+    """``"post /charges/"`` → ``("POST", "/charges")``; ``"/charges"`` → ``(None, "/charges")``."""
+    match = _ENDPOINT.match(endpoint.strip())
+    if match is None:
+        raise ValueError(
+            f"{endpoint!r} is not an endpoint: give a path prefix ('/charges') or a method and "
+            "a path prefix ('POST /charges')"
+        )
+    method = match["method"].upper() if match["method"] else None
+    path = match["path"].rstrip("/") or "/"
+    return method, path
+
+
+def is_exempt(path: str) -> bool:
+    """True for the paths no fault ever touches (health probes, the admin API)."""
+    return any(path == p or path.startswith(p + "/") for p in EXEMPT_PATHS)
+
+
+def _path_matches(prefix: str, path: str) -> bool:
+    # Whole segments: "/charges" matches "/charges" and "/charges/x", not "/chargesx".
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
+class FaultRule(BaseModel):
+    """What to inject into the requests of one scope: the whole service, or one endpoint.
+
+    Per request, in this order: a hang (the request is never answered until the client
+    disconnects); else a delay of ``latency_ms`` ± ``jitter_ms`` (uniform); then, with
+    probability ``timeout_rate``, a wait of ``timeout_ms`` before the request is handled
+    (the caller's timeout should fire first; the request still lands afterwards); then,
+    with probability ``error_rate``, HTTP 500 instead of the handler's answer.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    #: None: every endpoint of the service. Else a path prefix ("/charges") or a method and
+    #: a path prefix ("POST /charges"), matched by whole path segments.
+    endpoint: str | None = None
+    latency_ms: float = Field(default=0, ge=0, le=_MAX_MS)
+    jitter_ms: float = Field(default=0, ge=0, le=_MAX_MS)
+    error_rate: float = Field(default=0, ge=0, le=1)
+    timeout_rate: float = Field(default=0, ge=0, le=1)
+    timeout_ms: float = Field(default=30_000, gt=0, le=_MAX_MS)
+    hang: bool = False
+    #: Seeds this rule's own random generator each time the rules are set, for reproducible
+    #: runs; None: the service's shared generator.
+    seed: int | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _normalise_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        method, path = split_endpoint(value)
+        if is_exempt(path):
+            raise ValueError(f"{path} is never faulted (health probes and the admin API)")
+        return f"{method} {path}" if method else path
+
+    @model_validator(mode="after")
+    def _injects_something(self) -> FaultRule:
+        if not (
+            self.latency_ms or self.jitter_ms or self.error_rate or self.timeout_rate or self.hang
+        ):
+            raise ValueError(
+                "the rule injects nothing: set latency_ms, jitter_ms, error_rate, timeout_rate "
+                "or hang"
+            )
+        return self
+
+    @property
+    def scope(self) -> str:
+        """The endpoint, or "*" for the whole service (the span attribute's value)."""
+        return self.endpoint or "*"
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.endpoint is None:
+            return True
+        rule_method, prefix = split_endpoint(self.endpoint)
+        return (rule_method is None or rule_method == method) and _path_matches(prefix, path)
+
+    def specificity(self) -> tuple[int, int]:
+        """The most specific matching rule wins: longer path, then with a method."""
+        if self.endpoint is None:
+            return (-1, 0)
+        method, prefix = split_endpoint(self.endpoint)
+        return (len(prefix), method is not None)
+
+    def describe(self) -> str:
+        """One readable line: "latency 100 ms ±20 ms, 30% errors (HTTP 500)"."""
+        if self.hang:
+            return "hangs every request (until the client gives up)"
+        parts = []
+        if self.latency_ms or self.jitter_ms:
+            jitter = f" ±{_num(self.jitter_ms)} ms" if self.jitter_ms else ""
+            parts.append(f"latency {_num(self.latency_ms)} ms{jitter}")
+        if self.timeout_rate:
+            parts.append(f"{_pct(self.timeout_rate)} time out (held {_num(self.timeout_ms)} ms)")
+        if self.error_rate:
+            parts.append(f"{_pct(self.error_rate)} errors (HTTP {ERROR_STATUS})")
+        if self.seed is not None:
+            parts.append(f"seed {self.seed}")
+        return ", ".join(parts)
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:g}%"
+
+
+def _distinct_scopes(rules: list[FaultRule]) -> list[FaultRule]:
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.scope in seen:
+            where = "the whole service" if rule.endpoint is None else rule.endpoint
+            raise ValueError(f"two rules for {where}: give one rule per scope")
+        seen.add(rule.scope)
+    return rules
+
+
+#: A service's rules: at most one per scope.
+FaultRules = Annotated[list[FaultRule], AfterValidator(_distinct_scopes)]
+
+
+def validate_rules_setting(
+    value: object, handler: ValidatorFunctionWrapHandler, variable: str
+) -> list[FaultRule]:
+    """Validate ``<SERVICE>_SERVICE_FAULTS`` (JSON text, or rules given in code); the error
+    names the variable, the rule and the field."""
+    if isinstance(value, str | bytes):
+        text = value.decode() if isinstance(value, bytes) else value
+        try:
+            value = json.loads(text) if text.strip() else []
+        except ValueError as exc:
+            raise ValueError(
+                f"{variable} must be a JSON list of fault rules, e.g. "
+                f'\'[{{"endpoint": "POST /charges", "error_rate": 0.3}}]\' ({exc})'
+            ) from None
+    try:
+        rules: list[FaultRule] = handler(value)
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        raise ValueError(f"{variable}: {problems}") from None
+    return rules
+
+
+def _problem(error: ErrorDetails) -> str:
+    where = [f"rule {part}" if isinstance(part, int) else str(part) for part in error["loc"]]
+    message = error["msg"].removeprefix("Value error, ")
+    return ": ".join([*where, message])
+
+
+class FaultState:
+    """The live rules of one service (``app.state.faults``) and the random source they draw
+    from: a rule's own when it has a ``seed``, else the shared ``random`` (seed it with
+    ``FaultState(rules, seed=1)`` or ``state.random.seed(1)``)."""
+
+    def __init__(self, rules: Iterable[FaultRule] = (), *, seed: int | None = None) -> None:
+        self.random = random.Random(seed)
+        self._rules: tuple[FaultRule, ...] = ()
+        self._seeded: dict[str, random.Random] = {}
+        self._changed = asyncio.Event()
+        self.replace(rules)
+
+    @property
+    def rules(self) -> tuple[FaultRule, ...]:
+        return self._rules
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set when the rules change: requests held by a fault are then let through."""
+        return self._changed
+
+    def replace(self, rules: Iterable[FaultRule]) -> None:
+        """Replace every rule; requests held by the old rules are released."""
+        self._rules = tuple(_distinct_scopes(list(rules)))
+        self._seeded = {r.scope: random.Random(r.seed) for r in self._rules if r.seed is not None}
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def clear(self) -> None:
+        self.replace(())
+
+    def generator(self, rule: FaultRule) -> random.Random:
+        """Where ``rule`` draws its delays and chances from."""
+        return self._seeded.get(rule.scope, self.random)
+
+    def match(self, method: str, path: str) -> FaultRule | None:
+        """The most specific rule for this request, or None."""
+        if is_exempt(path):
+            return None
+        matching = [r for r in self._rules if r.matches(method, path)]
+        return max(matching, key=FaultRule.specificity) if matching else None
+
+
+def _mark(span: trace.Span, rule: FaultRule, kind: FaultKind, **attributes: Any) -> None:
+    span.set_attribute(ATTR_INJECTED, True)
+    span.set_attribute(ATTR_SCOPE, rule.scope)
+    span.add_event(EVENT_INJECTED, {ATTR_KIND: kind, ATTR_SCOPE: rule.scope, **attributes})
+
+
+async def _pause(changed: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``; True if the rules changed first (the fault was lifted)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await changed.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+class FaultMiddleware:
+    """Applies a :class:`FaultState`'s rules to each HTTP request (pure ASGI).
+
+    Added with ``app.add_middleware``, it runs inside the OpenTelemetry server span (the
+    FastAPI instrumentation wraps the whole middleware stack), which it marks.
+    """
+
+    def __init__(self, app: ASGIApp, faults: FaultState) -> None:
+        self.app = app
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rule = self.faults.match(scope["method"], scope["path"])
+        if rule is None:
+            await self.app(scope, receive, send)
+            return
+        span = trace.get_current_span()
+        changed = self.faults.changed
+        draw = self.faults.generator(rule)
+        if rule.hang:
+            _mark(span, rule, "hang")
+            replay = await self._hang(span, receive, changed)
+            if replay is not None:  # the rule was lifted: handle the request after all
+                await self.app(scope, replay, send)
+            return
+
+        delay_ms = rule.latency_ms
+        if rule.jitter_ms:
+            delay_ms = max(0.0, delay_ms + draw.uniform(-rule.jitter_ms, rule.jitter_ms))
+        times_out = rule.timeout_rate > 0 and draw.random() < rule.timeout_rate
+        fails = rule.error_rate > 0 and draw.random() < rule.error_rate
+
+        if delay_ms > 0:
+            _mark(span, rule, "latency", **{ATTR_DELAY_MS: round(delay_ms, 3)})
+            if await _pause(changed, delay_ms / 1000):
+                fails = times_out = False
+        if times_out:
+            _mark(span, rule, "timeout", **{ATTR_DELAY_MS: rule.timeout_ms})
+            if await _pause(changed, rule.timeout_ms / 1000):
+                fails = False
+        if not fails:
+            await self.app(scope, receive, send)
+            return
+
+        _mark(span, rule, "error", **{ATTR_STATUS_CODE: ERROR_STATUS})
+        body = json.dumps(ERROR_BODY).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": ERROR_STATUS,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        # After the response start, where the instrumentation set a bare ERROR for the 500,
+        # and before the body, after which it ends the span.
+        span.set_status(
+            StatusCode.ERROR,
+            f"injected fault: HTTP {ERROR_STATUS} (error_rate {rule.error_rate:g}, "
+            f"scope {rule.scope})",
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _hang(
+        self, span: trace.Span, receive: Receive, changed: asyncio.Event
+    ) -> Receive | None:
+        """Hold the request until the client disconnects (None) or the rules change (a
+        ``receive`` that replays the body read meanwhile). Cancellation (a server shutting
+        down, an in-process caller's timeout) ends it too; no task outlives it."""
+        buffered: list[Message] = []
+
+        async def until_disconnect() -> None:
+            while (message := await receive())["type"] != "http.disconnect":
+                buffered.append(message)
+
+        loop = asyncio.get_running_loop()
+        watcher = loop.create_task(until_disconnect(), name=f"{HANG_TASK_PREFIX}-disconnect")
+        lifted = loop.create_task(changed.wait(), name=f"{HANG_TASK_PREFIX}-lifted")
+        reason, disconnected = "cancelled", False
+        try:
+            await asyncio.wait({watcher, lifted}, return_when=asyncio.FIRST_COMPLETED)
+            disconnected = watcher.done() and not watcher.cancelled()
+            reason = "client disconnected" if disconnected else "rules changed"
+        finally:
+            for task in (watcher, lifted):
+                task.cancel()
+            await asyncio.wait({watcher, lifted})
+            span.add_event(EVENT_HANG_ENDED, {ATTR_REASON: reason})
+        if disconnected:
+            watcher.exception()  # retrieved: a receive() that failed is a disconnect too
+            return None
+
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        return replay
+
+
+def install_faults(app: FastAPI, rules: Sequence[FaultRule]) -> FaultState:
+    """Put a :class:`FaultState` on ``app.state.faults``, its middleware and admin API on
+    ``app``. Call before the app is instrumented or started."""
+    state = FaultState(rules)
+    app.state.faults = state
+    app.add_middleware(FaultMiddleware, faults=state)
+    app.include_router(router)
+    return state
+
+
+# --- the admin API ------------------------------------------------------------------------------
+
+router = APIRouter(tags=["admin"])
+
+
+def _state(request: Request) -> FaultState:
+    state: FaultState = request.app.state.faults
+    return state
+
+
+@router.get(ADMIN_PATH)
+async def get_faults(request: Request) -> list[FaultRule]:
+    """The rules in force, one per scope (``endpoint`` null: the whole service)."""
+    return list(_state(request).rules)
+
+
+@router.put(ADMIN_PATH)
+async def put_faults(rules: FaultRules, request: Request) -> list[FaultRule]:
+    """Replace every rule with these (422 names a bad field); returns the rules in force.
+    Requests held by the old rules (delays, timeouts, hangs) are let through."""
+    state = _state(request)
+    state.replace(rules)
+    return list(state.rules)
+
+
+@router.delete(ADMIN_PATH)
+async def clear_faults(request: Request) -> list[FaultRule]:
+    """Remove every rule (requests held by one are let through); returns ``[]``."""
+    state = _state(request)
+    state.clear()
+    return list(state.rules)
