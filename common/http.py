@@ -90,6 +90,15 @@ async def record_resend_count(span: Span, request: Any) -> None:
         span.set_attribute("http.request.resend_count", resend)
 
 
+class _Unanswered(Exception):
+    """An attempt without a response; ``maybe_landed`` if the request may have been sent."""
+
+    def __init__(self, reason: str, maybe_landed: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.maybe_landed = maybe_landed
+
+
 class ServiceClient:
     """Base of the typed clients: one place for deadlines, retries and failure mapping.
 
@@ -122,19 +131,29 @@ class ServiceClient:
         params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         attempts = 1 + (self._retry.retries if idempotent else 0)
+        maybe_landed = False  # did an earlier attempt possibly reach the service?
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(self._retry.backoff(attempt))
             try:
                 response = await self._attempt(method, path, json, params, attempt)
-            except DownstreamUnavailable:
+            except _Unanswered as exc:
+                maybe_landed = maybe_landed or exc.maybe_landed
                 if attempt + 1 == attempts:
-                    raise
+                    raise DownstreamUnavailable(self.service, exc.reason) from exc.__cause__
                 continue
             if response.status_code in RETRYABLE_STATUS and attempt + 1 < attempts:
                 continue
             if response.status_code >= 500:
                 raise DownstreamUnavailable(self.service, f"HTTP {response.status_code}")
+            if maybe_landed and 400 <= response.status_code < 500:
+                # A refusal now may be caused by the attempt that timed out, e.g. its
+                # reservation took the last units: the outcome is unknown, not a refusal,
+                # so the caller keeps its undo for this step.
+                raise DownstreamUnavailable(
+                    self.service,
+                    f"HTTP {response.status_code} after an attempt that may have landed",
+                )
             return response
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -154,11 +173,13 @@ class ServiceClient:
                     extensions={RESEND_COUNT: attempt} if attempt else None,
                 )
         except TimeoutError as exc:
-            raise DownstreamUnavailable(
-                self.service, f"no answer within {self._call_timeout:g}s"
-            ) from exc
+            raise _Unanswered(f"no answer within {self._call_timeout:g}s", True) from exc
+        except httpx.ConnectError as exc:
+            # Never sent. (Not ConnectTimeout: the aiohttp transport also maps a server
+            # that hung up *after* receiving the request to it.)
+            raise _Unanswered(type(exc).__name__, False) from exc
         except httpx.TransportError as exc:
-            raise DownstreamUnavailable(self.service, type(exc).__name__) from exc
+            raise _Unanswered(type(exc).__name__, True) from exc
 
     def _unexpected(self, response: httpx.Response) -> DownstreamUnavailable:
         """A status the contract does not allow: treat the service as broken."""

@@ -4,6 +4,7 @@ the keyed mutations downstream make sure nothing happens twice."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -119,3 +120,31 @@ async def test_no_retry_for_the_system_fixture_defaults(system: System) -> None:
     response = await system.order.post("/orders", json=order_body())
     spans = in_trace(system.spans(), response.json()["trace_id"])
     assert [s.attributes.get("http.request.resend_count") for s in charge_spans(spans)] == [None]
+
+
+class LandsThenTimesOut(httpx.AsyncBaseTransport):
+    """The first POST /reservations reaches inventory, but its answer comes too late."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, delay: float) -> None:
+        self.inner, self.delay, self.armed = inner, delay, True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.armed and request.url.path == "/reservations":
+            self.armed = False
+            await asyncio.sleep(self.delay)  # the caller's deadline fires meanwhile
+        return response
+
+
+async def test_a_refusal_after_an_attempt_that_landed_is_not_trusted(start_system: Any) -> None:
+    """Attempt 1 reserves the last 5 units but times out; attempt 2 is refused for lack of
+    stock — because of attempt 1. Trusting that 409 would leave 5 units reserved forever."""
+    wrap = {"inventory": lambda t: LandsThenTimesOut(t, delay=1.0)}
+    async with start_system(wrap=wrap, call_timeout=0.3) as system:
+        assert (await system.stock("SKU-0017"))["SKU-0017"] == 5
+        response = await system.order.post("/orders", json=order_body([("SKU-0017", 5)]))
+        assert response.status_code == 503
+        assert response.json()["status"] == "failed"
+        assert (await system.stock("SKU-0017"))["SKU-0017"] == 5  # released, not stuck
+        spans = in_trace(system.spans(), response.json()["trace_id"])
+        assert find(spans, "release_stock", service="order-service")
