@@ -23,16 +23,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, telemetry: Telemetry) -> AsyncEngine:
-    """An instrumented async engine; for SQLite the directory is created and WAL is on."""
+def create_engine(
+    url: str, telemetry: Telemetry, *, pool_size: int = 10, max_overflow: int = 20
+) -> AsyncEngine:
+    """An instrumented async engine; for SQLite the directory is created and WAL is on.
+
+    At most ``pool_size + max_overflow`` connections are open at once; a request that needs
+    one more waits for one to be returned.
+    """
     parsed = make_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=10, max_overflow=20)
+        engine = create_async_engine(url, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_async_engine(url, **pool, pool_pre_ping=True)
     telemetry.instrument_engine(engine)
     return engine
 

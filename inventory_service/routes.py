@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.deps import EngineDep, TracerDep
+from common.settings import ServiceSettings
 from inventory_service import storage
 from inventory_service.errors import OutOfStock
 from inventory_service.models import (
@@ -23,11 +24,23 @@ from inventory_service.models import (
 router = APIRouter(tags=["inventory"])
 
 
+def _scenarios(request: Request) -> frozenset[str]:
+    settings: ServiceSettings = request.app.state.settings
+    return settings.scenarios
+
+
+ScenariosDep = Annotated[frozenset[str], Depends(_scenarios)]
+
+
 @router.get("/products")
 async def list_products(
-    engine: EngineDep, sku: Annotated[list[str] | None, Query(max_length=50)] = None
+    engine: EngineDep,
+    scenarios: ScenariosDep,
+    sku: Annotated[list[str] | None, Query(max_length=50)] = None,
 ) -> list[Product]:
     """The catalogue, or the products named by repeated `sku` parameters."""
+    if "n_plus_one" in scenarios:
+        return await storage.list_products_one_by_one(engine, sku or ())
     return await storage.list_products(engine, sku or ())
 
 

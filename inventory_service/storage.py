@@ -143,6 +143,19 @@ async def list_products(engine: AsyncEngine, skus: Sequence[str] = ()) -> list[P
     return [_product(row) for row in rows]
 
 
+async def list_products_one_by_one(engine: AsyncEngine, skus: Sequence[str] = ()) -> list[Product]:
+    """:func:`list_products`, one SELECT per product (the "n_plus_one" scenario)."""
+    async with engine.connect() as conn:
+        if not skus:
+            skus = (await conn.execute(select(products.c.sku))).scalars().all()
+        found: list[Product] = []
+        for sku in sorted(set(skus)):
+            row = (await conn.execute(select(products).where(products.c.sku == sku))).first()
+            if row is not None:
+                found.append(_product(row))
+    return found
+
+
 async def get_product(engine: AsyncEngine, sku: str) -> Product:
     async with engine.connect() as conn:
         row = (await conn.execute(select(products).where(products.c.sku == sku))).first()

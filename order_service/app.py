@@ -60,7 +60,13 @@ def create_app(
             )
             tracer = telemetry.tracer(settings.service_name)
             flow = OrderFlow(
-                engine, inventory, payment, shipping, tracer, deadline=settings.order_deadline
+                engine,
+                inventory,
+                payment,
+                shipping,
+                tracer,
+                deadline=settings.order_deadline,
+                scenarios=settings.scenarios,
             )
             app.state.engine = engine
             app.state.tracer = tracer

@@ -13,9 +13,13 @@ undoes what was done: release the reservation, refund the charge, cancel the shi
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import secrets
+import warnings
+from collections.abc import Awaitable, Collection
 from decimal import Decimal
+from typing import TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from opentelemetry import trace
@@ -42,6 +46,34 @@ from shipping_service.client import ShippingClient
 
 logger = logging.getLogger(__name__)
 
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def in_turn(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """:func:`both`, but the second call starts only once the first has settled.
+
+    The same failure semantics: both calls settle, then the first failure is raised. A
+    cancellation (the order's deadline) stops at once; the second call then never starts.
+    """
+    outcomes: list[object] = []
+    for call in (first, second):
+        try:
+            outcomes.append(await call)
+        except Exception as exc:
+            outcomes.append(exc)
+        except BaseException:
+            if inspect.iscoroutine(second) and call is first:
+                with warnings.catch_warnings():
+                    # Closing it drops the calls it was given, unstarted, on purpose.
+                    warnings.filterwarnings("ignore", "coroutine .* was never awaited")
+                    second.close()
+            raise
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes[0], outcomes[1]  # type: ignore[return-value]
+
 
 class OrderFlow:
     """Runs one order at a time through the three downstream services (many concurrently)."""
@@ -55,6 +87,7 @@ class OrderFlow:
         tracer: trace.Tracer,
         *,
         deadline: float,
+        scenarios: Collection[str] = (),
     ) -> None:
         self._engine = engine
         self._inventory = inventory
@@ -65,6 +98,9 @@ class OrderFlow:
         self.release_stock = Undo("release_stock", inventory.release)
         self.refund_payment = Undo("refund_payment", payment.refund)
         self.cancel_shipment = Undo("cancel_shipment", shipping.cancel_shipment)
+        # Steps 2 and 4 run their two calls concurrently; with the "sequential_calls"
+        # scenario they run one after the other.
+        self._both = in_turn if "sequential_calls" in scenarios else both
 
     async def place(self, request: OrderRequest) -> Order:
         """Place an order; every outcome but invalid input (422) is stored and returned."""
@@ -140,7 +176,7 @@ class OrderFlow:
         span.set_attribute("shop.order.item_count", sum(i.quantity for i in order.items))
 
         # 2. Reserve the stock and quote the delivery, concurrently.
-        reservation, quote = await both(
+        reservation, quote = await self._both(
             saga.step(
                 "reserve_stock",
                 self._inventory.reserve(
@@ -174,7 +210,7 @@ class OrderFlow:
         span.add_event("charged", {"shop.payment.id": payment.payment_id})
 
         # 4. Commit the stock and create the shipment, concurrently.
-        _, shipment = await both(
+        _, shipment = await self._both(
             saga.step("commit_stock", self._inventory.commit(order_id)),
             saga.step(
                 "create_shipment",

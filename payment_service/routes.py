@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+from opentelemetry import trace
 
 from common.deps import EngineDep, TracerDep
+from common.settings import ServiceSettings
 from payment_service import storage
 from payment_service.errors import PaymentDeclined
 from payment_service.models import (
@@ -18,6 +23,19 @@ from payment_service.models import (
 
 router = APIRouter(tags=["payment"])
 
+#: Cards whose number starts with this (a BIN range) go to the legacy processor when the
+#: "slow_card_range" scenario is on; it answers after this many seconds.
+LEGACY_BIN_RANGE = "5555"
+LEGACY_PROCESSOR_DELAY = 0.3
+
+
+def _scenarios(request: Request) -> frozenset[str]:
+    settings: ServiceSettings = request.app.state.settings
+    return settings.scenarios
+
+
+ScenariosDep = Annotated[frozenset[str], Depends(_scenarios)]
+
 
 def _authorize(card: Card) -> None:
     """The simulated card network: test-mode numbers decide the outcome."""
@@ -28,12 +46,23 @@ def _authorize(card: Card) -> None:
         raise PaymentDeclined("insufficient_funds", "insufficient funds")
 
 
+async def _route_to_processor(card: Card, span: trace.Span) -> None:
+    """Send the authorization to the processor of the card's BIN range."""
+    legacy = card.card_number.get_secret_value().startswith(LEGACY_BIN_RANGE)
+    processor = "legacy" if legacy else "primary"
+    span.add_event("processor_called", {"shop.payment.processor": processor})
+    if legacy:
+        await asyncio.sleep(LEGACY_PROCESSOR_DELAY)  # the legacy processor's round trip
+
+
 @router.post(
     "/charges",
     status_code=status.HTTP_201_CREATED,
     responses={402: {"model": PaymentDeclinedError}},
 )
-async def charge(body: ChargeRequest, engine: EngineDep, tracer: TracerDep) -> Payment:
+async def charge(
+    body: ChargeRequest, engine: EngineDep, tracer: TracerDep, scenarios: ScenariosDep
+) -> Payment:
     """Authorize and capture a charge (idempotent per order; 402 when declined)."""
     with tracer.start_as_current_span("authorize_card") as span:
         span.set_attributes(
@@ -45,6 +74,8 @@ async def charge(body: ChargeRequest, engine: EngineDep, tracer: TracerDep) -> P
                 "shop.payment.card_last4": body.card.last4,
             }
         )
+        if "slow_card_range" in scenarios:
+            await _route_to_processor(body.card, span)
         _authorize(body.card)
         span.add_event("authorized")
     with tracer.start_as_current_span("capture_payment") as span:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,10 +133,14 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
     async def start(
         wrap: dict[str, TransportWrapper] | None = None,
         databases: dict[str, str] | None = None,
+        scenarios: Collection[str] = (),
         **order_settings: Any,
     ) -> AsyncIterator[System]:
-        """``databases`` maps a service ("order", "inventory" …) to its database URL."""
+        """``databases`` maps a service ("order", "inventory" …) to its database URL;
+        ``scenarios`` names the planted bugs every service gets (none by default, whatever
+        ORDERSIM_SCENARIOS says)."""
         wrap = wrap or {}
+        names = frozenset(scenarios)
         urls = databases or {}
         processors = [SimpleSpanProcessor(exporter)]
 
@@ -145,15 +149,21 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
 
         apps = {
             "inventory": create_inventory(
-                InventorySettings(data_dir=tmp_path, database_url=urls.get("inventory")),
+                InventorySettings(
+                    data_dir=tmp_path, database_url=urls.get("inventory"), scenarios=names
+                ),
                 telemetry("inventory-service"),
             ),
             "payment": create_payment(
-                PaymentSettings(data_dir=tmp_path, database_url=urls.get("payment")),
+                PaymentSettings(
+                    data_dir=tmp_path, database_url=urls.get("payment"), scenarios=names
+                ),
                 telemetry("payment-service"),
             ),
             "shipping": create_shipping(
-                ShippingSettings(data_dir=tmp_path, database_url=urls.get("shipping")),
+                ShippingSettings(
+                    data_dir=tmp_path, database_url=urls.get("shipping"), scenarios=names
+                ),
                 telemetry("shipping-service"),
             ),
         }
@@ -163,7 +173,9 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
             transports[name] = wrap[name](transport) if name in wrap else transport
         settings = {"call_timeout": 2.0, "order_deadline": 8.0, **order_settings}
         apps["order"] = create_order(
-            OrderSettings(data_dir=tmp_path, database_url=urls.get("order"), **settings),
+            OrderSettings(
+                data_dir=tmp_path, database_url=urls.get("order"), scenarios=names, **settings
+            ),
             telemetry("order-service"),
             transports=transports,
         )

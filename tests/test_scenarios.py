@@ -1,0 +1,240 @@
+"""The "find the bug" scenarios: each one, switched on, changes the shape of the trace.
+
+Every test runs the same order (or request) with the scenario off and on, and asserts
+what docs/scenarios.md tells the reader to look for in the waterfall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from itertools import pairwise
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from order_service.flow import in_turn
+from tests.conftest import System
+from tests.helpers import find, find_all, in_trace, is_ancestor, order_body, overlap
+
+THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
+LEGACY_CARD = "5555555555554444"  # Luhn-valid, in the 5555 BIN range
+APPROVED_CARD = "4242424242424242"
+MS = 1_000_000  # nanoseconds
+
+StartSystem = Callable[..., AbstractAsyncContextManager[System]]
+
+
+async def place(system: System, body: dict[str, Any]) -> tuple[int, list[ReadableSpan]]:
+    response = await system.order.post("/orders", json=body)
+    return response.status_code, in_trace(system.spans(), response.json()["trace_id"])
+
+
+def server_span(spans: list[ReadableSpan], response: httpx.Response) -> ReadableSpan:
+    """The SERVER span of the request that got ``response`` (its ``traceresponse`` header)."""
+    _, trace_id, span_id, _ = response.headers["traceresponse"].split("-")
+    return next(s for s in in_trace(spans, trace_id) if f"{s.context.span_id:016x}" == span_id)
+
+
+def before(a: ReadableSpan, b: ReadableSpan) -> bool:
+    """``a`` ended before ``b`` started: one after the other, no overlap."""
+    assert a.end_time is not None and b.start_time is not None
+    return a.end_time <= b.start_time
+
+
+def duration_ns(span: ReadableSpan) -> int:
+    assert span.start_time is not None and span.end_time is not None
+    return span.end_time - span.start_time
+
+
+def db_spans_under(spans: list[ReadableSpan], ancestor: ReadableSpan) -> list[ReadableSpan]:
+    """The database statements run on behalf of ``ancestor``, in the order they started."""
+    found = [
+        s for s in spans if "db.system.name" in s.attributes and is_ancestor(spans, ancestor, s)
+    ]
+    return sorted(found, key=lambda s: s.start_time or 0)
+
+
+def in_sequence(spans: list[ReadableSpan]) -> bool:
+    """Each span (ordered by start) ended before the next one started."""
+    return all(before(a, b) for a, b in pairwise(spans))
+
+
+# --- sequential_calls (order-service) ---------------------------------------------------
+
+
+async def test_sequential_calls_runs_the_concurrent_steps_one_after_the_other(
+    start_system: StartSystem,
+) -> None:
+    shapes = {}
+    for scenarios in (set(), {"sequential_calls"}):
+        async with start_system(scenarios=scenarios) as system:
+            status, spans = await place(system, order_body(THREE_SKUS))
+        assert status == 201
+        steps = {
+            name: find(spans, name, service="order-service")
+            for name in ("reserve_stock", "quote_shipping", "commit_stock", "create_shipment")
+        }
+        shapes[frozenset(scenarios)] = sorted((s.name, s.kind) for s in spans)
+        reserve, quote = steps["reserve_stock"], steps["quote_shipping"]
+        commit, ship = steps["commit_stock"], steps["create_shipment"]
+        if scenarios:
+            # The same steps, one bar after the other: quote waits for the reservation.
+            assert before(reserve, quote) and before(commit, ship)
+        else:
+            assert overlap(reserve, quote) and overlap(commit, ship)
+    # The same spans, by name and kind: only their timing tells the two apart.
+    assert shapes[frozenset()] == shapes[frozenset({"sequential_calls"})]
+
+
+async def test_sequential_calls_still_settles_both_calls_before_failing(
+    start_system: StartSystem,
+) -> None:
+    async with start_system(scenarios={"sequential_calls"}) as system:
+        stock = await system.stock("SKU-0001", "SKU-0018")
+        status, spans = await place(system, order_body([("SKU-0001", 2), ("SKU-0018", 11)]))
+        assert status == 409
+        # The reservation was refused; the quote still ran, after it, and nothing is held.
+        reserve = find(spans, "reserve_stock", service="order-service")
+        quote = find(spans, "quote_shipping", service="order-service")
+        assert before(reserve, quote)
+        assert not find_all(spans, "charge_payment")
+        assert await system.stock("SKU-0001", "SKU-0018") == stock
+
+
+async def test_in_turn_raises_the_first_failure_after_both_settle() -> None:
+    ran: list[str] = []
+
+    async def fail(name: str) -> None:
+        ran.append(name)
+        raise ValueError(name)
+
+    with pytest.raises(ValueError, match="first"):
+        await in_turn(fail("first"), fail("second"))
+    assert ran == ["first", "second"]
+
+
+async def test_in_turn_cancelled_never_starts_the_second_call() -> None:
+    started = asyncio.Event()
+    ran: list[str] = []
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    async def call(name: str) -> None:
+        ran.append(name)
+
+    async def step(call: Awaitable[None]) -> None:  # like Saga.step: it is given a coroutine
+        await call
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = asyncio.create_task(in_turn(step(hang()), step(call("second"))))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        del task
+        gc.collect()
+    assert ran == []
+    assert [str(w.message) for w in caught] == []  # no "coroutine … was never awaited"
+
+
+# --- pool_of_one (inventory-service) ----------------------------------------------------
+
+
+async def test_pool_of_one_queues_the_stock_checks_database_statements(
+    start_system: StartSystem,
+) -> None:
+    async with start_system(scenarios={"pool_of_one"}) as system:
+        status, spans = await place(system, order_body(THREE_SKUS))
+    assert status == 201
+    checks = find_all(spans, "check_stock", service="inventory-service")
+    assert len(checks) == 3
+    # The three checks still start together (sibling bars that overlap) ...
+    assert all(overlap(a, b) for a in checks for b in checks if a is not b)
+    # ... but their SELECTs take turns on the one connection: a staircase, no overlap.
+    selects = [s for c in checks for s in db_spans_under(spans, c)]
+    assert len(selects) == 3
+    assert in_sequence(sorted(selects, key=lambda s: s.start_time or 0))
+    # Each check waits for the statements before it: the bars end one after the other.
+    ends = sorted(checks, key=lambda c: c.end_time or 0)
+    waits = sorted(checks, key=lambda c: db_spans_under(spans, c)[0].start_time or 0)
+    assert ends == waits
+
+
+# --- n_plus_one (inventory-service) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("scenarios", [set(), {"n_plus_one"}], ids=["off", "n_plus_one"])
+async def test_n_plus_one_lists_products_with_one_select_each(
+    start_system: StartSystem, scenarios: set[str]
+) -> None:
+    skus = ["SKU-0003", "SKU-0001", "SKU-0002", "SKU-0001", "SKU-9999"]
+    async with start_system(scenarios=scenarios) as system:
+        response = await system.inventory.get("/products", params={"sku": skus})
+        catalogue = await system.inventory.get("/products")
+        status, order_spans = await place(system, order_body(THREE_SKUS))
+        spans = system.spans()
+    assert response.status_code == 200 and status == 201
+    # The same answer either way: known SKUs once each, in SKU order.
+    assert [p["sku"] for p in response.json()] == ["SKU-0001", "SKU-0002", "SKU-0003"]
+    assert [p["sku"] for p in catalogue.json()] == [f"SKU-{i:04d}" for i in range(1, 21)]
+
+    selects = db_spans_under(spans, server_span(spans, response))
+    catalogue_selects = db_spans_under(spans, server_span(spans, catalogue))
+    validate = find(order_spans, "validate_order")
+    server = find(order_spans, "GET /products", kind=SpanKind.SERVER)
+    assert is_ancestor(order_spans, validate, server)
+    order_selects = db_spans_under(order_spans, server)
+    if scenarios:
+        # One SELECT per distinct SKU asked for (4, one of them unknown), one after the other.
+        assert len(selects) == 4 and in_sequence(selects)
+        # The whole catalogue: one SELECT for the SKUs, then one per product.
+        assert len(catalogue_selects) == 1 + 20 and in_sequence(catalogue_selects)
+        # The order's validation shows the same staircase: one SELECT per SKU.
+        assert len(order_selects) == 3 and in_sequence(order_selects)
+    else:
+        assert len(selects) == len(catalogue_selects) == len(order_selects) == 1
+    assert all(s.attributes["db.query.text"].startswith("SELECT") for s in selects)
+
+
+# --- slow_card_range (payment-service) --------------------------------------------------
+
+
+async def test_slow_card_range_makes_one_bin_range_slow_to_authorize(
+    start_system: StartSystem,
+) -> None:
+    durations: dict[tuple[bool, str], int] = {}
+    processors: dict[tuple[bool, str], list[object]] = {}
+    for on in (False, True):
+        async with start_system(scenarios={"slow_card_range"} if on else set()) as system:
+            for card in (APPROVED_CARD, LEGACY_CARD):
+                status, spans = await place(system, order_body(card=card))
+                assert status == 201
+                authorize = find(spans, "authorize_card", service="payment-service")
+                assert not [
+                    s for s in spans if s.parent and s.parent.span_id == authorize.context.span_id
+                ]
+                durations[on, card] = duration_ns(authorize)
+                processors[on, card] = [
+                    e.attributes.get("shop.payment.processor")
+                    for e in authorize.events
+                    if e.name == "processor_called" and e.attributes
+                ]
+    # Only the 5555 range, only with the scenario on: the span's own time, no child span.
+    assert durations[True, LEGACY_CARD] >= 300 * MS
+    assert durations[True, APPROVED_CARD] < 100 * MS
+    assert durations[False, LEGACY_CARD] < 100 * MS
+    assert durations[False, APPROVED_CARD] < 100 * MS
+    # Its event names the processor the authorization went to.
+    assert processors[True, LEGACY_CARD] == ["legacy"]
+    assert processors[True, APPROVED_CARD] == ["primary"]
+    assert processors[False, LEGACY_CARD] == processors[False, APPROVED_CARD] == []
