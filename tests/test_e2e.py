@@ -67,7 +67,8 @@ def wait_until_up(up: Up, url: str) -> None:
             return False
 
     poll(healthy, 30, "the order service to be healthy")
-    poll(lambda: "ordersim is up" in up.output(), 10, "the ready banner")
+    # The banner is printed line by line: wait for its last line, not its first.
+    poll(lambda: "Stop with Ctrl-C." in up.output(), 10, "the whole ready banner")
 
 
 def whole_trace(sink: OtlpSink, trace_id: str, expected: set[str]) -> list[ReadableSpan]:
