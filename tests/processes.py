@@ -62,6 +62,24 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
         raise AssertionError(f"{process.args} did not stop within {timeout}s") from None
 
 
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A process of ours, its output in ``log``."""
+    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def wait_answering(process: subprocess.Popen[bytes], url: str, log: Path, what: str) -> None:
+    """Poll ``url`` until it answers 200; fail at once, with its log, if the process exits."""
+
+    def answering() -> bool:
+        assert process.poll() is None, f"{what} exited:\n{log.read_text()}"
+        try:
+            return httpx.get(url, timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    poll(answering, 30, what)
+
+
 @dataclass(frozen=True)
 class Viewer:
     otlp: str  # http://127.0.0.1:<port>
@@ -85,24 +103,10 @@ def running_viewer(data_dir: Path, **env: str) -> Iterator[Viewer]:
     }
     log = data_dir / "viewer.log"
     data_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trace_viewer"],
-        env=full_env,
-        cwd=ROOT,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    process = start([sys.executable, "-m", "trace_viewer"], full_env, log)
     viewer = Viewer(f"http://127.0.0.1:{otlp_port}", f"http://127.0.0.1:{ui_port}", log)
-
-    def ready() -> bool:
-        assert process.poll() is None, f"viewer exited:\n{log.read_text()}"
-        try:
-            return httpx.get(f"{viewer.ui}/api/stats", timeout=0.5).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        poll(ready, 20, "the trace viewer")
+        wait_answering(process, f"{viewer.ui}/api/stats", log, "the trace viewer")
         yield viewer
     finally:
         stop(process)

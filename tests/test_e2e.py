@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind
 from tests.helpers import find, find_all, in_trace, is_complete, order_body, overlap, service_of
 from tests.otlp_sink import OtlpSink
 from tests.postgres import create_databases
-from tests.processes import ROOT, free_port, poll
+from tests.processes import ROOT, free_port, poll, start, wait_answering
 
 SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
 
@@ -201,24 +201,10 @@ def test_under_opentelemetry_instrument_nothing_is_doubled(
     )
     instrument = Path(sys.executable).with_name("opentelemetry-instrument")
     log = tmp_path / "inventory.log"
-    process = subprocess.Popen(
-        [str(instrument), sys.executable, "-m", "inventory_service"],
-        env=up_env,
-        cwd=ROOT,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    process = start([str(instrument), sys.executable, "-m", "inventory_service"], up_env, log)
     url = f"http://127.0.0.1:{ports['INVENTORY']}"
     try:
-
-        def healthy() -> bool:
-            assert process.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        poll(healthy, 30, "inventory-service under opentelemetry-instrument")
+        wait_answering(process, f"{url}/healthz", log, "inventory-service under the agent")
         response = httpx.get(f"{url}/products", params={"sku": "SKU-0001"})
         trace_id = response.headers["traceresponse"].split("-")[1]
         # The SELECT span ends before the server span, so the batch processor has
@@ -242,24 +228,10 @@ def test_sigterm_flushes_the_spans_still_queued(
     that exports them on the way out instead of losing them."""
     up_env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint, OTEL_BSP_SCHEDULE_DELAY="600000")
     log = tmp_path / "inventory.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inventory_service"],
-        env=up_env,
-        cwd=ROOT,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    process = start([sys.executable, "-m", "inventory_service"], up_env, log)
     url = f"http://127.0.0.1:{ports['INVENTORY']}"
-
-    def healthy() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        poll(healthy, 30, "inventory-service")
+        wait_answering(process, f"{url}/healthz", log, "inventory-service")
         response = httpx.get(f"{url}/products")
         trace_id = response.headers["traceresponse"].split("-")[1]
         assert in_trace(sink.spans(), trace_id) == []  # still queued in the process
