@@ -93,10 +93,11 @@ async def record_resend_count(span: Span, request: Any) -> None:
 class _Unanswered(Exception):
     """An attempt without a response; ``maybe_landed`` if the request may have been sent."""
 
-    def __init__(self, reason: str, maybe_landed: bool) -> None:
+    def __init__(self, reason: str, maybe_landed: bool, timed_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.maybe_landed = maybe_landed
+        self.timed_out = timed_out
 
 
 class ServiceClient:
@@ -105,7 +106,8 @@ class ServiceClient:
     Subclasses name their service and expose one method per endpoint; callers never
     build URLs themselves. Every mutation in ordersim is keyed by the order id and is
     idempotent downstream, so calls marked ``idempotent`` are retried after a connection
-    failure, a timeout or a 502/503/504; each attempt is its own CLIENT span.
+    failure or a 502/503/504 (not after a timeout: that already cost the whole deadline);
+    each attempt is its own CLIENT span.
     """
 
     service: ClassVar[str]
@@ -139,7 +141,9 @@ class ServiceClient:
                 response = await self._attempt(method, path, json, params, attempt)
             except _Unanswered as exc:
                 maybe_landed = maybe_landed or exc.maybe_landed
-                if attempt + 1 == attempts:
+                # A call that used up its whole deadline is not tried again: a hung
+                # service then costs the caller one timeout, not (1 + retries) of them.
+                if attempt + 1 == attempts or exc.timed_out:
                     raise DownstreamUnavailable(self.service, exc.reason) from exc.__cause__
                 continue
             if response.status_code in RETRYABLE_STATUS and attempt + 1 < attempts:
@@ -173,7 +177,9 @@ class ServiceClient:
                     extensions={RESEND_COUNT: attempt} if attempt else None,
                 )
         except TimeoutError as exc:
-            raise _Unanswered(f"no answer within {self._call_timeout:g}s", True) from exc
+            raise _Unanswered(
+                f"no answer within {self._call_timeout:g}s", maybe_landed=True, timed_out=True
+            ) from exc
         except httpx.ConnectError as exc:
             # Never sent. (Not ConnectTimeout: the aiohttp transport also maps a server
             # that hung up *after* receiving the request to it.)

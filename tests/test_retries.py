@@ -122,25 +122,25 @@ async def test_no_retry_for_the_system_fixture_defaults(system: System) -> None:
     assert [s.attributes.get("http.request.resend_count") for s in charge_spans(spans)] == [None]
 
 
-class LandsThenTimesOut(httpx.AsyncBaseTransport):
-    """The first POST /reservations reaches inventory, but its answer comes too late."""
+class LandsThenDrops(httpx.AsyncBaseTransport):
+    """The first POST /reservations reaches inventory, but the connection drops before the
+    answer comes back (the request was sent: it may have landed)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, delay: float) -> None:
-        self.inner, self.delay, self.armed = inner, delay, True
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.armed = inner, True
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self.inner.handle_async_request(request)
         if self.armed and request.url.path == "/reservations":
             self.armed = False
-            await asyncio.sleep(self.delay)  # the caller's deadline fires meanwhile
+            raise httpx.ReadError("connection reset by peer", request=request)
         return response
 
 
 async def test_a_refusal_after_an_attempt_that_landed_is_not_trusted(start_system: Any) -> None:
-    """Attempt 1 reserves the last 5 units but times out; attempt 2 is refused for lack of
-    stock — because of attempt 1. Trusting that 409 would leave 5 units reserved forever."""
-    wrap = {"inventory": lambda t: LandsThenTimesOut(t, delay=1.0)}
-    async with start_system(wrap=wrap, call_timeout=0.3) as system:
+    """Attempt 1 reserves the last 5 units but its answer is lost; attempt 2 is refused for
+    lack of stock — because of attempt 1. Trusting that 409 would leave 5 units reserved."""
+    async with start_system(wrap={"inventory": LandsThenDrops}) as system:
         assert (await system.stock("SKU-0017"))["SKU-0017"] == 5
         response = await system.order.post("/orders", json=order_body([("SKU-0017", 5)]))
         assert response.status_code == 503
@@ -148,3 +148,17 @@ async def test_a_refusal_after_an_attempt_that_landed_is_not_trusted(start_syste
         assert (await system.stock("SKU-0017"))["SKU-0017"] == 5  # released, not stuck
         spans = in_trace(system.spans(), response.json()["trace_id"])
         assert find(spans, "release_stock", service="order-service")
+
+
+async def test_a_timed_out_call_is_not_retried(start_system: Any) -> None:
+    """A hung service costs one call timeout, then a clean 503 with the trace id."""
+    from tests.conftest import slow
+
+    async with start_system(wrap={"payment": slow(5.0, "/charges")}, call_timeout=0.3) as system:
+        started = asyncio.get_running_loop().time()
+        response = await system.order.post("/orders", json=order_body())
+        elapsed = asyncio.get_running_loop().time() - started
+        assert response.status_code == 503 and len(response.json()["trace_id"]) == 32
+        spans = in_trace(system.spans(), response.json()["trace_id"])
+        assert len(charge_spans(spans)) == 1
+        assert elapsed < 0.3 * 3  # one timeout (plus the compensation), not three
