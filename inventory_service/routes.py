@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Query, status
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.deps import EngineDep, TracerDep
-from common.settings import ServiceSettings
+from common.deps import EngineDep, ScenariosDep, TracerDep
 from inventory_service import storage
 from inventory_service.errors import OutOfStock
 from inventory_service.models import (
@@ -22,14 +21,6 @@ from inventory_service.models import (
 )
 
 router = APIRouter(tags=["inventory"])
-
-
-def _scenarios(request: Request) -> frozenset[str]:
-    settings: ServiceSettings = request.app.state.settings
-    return settings.scenarios
-
-
-ScenariosDep = Annotated[frozenset[str], Depends(_scenarios)]
 
 
 @router.get("/products")

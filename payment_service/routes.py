@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, status
 from opentelemetry import trace
 
-from common.deps import EngineDep, TracerDep
-from common.settings import ServiceSettings
+from common.deps import EngineDep, ScenariosDep, TracerDep
 from payment_service import storage
 from payment_service.errors import PaymentDeclined
 from payment_service.models import (
@@ -27,14 +25,6 @@ router = APIRouter(tags=["payment"])
 #: "slow_card_range" scenario is on; it answers after this many seconds.
 LEGACY_BIN_RANGE = "5555"
 LEGACY_PROCESSOR_DELAY = 0.3
-
-
-def _scenarios(request: Request) -> frozenset[str]:
-    settings: ServiceSettings = request.app.state.settings
-    return settings.scenarios
-
-
-ScenariosDep = Annotated[frozenset[str], Depends(_scenarios)]
 
 
 def _authorize(card: Card) -> None:

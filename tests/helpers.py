@@ -119,3 +119,29 @@ def is_complete(spans: Sequence[ReadableSpan]) -> bool:
         and s.context.span_id not in parents
     ]
     return len(roots) == 1 and not orphans and not unanswered
+
+
+SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
+
+
+def assert_order_waterfall(spans: Sequence[ReadableSpan]) -> None:
+    """The waterfall of a confirmed 3-SKU order, however it was collected: four services
+    under one root, no orphans, each SERVER span the child of an order-service CLIENT
+    span, and the concurrent steps overlapping."""
+    assert {service_of(s) for s in spans} == SERVICES
+    roots = [s for s in spans if s.parent is None]
+    assert [(r.name, service_of(r)) for r in roots] == [("POST /orders", "order-service")]
+    ids = {s.context.span_id for s in spans}
+    assert all(s.parent is None or s.parent.span_id in ids for s in spans), "orphan span"
+    for server in (s for s in spans if s.kind == SpanKind.SERVER and s.parent is not None):
+        client = next(s for s in spans if s.context.span_id == server.parent.span_id)
+        assert client.kind == SpanKind.CLIENT
+        assert service_of(client) == "order-service" != service_of(server)
+    assert overlap(
+        find(spans, "reserve_stock", service="order-service"),
+        find(spans, "quote_shipping", service="order-service"),
+    )
+    assert overlap(
+        find(spans, "commit_stock"), find(spans, "create_shipment", service="order-service")
+    )
+    assert len(find_all(spans, "check_stock")) == 3

@@ -7,9 +7,16 @@ from decimal import Decimal
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import System
-from tests.helpers import find, find_all, in_trace, is_ancestor, order_body, overlap, service_of
-
-SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
+from tests.helpers import (
+    SERVICES,
+    find,
+    find_all,
+    in_trace,
+    is_ancestor,
+    order_body,
+    overlap,
+    service_of,
+)
 
 
 async def test_confirmed_order_is_one_trace_across_four_services(any_system: System) -> None:

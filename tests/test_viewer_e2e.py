@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tests.helpers import find, find_all, overlap, service_of
+from tests.helpers import SERVICES, assert_order_waterfall, service_of
 from tests.otlp_sink import from_otlp_json
 from tests.processes import ROOT, free_port, poll
-from tests.test_e2e import SERVICES, Up, wait_until_up
+from tests.test_e2e import Up, wait_until_up
 
 EXPECTED = {
     "POST /orders",
@@ -63,18 +63,7 @@ def test_up_with_viewer_shows_the_whole_waterfall(
         assert up.stop() == 0, up.output()
 
     # The complete waterfall: four services, one root, no orphans, the gathers overlap.
-    assert {service_of(s) for s in spans} == SERVICES
-    assert [s.name for s in spans if s.parent is None] == ["POST /orders"]
-    ids = {s.context.span_id for s in spans}
-    assert all(s.parent is None or s.parent.span_id in ids for s in spans)
-    assert overlap(
-        find(spans, "reserve_stock", service="order-service"),
-        find(spans, "quote_shipping", service="order-service"),
-    )
-    assert overlap(
-        find(spans, "commit_stock"), find(spans, "create_shipment", service="order-service")
-    )
-    assert len(find_all(spans, "check_stock")) == 3
+    assert_order_waterfall(spans)
 
     # Jaeger JSON carries the same spans, parents and timings.
     assert jaeger["traceID"] == trace_id
