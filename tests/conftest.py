@@ -8,6 +8,7 @@ make a downstream service down or slow.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
@@ -20,7 +21,6 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -44,20 +44,51 @@ TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport
 class ProcessBoundary(httpx.AsyncBaseTransport):
     """Calls an in-process ASGI app as if it ran in another process.
 
-    ASGITransport runs the app in the caller's task, so the caller's contextvars (its
-    current CLIENT span) would leak into the server, which would then make an INTERNAL
-    span instead of a SERVER span. Real services only share what the W3C headers carry.
+    ASGITransport runs the app in the caller's task. Two things would leak across that
+    boundary that never cross a real one: the caller's contextvars (its current CLIENT
+    span, so the server would make an INTERNAL span instead of a SERVER span), and the
+    caller's cancellation (a client timing out would cancel the server's handler halfway
+    through a database transaction). So each request runs in a task of its own, with an
+    empty context, and a caller that gives up is a client that disconnected: the server
+    hears ``http.disconnect`` and otherwise finishes its work, as uvicorn's would.
+    ``drain`` waits for the requests still running.
     """
 
     def __init__(self, app: FastAPI) -> None:
-        self.inner = httpx.ASGITransport(app=app)
+        self.app = app
+        self.running: set[asyncio.Task[httpx.Response]] = set()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        token = otel_context.attach(otel_context.Context())
+        gone = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            async def receive_until_gone() -> Any:
+                message = asyncio.ensure_future(receive())
+                disconnect = asyncio.ensure_future(gone.wait())
+                await asyncio.wait((message, disconnect), return_when=asyncio.FIRST_COMPLETED)
+                disconnect.cancel()
+                if message.done():
+                    return message.result()
+                message.cancel()
+                return {"type": "http.disconnect"}
+
+            await self.app(scope, receive_until_gone, send)
+
+        transport = httpx.ASGITransport(app=app)
+        served = asyncio.create_task(
+            transport.handle_async_request(request), context=contextvars.Context()
+        )
+        self.running.add(served)
+        served.add_done_callback(self.running.discard)
         try:
-            return await self.inner.handle_async_request(request)
-        finally:
-            otel_context.detach(token)
+            return await asyncio.shield(served)
+        except asyncio.CancelledError:
+            gone.set()
+            raise
+
+    async def drain(self) -> None:
+        if self.running:
+            await asyncio.wait(self.running, timeout=30)
 
 
 class FaultyTransport(httpx.AsyncBaseTransport):
@@ -167,10 +198,11 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
                 telemetry("shipping-service"),
             ),
         }
-        transports: dict[str, httpx.AsyncBaseTransport] = {}
-        for name, app in apps.items():
-            transport: httpx.AsyncBaseTransport = ProcessBoundary(app)
-            transports[name] = wrap[name](transport) if name in wrap else transport
+        boundaries = {name: ProcessBoundary(app) for name, app in apps.items()}
+        transports = {
+            name: wrap[name](boundary) if name in wrap else boundary
+            for name, boundary in boundaries.items()
+        }
         settings = {"call_timeout": 2.0, "order_deadline": 8.0, **order_settings}
         apps["order"] = create_order(
             OrderSettings(
@@ -182,6 +214,11 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
         async with AsyncExitStack() as stack:
             clients = {}
             for name, app in apps.items():
+                if name == "order":
+                    # Stopping in reverse: order-service first, then the requests its callers
+                    # gave up on finish, then the services they ran in.
+                    for boundary in boundaries.values():
+                        stack.push_async_callback(boundary.drain)
                 manager = await stack.enter_async_context(LifespanManager(app))
                 clients[name] = await stack.enter_async_context(
                     httpx.AsyncClient(

@@ -36,10 +36,11 @@ from common.faults import (
     FaultState,
 )
 from common.telemetry import EXCLUDED_URLS, setup_telemetry
+from order_service.compensation import retry_deferred
 from ordersim.cli import main as ordersim
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
-from tests.conftest import System
+from tests.conftest import ProcessBoundary, System
 from tests.helpers import find, find_all, in_trace, order_body, service_of
 from tests.otlp_sink import OtlpSink
 from tests.processes import ROOT, clean_env, free_port, poll
@@ -237,7 +238,7 @@ async def test_injected_payment_errors_fail_the_order_and_release_the_stock(
     assert not [s for s in spans if s.attributes and ATTR_INJECTED in s.attributes]
 
 
-async def test_injected_timeout_fails_the_order_at_the_call_timeout(
+async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
     start_system: Any,
 ) -> None:
     async with start_system(call_timeout=0.3) as system:
@@ -249,13 +250,29 @@ async def test_injected_timeout_fails_the_order_at_the_call_timeout(
         assert "within 0.3s" in body["error"]["message"]
         # The payment service holds each request 30 s; the order gives up on it long before.
         assert elapsed < 6, f"took {elapsed:.2f}s"
-        charges = find_all(spans, "POST /charges", service=PAYMENT, kind=SpanKind.SERVER)
-        assert charges  # one per attempt
+        assert find(spans, "charge_payment").status.status_code == StatusCode.ERROR
+        assert await system.stock(*SKUS) == before
+        # The refund (POST /charges/<id>/refund) was held too, so it was deferred.
+        refund = find(spans, "refund_payment", service="order-service")
+        assert "compensation_deferred" in [e.name for e in refund.events]
+
+        # As on a real server, the held requests go on once the fault is lifted: the
+        # charge lands after its caller gave up, and the deferred refund undoes it.
+        faults(system).clear()
+        boundary = system.transports["payment"]
+        assert isinstance(boundary, ProcessBoundary)
+        await boundary.drain()
+        charges = in_trace(server_spans(system, "POST /charges"), body["trace_id"])
+        assert charges
         for charge in charges:
             (event,) = fault_events(charge, "timeout")
             assert event.attributes[ATTR_DELAY_MS] == 30_000
-        assert find(spans, "charge_payment").status.status_code == StatusCode.ERROR
-        assert await system.stock(*SKUS) == before
+        flow = system.apps["order"].state.flow
+        actions = {flow.refund_payment.name: flow.refund_payment.call}
+        order = system.apps["order"].state
+        assert await retry_deferred(order.engine, actions, order.tracer) == 0
+        payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
+        assert payment["status"] in ("refunded", "voided")
 
 
 async def test_hang_fails_the_order_after_the_call_timeout_and_leaves_no_task(
@@ -264,18 +281,22 @@ async def test_hang_fails_the_order_after_the_call_timeout_and_leaves_no_task(
     async with start_system(call_timeout=0.3) as system:
         faults(system).replace([FaultRule(hang=True)])
         before = await system.stock(*SKUS)
-        status, body, spans, elapsed = await place(system)
+        status, body, _, elapsed = await place(system)
 
         assert (status, body["status"]) == (503, "failed")
         assert "within 0.3s" in body["error"]["message"]
         assert 0.3 <= elapsed < 6
-        assert hang_tasks() == []
-        charges = find_all(spans, "POST /charges", service=PAYMENT, kind=SpanKind.SERVER)
+        # The caller gave up, so the hung requests see their client disconnect.
+        await eventually(lambda: not hang_tasks(), 5, "the hung requests to end")
+        boundary = system.transports["payment"]
+        assert isinstance(boundary, ProcessBoundary)
+        await boundary.drain()
+        charges = in_trace(server_spans(system, "POST /charges"), body["trace_id"])
         assert charges
         for charge in charges:
             assert fault_events(charge, "hang")
             ended = [e for e in charge.events if e.name == EVENT_HANG_ENDED]
-            assert [e.attributes[ATTR_REASON] for e in ended] == ["cancelled"]
+            assert [e.attributes[ATTR_REASON] for e in ended] == ["client disconnected"]
         assert await system.stock(*SKUS) == before
 
 

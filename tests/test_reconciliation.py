@@ -56,12 +56,12 @@ async def test_books_balance_after_load_under_faults(start_system: Any) -> None:
         "shipping": keep(
             "shipping",
             lambda t: Erratic(
-                FaultyTransport(t, delay=1.0, paths=("/shipments",)), rate=0.3, seed=1
+                FaultyTransport(t, delay=2.0, paths=("/shipments",)), rate=0.3, seed=1
             ),
         ),
         "inventory": keep("inventory", lambda t: Erratic(t, rate=0.15, seed=2)),
     }
-    async with start_system(wrap=wrap, call_timeout=0.3, order_deadline=3.0) as system:
+    async with start_system(wrap=wrap, call_timeout=1.0, order_deadline=6.0) as system:
         seeded = await system.stock("SKU-0001", "SKU-0017", "SKU-0019")
         shipping_hang = transports["shipping"].inner
         payment = transports["payment"]
