@@ -9,18 +9,23 @@ ratios to the untraced system. For 100 % sampling it also runs at 80 % of its ow
 saturation and checks that no span was dropped: no "Queue full" from the SDK's batch
 processor and every sampled trace complete in the viewer. With --wrk it compares the
 generator's top rate with wrk's against the same endpoint.
+
+During the fixed-rate run it also reads each process's CPU time (Linux ``/proc``), so the
+second table shows where the cost of tracing lands: CPU ms per order in the viewer and
+in each service.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -49,6 +54,9 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
+WARMUP = 2.0  # seconds of load before each measurement
+
+
 @dataclass
 class Figures:
     saturation: float = 0.0
@@ -56,6 +64,7 @@ class Figures:
     p99: float = 0.0
     drops: int | None = None
     completeness: str = ""
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per order, per process
 
 
 class System:
@@ -111,6 +120,18 @@ class System:
         await self.supervisor.stop()
         self._log_file.close()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU time of each process so far (fields 14 and 15 of /proc/PID/stat;
+        the standard library has no per-child reading for processes still running)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        seconds = {}
+        for service in self.services:
+            assert service.process is not None
+            stat = Path(f"/proc/{service.process.pid}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"
+            seconds[service.name] = (int(fields[11]) + int(fields[12])) / tick
+        return seconds
+
     def queue_full_warnings(self) -> int:
         return self.log.read_text().count("Queue full")
 
@@ -129,7 +150,7 @@ class System:
             rate=rate,
             concurrency=concurrency,
             duration=seconds,
-            warmup=2.0,
+            warmup=WARMUP,
             slowest=3,
             seed=1,
             out=None,
@@ -183,8 +204,13 @@ async def main() -> None:
                     console.print(
                         f"  saturation {fig.saturation:.1f} orders/s; p50/p99 at {moderate}/s …"
                     )
+                    before = system.cpu_seconds()
                     fixed = await system.load(rate=moderate, seconds=args.seconds)
+                    after = system.cpu_seconds()
                     fig.p50, fig.p99 = fixed.latency_ms.p50, fixed.latency_ms.p99
+                    # An open loop sends on schedule: rate x (warm-up + measured seconds).
+                    sent = moderate * (WARMUP + args.seconds)
+                    fig.cpu_ms = {p: (after[p] - before[p]) * 1000 / sent for p in after}
                     if name == "100% sampled" and round_ == 1:
                         rate = round(fig.saturation * 0.8, 1)
                         console.print(f"  drop check at {rate}/s (80% of saturation) …")
@@ -212,6 +238,7 @@ async def main() -> None:
             p99=statistics.median(f.p99 for f in found),
             drops=found[0].drops,
             completeness=found[0].completeness,
+            cpu_ms={p: statistics.median(f.cpu_ms[p] for f in found) for p in found[0].cpu_ms},
         )
         for name, found in runs.items()
     }
@@ -244,6 +271,20 @@ async def main() -> None:
             else f"{fig.drops} queue-full; traces {fig.completeness} complete",
         )
     console.print(table)
+
+    processes = list(base.cpu_ms)
+    cpu = Table(title=f"CPU ms per order at {moderate}/s, by process (medians)")
+    for column in ("configuration", *processes, "total", "x untraced"):
+        cpu.add_column(column, justify="right")
+    for name, fig in figures.items():
+        total = sum(fig.cpu_ms.values())
+        cpu.add_row(
+            name,
+            *(f"{fig.cpu_ms[p]:.2f}" for p in processes),
+            f"{total:.2f}",
+            f"{total / sum(base.cpu_ms.values()):.2f}",
+        )
+    console.print(cpu)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Retries: idempotent downstream calls are retried with backoff after a connection error,
-a timeout or a 502-504, each attempt its own CLIENT span with http.request.resend_count;
-the keyed mutations downstream make sure nothing happens twice."""
+"""Retries: idempotent downstream calls are retried with backoff after a connection error
+or a 502-504 (not after a call that timed out), each attempt its own CLIENT span with
+http.request.resend_count; the keyed mutations downstream make sure nothing happens twice."""
 
 from __future__ import annotations
 
