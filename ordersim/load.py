@@ -419,7 +419,8 @@ def print_report(report: LoadReport, console: Any) -> None:
             f"sends over 10 ms late (max {report.generator.max_lag_ms:.0f} ms); the rate it "
             "reached is a limit of this machine, not only of the system[/]"
         )
-    table = Table("latency ms", "status", "trace", title="slowest orders")
+    table = Table("latency ms", "status", title="slowest orders")
+    table.add_column("trace", overflow="fold")  # a narrow terminal wraps the link, never cuts it
     for slow in report.slowest:
         table.add_row(f"{slow.latency_ms:.1f}", str(slow.status), slow.link or slow.trace_id or "-")
     console.print(table)

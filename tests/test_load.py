@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,6 +25,7 @@ from ordersim.load import (
     Recorder,
     build_report,
     check_completeness,
+    print_report,
 )
 from tests.conftest import System
 
@@ -187,3 +189,9 @@ async def test_short_real_run_against_the_in_test_system(system: System) -> None
     assert slowest.trace_id and slowest.link == f"http://viewer/trace/{slowest.trace_id}"
     # The slowest order's trace id is a real trace the system recorded.
     assert any(f"{s.context.trace_id:032x}" == slowest.trace_id for s in system.spans())
+
+    # A narrow terminal wraps the slowest orders' links; it never cuts a trace id short.
+    console = Console(width=60, record=True)
+    print_report(report, console)
+    printed = "".join(console.export_text().replace("│", "").split())
+    assert all(order.link and order.link in printed for order in report.slowest)
