@@ -274,10 +274,16 @@ async def main() -> None:
 
     processes = list(base.cpu_ms)
     cpu = Table(title=f"CPU ms per order at {moderate}/s, by process (medians)")
-    for column in ("configuration", *processes, "total", "x untraced"):
+    for column in ("configuration", *(p.removesuffix("-service") for p in processes)):
+        cpu.add_column(column, justify="right")
+    for column in ("total", "x untraced"):
         cpu.add_column(column, justify="right")
     for name, fig in figures.items():
         total = sum(fig.cpu_ms.values())
+        if moderate and fig.saturation < moderate:
+            # Orders queue up and the run lasts until they drain: no per-order figure.
+            cpu.add_row(name, *("-" for _ in processes), "over its saturation", "-")
+            continue
         cpu.add_row(
             name,
             *(f"{fig.cpu_ms[p]:.2f}" for p in processes),
