@@ -15,6 +15,9 @@ Defaults (each overridable by its standard variable):
 - Propagation: W3C tracecontext + baggage (``OTEL_PROPAGATORS``).
 - HTTP and database spans follow the *stable* semantic conventions
   (``OTEL_SEMCONV_STABILITY_OPT_IN`` defaults to ``http,database`` here).
+- ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (``fastapi``, ``httpx``, ``sqlalchemy``,
+  ``logging``, or ``*``) skips those libraries' instrumentation, as it does for
+  ``opentelemetry-instrument``; the order flow's own spans stay.
 - ``OTEL_SDK_DISABLED=true`` turns everything into no-ops.
 
 Under ``opentelemetry-instrument`` the global SDK provider and the globally patched
@@ -64,6 +67,13 @@ def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "false").strip().lower() == "true"
 
 
+def disabled_instrumentations() -> frozenset[str]:
+    """The entry-point names in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS ("*": all), read as
+    opentelemetry-instrument reads them."""
+    value = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
 @dataclass
 class Telemetry:
     """The tracer provider of one service and the instrumentation bound to it."""
@@ -72,14 +82,22 @@ class Telemetry:
     #: False under ``opentelemetry-instrument`` (the provider is global and not ours to shut down).
     owns_provider: bool = True
     enabled: bool = True
+    #: Libraries not to instrument (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS).
+    disabled: frozenset[str] = frozenset()
     _engine_tracers: list[object] = field(default_factory=list)
 
     def tracer(self, name: str) -> trace.Tracer:
         return self.tracer_provider.get_tracer(name)
 
+    def instruments(self, library: str) -> bool:
+        return self.enabled and not {library, "*"} & self.disabled
+
     def instrument_app(self, app: FastAPI) -> None:
         # Under opentelemetry-instrument the FastAPI class itself is already patched.
-        if not self.enabled or FastAPIInstrumentor().is_instrumented_by_opentelemetry:
+        if (
+            not self.instruments("fastapi")
+            or FastAPIInstrumentor().is_instrumented_by_opentelemetry
+        ):
             return
         FastAPIInstrumentor.instrument_app(
             app,
@@ -95,14 +113,20 @@ class Telemetry:
         client: AsyncClient,
         request_hook: Callable[[Span, Any], Awaitable[None]] | None = None,
     ) -> None:
-        if not self.enabled or HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+        if (
+            not self.instruments("httpx")
+            or HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+        ):
             return
         HTTPXClientInstrumentor.instrument_client(
             client, tracer_provider=self.tracer_provider, request_hook=request_hook
         )
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
-        if not self.enabled or SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry:
+        if (
+            not self.instruments("sqlalchemy")
+            or SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry
+        ):
             return
         # The instrumentor's public entry point also monkey-patches create_engine for the
         # whole process, once, for the first provider only; binding its EngineTracer to
@@ -178,17 +202,21 @@ def setup_telemetry(
         # W3C Trace Context Level 2 `traceresponse` header on every server response.
         set_global_response_propagator(TraceResponsePropagator())  # type: ignore[no-untyped-call]
 
+    disabled = disabled_instrumentations()
     existing = trace.get_tracer_provider()
     if isinstance(existing, SdkTracerProvider):
         # Already configured by opentelemetry-instrument (or the embedding program).
-        telemetry = Telemetry(existing, owns_provider=False)
+        telemetry = Telemetry(existing, owns_provider=False, disabled=disabled)
     else:
         provider = SdkTracerProvider(resource=build_resource(service_name))
         for processor in _exporter_processors() if processors is None else processors:
             provider.add_span_processor(processor)
-        telemetry = Telemetry(provider)
+        telemetry = Telemetry(provider, disabled=disabled)
 
-    if not LoggingInstrumentor().is_instrumented_by_opentelemetry:
+    if (
+        telemetry.instruments("logging")
+        and not LoggingInstrumentor().is_instrumented_by_opentelemetry
+    ):
         # Adds otelTraceID / otelSpanID to every log record (see LOG_FORMAT); no log export.
         LoggingInstrumentor().instrument(
             tracer_provider=telemetry.tracer_provider,

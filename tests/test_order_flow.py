@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import System
@@ -115,3 +117,19 @@ async def test_spans_follow_stable_semantic_conventions(system: System) -> None:
         assert span.kind == SpanKind.CLIENT
         # Parameterised SQL only: no card data, no values in the statement text.
         assert "4242" not in span.attributes.get("db.query.text", "")
+
+
+async def test_disabled_instrumentation_drops_its_spans_and_nothing_else(
+    start_system: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy: no DB spans, the rest intact."""
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", " sqlalchemy ,other")
+    async with start_system() as system:
+        response = await system.order.post("/orders", json=order_body([("SKU-0001", 1)]))
+        assert response.status_code == 201, response.text
+        spans = in_trace(system.spans(), response.json()["trace_id"])
+
+    assert not [s for s in spans if s.attributes and "db.system.name" in s.attributes]
+    assert {service_of(s) for s in spans} == SERVICES  # one trace: httpx still propagates
+    assert find(spans, "reserve_items").kind == SpanKind.INTERNAL
+    assert find_all(spans, "POST", service="order-service", kind=SpanKind.CLIENT)
