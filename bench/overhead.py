@@ -1,11 +1,11 @@
 """What tracing costs: the same system, started in each configuration, measured with the
 same load generator in one run on this machine.
 
-    .venv/bin/python bench/overhead.py [--seconds 15] [--rounds 3] [--concurrency 16] [--wrk]
+    .venv/bin/python bench/overhead.py [--seconds 15] [--rounds 3] [--rate 40] [--wrk]
 
 For each configuration it prints the throughput at saturation (closed loop) and p50/p99
-at a fixed moderate rate (open loop, half the untraced saturation), as figures and as
-ratios to the untraced system. For 100 % sampling it also runs at 80 % of its own
+at a fixed moderate rate (open loop; ``--rate``, or half the first untraced saturation),
+as figures and as ratios to the untraced system. For 100 % sampling it also runs at 80 % of its own
 saturation and checks that no span was dropped: no "Queue full" from the SDK's batch
 processor and every sampled trace complete in the viewer. With --wrk it compares the
 generator's top rate with wrk's against the same endpoint.
@@ -186,6 +186,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--rounds", type=int, default=3, help="figures are medians of rounds")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="the fixed moderate rate for p50/p99, orders/s (default: half the first "
+        "untraced saturation, which swings with that one run)",
+    )
     parser.add_argument("--wrk", action="store_true", help="also measure wrk's top rate")
     args = parser.parse_args()
     console = Console(width=130)
@@ -193,7 +199,7 @@ async def main() -> None:
     if unknown := [name for name in names if name not in CONFIGS]:
         parser.error(f"unknown configuration {unknown[0]!r}; choose from: {', '.join(CONFIGS)}")
     runs: dict[str, list[Figures]] = {name: [] for name in names}
-    moderate: float | None = None
+    moderate: float | None = args.rate
     with tempfile.TemporaryDirectory() as tmp:
         # Round-robin over the configurations, so drift in the machine's speed hits all alike.
         for round_ in range(1, args.rounds + 1):
