@@ -288,17 +288,18 @@ async def main() -> None:
         cpu.add_column(column, justify="right")
     for column in ("total", "x untraced"):
         cpu.add_column(column, justify="right")
+    base_total = sum(base.cpu_ms.values())
     for name, fig in figures.items():
-        total = sum(fig.cpu_ms.values())
         if moderate and fig.saturation < moderate:
             # Orders queue up and the run lasts until they drain: no per-order figure.
             cpu.add_row(name, *("-" for _ in processes), "over its saturation", "-")
             continue
+        total = sum(fig.cpu_ms.values())
         cpu.add_row(
             name,
             *(f"{fig.cpu_ms[p]:.2f}" for p in processes),
             f"{total:.2f}",
-            f"{total / sum(base.cpu_ms.values()):.2f}",
+            f"{total / base_total:.2f}",
         )
     console.print(cpu)
 

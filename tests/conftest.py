@@ -137,10 +137,16 @@ class System:
     exporter: InMemorySpanExporter
     apps: dict[str, FastAPI]
     transports: dict[str, httpx.AsyncBaseTransport]
+    boundaries: dict[str, ProcessBoundary]
     backend: str = "sqlite"
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
+
+    async def drain(self) -> None:
+        """Wait for the downstream requests still running (their callers may have gone)."""
+        for boundary in self.boundaries.values():
+            await boundary.drain()
 
     async def stock(self, *skus: str) -> dict[str, int]:
         response = await self.inventory.get("/products", params={"sku": list(skus)})
@@ -226,7 +232,13 @@ def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[...
                         base_url=f"http://{name}",
                     )
                 )
-            yield System(exporter=exporter, apps=apps, transports=transports, **clients)
+            yield System(
+                exporter=exporter,
+                apps=apps,
+                transports=transports,
+                boundaries=boundaries,
+                **clients,
+            )
 
     return start
 

@@ -40,7 +40,7 @@ from order_service.compensation import retry_deferred
 from ordersim.cli import main as ordersim
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
-from tests.conftest import ProcessBoundary, System
+from tests.conftest import System
 from tests.helpers import find, find_all, in_trace, order_body, service_of
 from tests.otlp_sink import OtlpSink
 from tests.processes import ROOT, clean_env, free_port, poll
@@ -259,17 +259,15 @@ async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
         # As on a real server, the held requests go on once the fault is lifted: the
         # charge lands after its caller gave up, and the deferred refund undoes it.
         faults(system).clear()
-        boundary = system.transports["payment"]
-        assert isinstance(boundary, ProcessBoundary)
-        await boundary.drain()
+        await system.drain()
         charges = in_trace(server_spans(system, "POST /charges"), body["trace_id"])
         assert charges
         for charge in charges:
             (event,) = fault_events(charge, "timeout")
             assert event.attributes[ATTR_DELAY_MS] == 30_000
-        flow = system.apps["order"].state.flow
-        actions = {flow.refund_payment.name: flow.refund_payment.call}
         order = system.apps["order"].state
+        refund_payment = order.flow.refund_payment
+        actions = {refund_payment.name: refund_payment.call}
         assert await retry_deferred(order.engine, actions, order.tracer) == 0
         payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
         assert payment["status"] in ("refunded", "voided")
@@ -288,9 +286,7 @@ async def test_hang_fails_the_order_after_the_call_timeout_and_leaves_no_task(
         assert 0.3 <= elapsed < 6
         # The caller gave up, so the hung requests see their client disconnect.
         await eventually(lambda: not hang_tasks(), 5, "the hung requests to end")
-        boundary = system.transports["payment"]
-        assert isinstance(boundary, ProcessBoundary)
-        await boundary.drain()
+        await system.drain()
         charges = in_trace(server_spans(system, "POST /charges"), body["trace_id"])
         assert charges
         for charge in charges:
