@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -96,6 +97,15 @@ def serve(app_factory: Callable[[S, Telemetry], FastAPI], settings: S) -> None:
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default
     # handler that kills the process before the spans still queued are flushed below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Everything built so far (modules, the app, its routes and pydantic schemas, the SDK)
+    # lives as long as the process. Frozen, the cyclic GC no longer walks it: a full
+    # collection under load then takes well under a millisecond instead of pausing the
+    # event loop, and every request in flight, for 60-90 ms (measured with gc.callbacks
+    # across the four apps in one process). Tracing allocates more, so it met those pauses
+    # twice as often: at 40 orders/s, 100 % sampled, p99 fell from 132 to 68 ms (untraced
+    # 32 -> 26 ms; medians of 3 rounds, bench/overhead.py's system).
+    gc.collect()
+    gc.freeze()
     try:
         uvicorn.run(
             app,
