@@ -72,14 +72,10 @@ def create_app(
             app.state.tracer = tracer
             app.state.flow = flow
 
-            actions = {
-                u.name: u.call
-                for u in (flow.release_stock, flow.refund_payment, flow.cancel_shipment)
-            }
             worker = asyncio.create_task(
                 retry_forever(
                     engine,
-                    actions,
+                    flow.undo_actions(),
                     tracer,
                     settings.compensation_retry_interval,
                     settings.abandon_after,

@@ -31,7 +31,7 @@ from inventory_service.client import InventoryClient
 from inventory_service.errors import OutOfStock, UnknownSku
 from inventory_service.models import ItemRequest
 from order_service import storage
-from order_service.compensation import Saga, Undo, both
+from order_service.compensation import Saga, Undo, UndoCall, both
 from order_service.models import (
     Order,
     OrderError,
@@ -101,6 +101,12 @@ class OrderFlow:
         # Steps 2 and 4 run their two calls concurrently; with the "sequential_calls"
         # scenario they run one after the other.
         self._both = in_turn if "sequential_calls" in scenarios else both
+
+    def undo_actions(self) -> dict[str, UndoCall]:
+        """Every undo by name: what a deferred compensation is retried with."""
+        return {
+            u.name: u.call for u in (self.release_stock, self.refund_payment, self.cancel_shipment)
+        }
 
     async def place(self, request: OrderRequest) -> Order:
         """Place an order; every outcome but invalid input (422) is stored and returned."""

@@ -111,9 +111,7 @@ async def test_payment_down_is_503_and_compensates(start_system: Any) -> None:
         assert isinstance(transport, FaultyTransport)
         transport.enabled = False
         flow = system.apps["order"].state.flow
-        actions = {
-            u.name: u.call for u in (flow.release_stock, flow.refund_payment, flow.cancel_shipment)
-        }
+        actions = flow.undo_actions()
         engine = system.apps["order"].state.engine
         tracer = system.apps["order"].state.tracer
         assert await retry_deferred(engine, actions, tracer) == 0
@@ -261,9 +259,7 @@ async def test_orders_abandoned_mid_flow_are_failed_and_undone(system: System) -
         )
     assert (await system.stock("SKU-0018"))["SKU-0018"] == before["SKU-0018"] - 3
 
-    actions = {
-        u.name: u.call for u in (flow.release_stock, flow.refund_payment, flow.cancel_shipment)
-    }
+    actions = flow.undo_actions()
     assert await recover_abandoned(engine, list(actions), tracer, older_than=60) == 1
     assert await retry_deferred(engine, actions, tracer) == 0
 

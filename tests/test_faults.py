@@ -266,9 +266,7 @@ async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
             (event,) = fault_events(charge, "timeout")
             assert event.attributes[ATTR_DELAY_MS] == 30_000
         order = system.apps["order"].state
-        refund_payment = order.flow.refund_payment
-        actions = {refund_payment.name: refund_payment.call}
-        assert await retry_deferred(order.engine, actions, order.tracer) == 0
+        assert await retry_deferred(order.engine, order.flow.undo_actions(), order.tracer) == 0
         payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
         assert payment["status"] in ("refunded", "voided")
 

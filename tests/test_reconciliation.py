@@ -89,10 +89,7 @@ async def test_books_balance_after_load_under_faults(start_system: Any) -> None:
         for transport in transports.values():
             transport.enabled = False
         app = system.apps["order"]
-        flow = app.state.flow
-        actions = {
-            u.name: u.call for u in (flow.release_stock, flow.refund_payment, flow.cancel_shipment)
-        }
+        actions = app.state.flow.undo_actions()
         assert await retry_deferred(app.state.engine, actions, app.state.tracer) == 0
 
         # Every accepted order ended in a final status, and the response said the same.
