@@ -38,6 +38,9 @@ from httpx import AsyncClient
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]  # mypy does not resolve it
+    BaseInstrumentor,
+)
 from opentelemetry.instrumentation.logging import LoggingInstrumentor
 from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
@@ -89,15 +92,18 @@ class Telemetry:
     def tracer(self, name: str) -> trace.Tracer:
         return self.tracer_provider.get_tracer(name)
 
-    def instruments(self, library: str) -> bool:
-        return self.enabled and not {library, "*"} & self.disabled
+    def instruments(self, library: str, instrumentor: BaseInstrumentor) -> bool:
+        """Whether to instrument ``library`` here: tracing is on, the library is not in
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, and ``opentelemetry-instrument`` has not
+        already patched it for the whole process."""
+        return (
+            self.enabled
+            and not {library, "*"} & self.disabled
+            and not instrumentor.is_instrumented_by_opentelemetry
+        )
 
     def instrument_app(self, app: FastAPI) -> None:
-        # Under opentelemetry-instrument the FastAPI class itself is already patched.
-        if (
-            not self.instruments("fastapi")
-            or FastAPIInstrumentor().is_instrumented_by_opentelemetry
-        ):
+        if not self.instruments("fastapi", FastAPIInstrumentor()):
             return
         FastAPIInstrumentor.instrument_app(
             app,
@@ -113,20 +119,14 @@ class Telemetry:
         client: AsyncClient,
         request_hook: Callable[[Span, Any], Awaitable[None]] | None = None,
     ) -> None:
-        if (
-            not self.instruments("httpx")
-            or HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
-        ):
+        if not self.instruments("httpx", HTTPXClientInstrumentor()):
             return
         HTTPXClientInstrumentor.instrument_client(
             client, tracer_provider=self.tracer_provider, request_hook=request_hook
         )
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
-        if (
-            not self.instruments("sqlalchemy")
-            or SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry
-        ):
+        if not self.instruments("sqlalchemy", SQLAlchemyInstrumentor()):
             return
         # The instrumentor's public entry point also monkey-patches create_engine for the
         # whole process, once, for the first provider only; binding its EngineTracer to
@@ -213,10 +213,7 @@ def setup_telemetry(
             provider.add_span_processor(processor)
         telemetry = Telemetry(provider, disabled=disabled)
 
-    if (
-        telemetry.instruments("logging")
-        and not LoggingInstrumentor().is_instrumented_by_opentelemetry
-    ):
+    if telemetry.instruments("logging", LoggingInstrumentor()):
         # Adds otelTraceID / otelSpanID to every log record (see LOG_FORMAT); no log export.
         LoggingInstrumentor().instrument(
             tracer_provider=telemetry.tracer_provider,
