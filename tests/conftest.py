@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
@@ -162,85 +163,85 @@ def exporter() -> InMemorySpanExporter:
     return InMemorySpanExporter()
 
 
+@asynccontextmanager
+async def in_process_system(
+    tmp_path: Path,
+    exporter: InMemorySpanExporter,
+    wrap: dict[str, TransportWrapper] | None = None,
+    databases: dict[str, str] | None = None,
+    scenarios: Collection[str] = (),
+    **order_settings: Any,
+) -> AsyncIterator[System]:
+    """The four apps in this process, each with its own provider over ``exporter``.
+
+    ``databases`` maps a service ("order", "inventory" …) to its database URL;
+    ``scenarios`` names the planted bugs every service gets (none by default, whatever
+    ORDERSIM_SCENARIOS says)."""
+    wrap = wrap or {}
+    names = frozenset(scenarios)
+    urls = databases or {}
+    processors = [SimpleSpanProcessor(exporter)]
+
+    def telemetry(name: str) -> Any:
+        return setup_telemetry(name, processors=processors)
+
+    apps = {
+        "inventory": create_inventory(
+            InventorySettings(
+                data_dir=tmp_path, database_url=urls.get("inventory"), scenarios=names
+            ),
+            telemetry("inventory-service"),
+        ),
+        "payment": create_payment(
+            PaymentSettings(data_dir=tmp_path, database_url=urls.get("payment"), scenarios=names),
+            telemetry("payment-service"),
+        ),
+        "shipping": create_shipping(
+            ShippingSettings(data_dir=tmp_path, database_url=urls.get("shipping"), scenarios=names),
+            telemetry("shipping-service"),
+        ),
+    }
+    boundaries = {name: ProcessBoundary(app) for name, app in apps.items()}
+    transports = {
+        name: wrap[name](boundary) if name in wrap else boundary
+        for name, boundary in boundaries.items()
+    }
+    settings = {"call_timeout": 2.0, "order_deadline": 8.0, **order_settings}
+    apps["order"] = create_order(
+        OrderSettings(
+            data_dir=tmp_path, database_url=urls.get("order"), scenarios=names, **settings
+        ),
+        telemetry("order-service"),
+        transports=transports,
+    )
+    async with AsyncExitStack() as stack:
+        clients = {}
+        for name, app in apps.items():
+            if name == "order":
+                # Stopping in reverse: order-service first, then the requests its callers
+                # gave up on finish, then the services they ran in.
+                for boundary in boundaries.values():
+                    stack.push_async_callback(boundary.drain)
+            manager = await stack.enter_async_context(LifespanManager(app))
+            clients[name] = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=manager.app),
+                    base_url=f"http://{name}",
+                )
+            )
+        yield System(
+            exporter=exporter,
+            apps=apps,
+            transports=transports,
+            boundaries=boundaries,
+            **clients,
+        )
+
+
 @pytest.fixture
 def start_system(tmp_path: Path, exporter: InMemorySpanExporter) -> Callable[..., Any]:
     """``async with start_system(wrap={"payment": down("/charges")}) as system: ...``"""
-
-    @asynccontextmanager
-    async def start(
-        wrap: dict[str, TransportWrapper] | None = None,
-        databases: dict[str, str] | None = None,
-        scenarios: Collection[str] = (),
-        **order_settings: Any,
-    ) -> AsyncIterator[System]:
-        """``databases`` maps a service ("order", "inventory" …) to its database URL;
-        ``scenarios`` names the planted bugs every service gets (none by default, whatever
-        ORDERSIM_SCENARIOS says)."""
-        wrap = wrap or {}
-        names = frozenset(scenarios)
-        urls = databases or {}
-        processors = [SimpleSpanProcessor(exporter)]
-
-        def telemetry(name: str) -> Any:
-            return setup_telemetry(name, processors=processors)
-
-        apps = {
-            "inventory": create_inventory(
-                InventorySettings(
-                    data_dir=tmp_path, database_url=urls.get("inventory"), scenarios=names
-                ),
-                telemetry("inventory-service"),
-            ),
-            "payment": create_payment(
-                PaymentSettings(
-                    data_dir=tmp_path, database_url=urls.get("payment"), scenarios=names
-                ),
-                telemetry("payment-service"),
-            ),
-            "shipping": create_shipping(
-                ShippingSettings(
-                    data_dir=tmp_path, database_url=urls.get("shipping"), scenarios=names
-                ),
-                telemetry("shipping-service"),
-            ),
-        }
-        boundaries = {name: ProcessBoundary(app) for name, app in apps.items()}
-        transports = {
-            name: wrap[name](boundary) if name in wrap else boundary
-            for name, boundary in boundaries.items()
-        }
-        settings = {"call_timeout": 2.0, "order_deadline": 8.0, **order_settings}
-        apps["order"] = create_order(
-            OrderSettings(
-                data_dir=tmp_path, database_url=urls.get("order"), scenarios=names, **settings
-            ),
-            telemetry("order-service"),
-            transports=transports,
-        )
-        async with AsyncExitStack() as stack:
-            clients = {}
-            for name, app in apps.items():
-                if name == "order":
-                    # Stopping in reverse: order-service first, then the requests its callers
-                    # gave up on finish, then the services they ran in.
-                    for boundary in boundaries.values():
-                        stack.push_async_callback(boundary.drain)
-                manager = await stack.enter_async_context(LifespanManager(app))
-                clients[name] = await stack.enter_async_context(
-                    httpx.AsyncClient(
-                        transport=httpx.ASGITransport(app=manager.app),
-                        base_url=f"http://{name}",
-                    )
-                )
-            yield System(
-                exporter=exporter,
-                apps=apps,
-                transports=transports,
-                boundaries=boundaries,
-                **clients,
-            )
-
-    return start
+    return functools.partial(in_process_system, tmp_path, exporter)
 
 
 @pytest.fixture
