@@ -100,10 +100,9 @@ def serve(app_factory: Callable[[S, Telemetry], FastAPI], settings: S) -> None:
     # Everything built so far (modules, the app, its routes and pydantic schemas, the SDK)
     # lives as long as the process. Frozen, the cyclic GC no longer walks it: a full
     # collection under load then takes well under a millisecond instead of pausing the
-    # event loop, and every request in flight, for 60-90 ms (measured with gc.callbacks
-    # across the four apps in one process). Tracing allocates more, so it met those pauses
-    # twice as often: at 40 orders/s, 100 % sampled, p99 fell from 132 to 68 ms (untraced
-    # 32 -> 26 ms; medians of 3 rounds, bench/overhead.py's system).
+    # event loop, and every request in flight, for 60-90 ms (bench/gc_pauses.py). Tracing
+    # allocates more, so it met those pauses twice as often; they were most of the p99
+    # that bench/overhead.py measured at 100 % sampling.
     gc.collect()
     gc.freeze()
     try:
