@@ -28,15 +28,8 @@ import httpx
 from hdrh.histogram import HdrHistogram
 from pydantic import BaseModel
 
-#: Test cards, as payment processors' sandboxes define them.
-APPROVED, DECLINED, INSUFFICIENT = "4242424242424242", "4000000000000002", "4000000000009995"
-ADDRESS = {
-    "name": "Load Test",
-    "line1": "1 Bench St",
-    "city": "London",
-    "postal_code": "EC1A 1BB",
-    "country": "GB",
-}
+from ordersim import samples
+from payment_service import cards
 
 #: The order mix: (kind, weight). Most orders succeed; the rest exercise every outcome.
 MIX = [("normal", 82), ("scarce", 6), ("declined", 5), ("insufficient", 3), ("invalid", 4)]
@@ -118,27 +111,22 @@ class OrderMix:
         kind = self.rng.choices(self.kinds, self.weights)[0]
         lines = self.rng.randint(1, min(5, len(self.catalogue.plentiful)))
         items = [
-            {"sku": sku, "quantity": self.rng.randint(1, 3)}
+            (sku, self.rng.randint(1, 3))
             for sku in self.rng.sample(self.catalogue.plentiful, lines)
         ]
-        card = {"declined": DECLINED, "insufficient": INSUFFICIENT}.get(kind, APPROVED)
+        card = cards.BY_OUTCOME.get(kind, cards.APPROVED)
         if kind == "scarce" and self.catalogue.scarce:
             sku, stock = self.rng.choice(self.catalogue.scarce)
-            items[0] = {"sku": sku, "quantity": self.rng.randint(1, max(1, stock // 4))}
-        body: dict[str, Any] = {
-            "customer_id": f"load-{self.rng.randrange(10_000)}",
-            "items": items,
-            "payment": {"card_number": card, "expiry_month": 12, "expiry_year": 2035, "cvc": "123"},
-            "shipping_address": ADDRESS,
-        }
+            items[0] = (sku, self.rng.randint(1, max(1, stock // 4)))
+        body = samples.order_body(items, card, customer_id=f"load-{self.rng.randrange(10_000)}")
         if kind == "invalid":
             flaw = self.rng.choice(["luhn", "quantity", "sku"])
             if flaw == "luhn":
-                body["payment"] = {**body["payment"], "card_number": "4242424242424241"}
+                body["payment"]["card_number"] = "4242424242424241"
             elif flaw == "quantity":
-                items[0] = {**items[0], "quantity": 0}
+                body["items"][0]["quantity"] = 0
             else:
-                items[0] = {**items[0], "sku": "SKU-9999"}
+                body["items"][0]["sku"] = "SKU-9999"
         return kind, body
 
 

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -21,7 +20,9 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
+from ordersim.samples import DEFAULT_ITEMS, order_body
 from ordersim.waterfall import KIND_SERVER, Span, Trace, Waterfall, parse_otlp, plural
+from payment_service import cards
 
 Output = Literal["waterfall", "json", "jaeger"]
 
@@ -34,13 +35,6 @@ VIEWER_TIMEOUT = 5.0
 #: Seconds an order may take: the order service gives up on its own after 10 s.
 ORDER_TIMEOUT = httpx.Timeout(30.0, connect=3.0)
 
-#: The sandbox cards of payment_service.models (not imported: that pulls in pydantic).
-CARDS = {
-    "approved": "4242424242424242",
-    "declined": "4000000000000002",
-    "insufficient": "4000000000009995",
-}
-DEFAULT_ITEMS = (("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3))
 #: The status of ``POST /orders`` for each final order status.
 FINAL_STATUSES = {"confirmed": 201, "rejected": 409, "payment_failed": 402, "failed": 503}
 _STATUS_STYLE = {
@@ -93,11 +87,13 @@ def parse_item(text: str) -> tuple[str, int]:
 
 
 def parse_card(text: str) -> str:
-    if text in CARDS:
-        return CARDS[text]
+    if text in cards.BY_OUTCOME:
+        return cards.BY_OUTCOME[text]
     number = text.replace(" ", "").replace("-", "")
     if not number.isdigit():
-        raise UsageError(f"argument --card: {text!r} is not {', '.join(CARDS)} or a card number")
+        raise UsageError(
+            f"argument --card: {text!r} is not {', '.join(cards.BY_OUTCOME)} or a card number"
+        )
     return number
 
 
@@ -223,27 +219,6 @@ def trace(
 
 
 # --- ordersim order ---------------------------------------------------------------------------
-
-
-def order_body(items: Sequence[tuple[str, int]], card_number: str) -> dict[str, Any]:
-    """An order like examples/order.json, with these items and card (expiry in the future)."""
-    return {
-        "customer_id": "cust-42",
-        "items": [{"sku": sku, "quantity": quantity} for sku, quantity in items],
-        "payment": {
-            "card_number": card_number,
-            "expiry_month": 12,
-            "expiry_year": date.today().year + 4,
-            "cvc": "123",
-        },
-        "shipping_address": {
-            "name": "Ada Lovelace",
-            "line1": "12 St James's Sq",
-            "city": "London",
-            "postal_code": "SW1Y 4JH",
-            "country": "GB",
-        },
-    }
 
 
 @dataclass

@@ -11,10 +11,6 @@ from common.money import Money
 
 OrderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
-#: Test-mode cards, as payment processors' sandboxes use them.
-DECLINED_CARD = "4000000000000002"
-INSUFFICIENT_FUNDS_CARD = "4000000000009995"
-
 
 def luhn_valid(number: str) -> bool:
     """The Luhn (mod 10) check every card number carries."""

@@ -8,11 +8,9 @@ from fastapi import APIRouter, status
 from opentelemetry import trace
 
 from common.deps import EngineDep, ScenariosDep, TracerDep
-from payment_service import storage
+from payment_service import cards, storage
 from payment_service.errors import PaymentDeclined
 from payment_service.models import (
-    DECLINED_CARD,
-    INSUFFICIENT_FUNDS_CARD,
     Card,
     ChargeRequest,
     Payment,
@@ -30,9 +28,9 @@ LEGACY_PROCESSOR_DELAY = 0.3
 def _authorize(card: Card) -> None:
     """The simulated card network: test-mode numbers decide the outcome."""
     number = card.card_number.get_secret_value()
-    if number == DECLINED_CARD:
+    if number == cards.DECLINED:
         raise PaymentDeclined("card_declined", "the card was declined")
-    if number == INSUFFICIENT_FUNDS_CARD:
+    if number == cards.INSUFFICIENT_FUNDS:
         raise PaymentDeclined("insufficient_funds", "insufficient funds")
 
 

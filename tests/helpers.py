@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-SAMPLE_ORDER: dict[str, Any] = {
-    "customer_id": "cust-42",
-    "items": [{"sku": "SKU-0001", "quantity": 2}],
-    "payment": {
-        "card_number": "4242424242424242",
-        "expiry_month": 12,
-        "expiry_year": 2030,
-        "cvc": "123",
-    },
-    "shipping_address": {
-        "name": "Ada Lovelace",
-        "line1": "12 St James's Sq",
-        "city": "London",
-        "postal_code": "SW1Y 4JH",
-        "country": "GB",
-    },
-}
+from ordersim import samples
+from payment_service import cards
 
-APPROVED = "4242424242424242"
-DECLINED = "4000000000000002"
-INSUFFICIENT_FUNDS = "4000000000009995"
+APPROVED = cards.APPROVED
+DECLINED = cards.DECLINED
+INSUFFICIENT_FUNDS = cards.INSUFFICIENT_FUNDS
 
 
 def order_body(
     items: Sequence[tuple[str, int]] = (("SKU-0001", 2),), card: str = APPROVED
 ) -> dict[str, Any]:
-    body = copy.deepcopy(SAMPLE_ORDER)
-    body["items"] = [{"sku": sku, "quantity": q} for sku, q in items]
-    body["payment"]["card_number"] = card
-    return body
+    """The sample order (ordersim.samples) with these items and card."""
+    return samples.order_body(items, card)
 
 
 def service_of(span: ReadableSpan) -> str:

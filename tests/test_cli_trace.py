@@ -18,6 +18,7 @@ from rich.console import Console
 from ordersim import trace_cmd
 from ordersim.cli import main
 from ordersim.waterfall import Trace, Waterfall, parse_otlp
+from payment_service import cards
 from tests.processes import ROOT, Viewer, clean_env, free_port, running_viewer
 from tests.test_e2e import SERVICES, Up, wait_until_up
 
@@ -504,7 +505,7 @@ def test_order_names_the_service_that_never_reported(
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path == "/orders":
             body = json.loads(request.content)
-            assert body["payment"]["card_number"] == trace_cmd.CARDS["approved"]
+            assert body["payment"]["card_number"] == cards.APPROVED
             assert [i["quantity"] for i in body["items"]] == [2, 1, 3]
             return httpx.Response(503, json={
                 "order_id": "ord_1", "status": "failed", "trace_id": trace_id,
@@ -556,19 +557,6 @@ def test_wait_for_trace_stops_once_complete() -> None:
         found = trace_cmd.wait_for_trace(viewer, trace_id, 10, clock=lambda: now[0], sleep=sleep)
     assert found.is_complete() and len(found.spans) == len(CHECKOUT)
     assert answers == [] and now[0] == pytest.approx(0.4)
-
-
-def test_order_body_is_the_example_with_the_chosen_items_and_card() -> None:
-    example = json.loads((ROOT / "examples" / "order.json").read_text())
-    body = trace_cmd.order_body(trace_cmd.DEFAULT_ITEMS, trace_cmd.CARDS["approved"])
-    assert body["items"] == example["items"]
-    assert body["payment"]["card_number"] == example["payment"]["card_number"]
-    assert body["shipping_address"] == example["shipping_address"]
-    assert body["customer_id"] == example["customer_id"]
-    from payment_service.models import DECLINED_CARD, INSUFFICIENT_FUNDS_CARD
-
-    assert trace_cmd.CARDS["declined"] == DECLINED_CARD
-    assert trace_cmd.CARDS["insufficient"] == INSUFFICIENT_FUNDS_CARD
 
 
 def test_help_documents_the_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
