@@ -239,6 +239,12 @@ class LoadTest:
     started_at: float = 0.0
     measured_from: float = 0.0
 
+    @staticmethod
+    def now() -> float:
+        """The event loop's clock (monotonic), which schedules every send and timeout here;
+        tests run it fast-forwarded (looptime), so the schedule is checked exactly."""
+        return asyncio.get_running_loop().time()
+
     async def _send(self, intended: float) -> None:
         _, body = self.mix.next()
         try:
@@ -247,20 +253,20 @@ class LoadTest:
             trace_id, sampled = _trace_of(response)
         except httpx.HTTPError:
             status, trace_id, sampled = 0, None, False
-        done = time.perf_counter()
+        done = self.now()
         if intended >= self.measured_from:  # warm-up orders are sent, not recorded
             self.recorder.record(Outcome((done - intended) * 1000, status, trace_id, sampled))
 
     async def run(self) -> float:
         """Run to the end (or until ``stop`` is set); return the measured seconds."""
-        self.started_at = time.perf_counter()
+        self.started_at = self.now()
         self.measured_from = self.started_at + self.warmup
         end = self.measured_from + self.duration
         if self.rate is not None:
             await self._open_loop(end)
         else:
             await self._closed_loop(end)
-        return max(min(time.perf_counter(), end) - self.measured_from, 1e-9)
+        return max(min(self.now(), end) - self.measured_from, 1e-9)
 
     async def _open_loop(self, end: float) -> None:
         assert self.rate is not None and self.rate > 0
@@ -270,7 +276,7 @@ class LoadTest:
             intended = self.started_at + i / self.rate
             if intended >= end:
                 break
-            delay = intended - time.perf_counter()
+            delay = intended - self.now()
             if delay > 0:
                 try:
                     await asyncio.wait_for(self.stop.wait(), delay)
@@ -278,7 +284,7 @@ class LoadTest:
                 except TimeoutError:
                     pass
             if intended >= self.measured_from:
-                self.recorder.note_lag(time.perf_counter() - intended)
+                self.recorder.note_lag(self.now() - intended)
             if len(in_flight) >= self.max_in_flight:
                 # The system is not keeping up at all; waiting here would hide it, so
                 # this order counts as failed at its intended time.
@@ -296,9 +302,9 @@ class LoadTest:
         assert self.concurrency is not None and self.concurrency > 0
 
         async def client() -> None:
-            while not self.stop.is_set() and time.perf_counter() < end:
+            while not self.stop.is_set() and self.now() < end:
                 self.sent += 1
-                await self._send(time.perf_counter())
+                await self._send(self.now())
 
         await asyncio.gather(*(client() for _ in range(self.concurrency)))
 
@@ -479,8 +485,8 @@ async def run_load(
             async def refresh() -> None:
                 while True:
                     await asyncio.sleep(0.25)
-                    elapsed = time.perf_counter() - test.started_at
-                    measured = max(time.perf_counter() - test.measured_from, 1e-9)
+                    elapsed = test.now() - test.started_at
+                    measured = max(test.now() - test.measured_from, 1e-9)
                     stats = (
                         "warming up"
                         if measured < 0 or elapsed < options.warmup

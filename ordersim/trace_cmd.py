@@ -426,9 +426,12 @@ def order(
     console: Console | None = None,
     errors: Console | None = None,
     transport: httpx.BaseTransport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Place an order, print its outcome, then its trace's waterfall once every service's
-    spans have arrived. 0 if the order finished (any outcome) and its trace is complete."""
+    spans have arrived. 0 if the order finished (any outcome) and its trace is complete.
+    ``clock`` and ``sleep`` time the wait for the trace (tests pass fake ones)."""
     console, errors = _consoles(console, errors)
     try:
         lines = [parse_item(item) for item in items] if items else list(DEFAULT_ITEMS)
@@ -468,7 +471,7 @@ def order(
 
         try:
             with console.status(f"waiting up to {wait:g}s for the trace to arrive…"):
-                found = wait_for_trace(viewer, outcome.trace_id, wait)
+                found = wait_for_trace(viewer, outcome.trace_id, wait, clock=clock, sleep=sleep)
         except ViewerError as exc:
             errors.print(Text(f"error: {exc}", style="red"))
             return 1

