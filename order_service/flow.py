@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import secrets
 import warnings
 from collections.abc import Awaitable, Collection
 from decimal import Decimal
@@ -26,6 +25,7 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import DownstreamUnavailable, ServiceError
+from common.ids import new_order_id
 from common.money import Money
 from inventory_service.client import InventoryClient
 from inventory_service.errors import OutOfStock, UnknownSku
@@ -113,7 +113,7 @@ class OrderFlow:
         with self._tracer.start_as_current_span("place_order") as span:
             now = storage.now()
             order = Order(
-                order_id=f"ord_{secrets.token_hex(8)}",
+                order_id=new_order_id(),
                 status="pending",
                 customer_id=request.customer_id,
                 items=[],

@@ -8,6 +8,8 @@ from fastapi import APIRouter, status
 from opentelemetry import trace
 
 from common.deps import EngineDep, ScenariosDep, TracerDep
+from common.errors import error_responses
+from common.ids import OrderId
 from payment_service import storage
 from payment_service.errors import PaymentDeclined
 from payment_service.models import (
@@ -48,7 +50,10 @@ async def _route_to_processor(card: Card, span: trace.Span) -> None:
 @router.post(
     "/charges",
     status_code=status.HTTP_201_CREATED,
-    responses={402: {"model": PaymentDeclinedError}},
+    responses={
+        402: {"model": PaymentDeclinedError, "description": "The card was declined."},
+        **error_responses({409: "The order's payment was refunded or voided already."}),
+    },
 )
 async def charge(
     body: ChargeRequest, engine: EngineDep, tracer: TracerDep, scenarios: ScenariosDep
@@ -76,14 +81,14 @@ async def charge(
         return payment
 
 
-@router.get("/charges/{order_id}")
-async def get_charge(order_id: str, engine: EngineDep) -> Payment:
+@router.get("/charges/{order_id}", responses=error_responses({404: "The order has no payment."}))
+async def get_charge(order_id: OrderId, engine: EngineDep) -> Payment:
     """One order's payment and its status."""
     return await storage.get_payment(engine, order_id)
 
 
 @router.post("/charges/{order_id}/refund")
-async def refund(order_id: str, engine: EngineDep, tracer: TracerDep) -> Payment:
+async def refund(order_id: OrderId, engine: EngineDep, tracer: TracerDep) -> Payment:
     """Refund the order's charge (idempotent; also refuses a charge that arrives later)."""
     with tracer.start_as_current_span("refund_payment") as span:
         span.set_attribute("shop.order.id", order_id)

@@ -9,6 +9,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from common.ids import new_order_id
+
 SAMPLE_ORDER: dict[str, Any] = {
     "customer_id": "cust-42",
     "items": [{"sku": "SKU-0001", "quantity": 2}],
@@ -39,6 +41,12 @@ def order_body(
     body["items"] = [{"sku": sku, "quantity": q} for sku, q in items]
     body["payment"]["card_number"] = card
     return body
+
+
+def make_order_id(n: int | None = None) -> str:
+    """An order id in the grammar (``ord_`` + 16 lowercase hex digits): a fresh random one,
+    or the ``n``-th of a readable series (``ord_0000000000000001``)."""
+    return new_order_id() if n is None else f"ord_{n:016x}"
 
 
 def service_of(span: ReadableSpan) -> str:
