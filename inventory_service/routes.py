@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.deps import EngineDep, ScenariosDep, TracerDep
+from common.deps import EngineDep, TracerDep
 from common.errors import ErrorBody, ValidationErrorBody, error_responses
 from common.ids import OrderId, Sku
 from inventory_service import storage
@@ -26,16 +27,24 @@ from inventory_service.models import (
 router = APIRouter(tags=["inventory"])
 
 
+#: How GET /products lists them: ``storage.list_products``, or the variant of a planted
+#: scenario (n_plus_one), chosen when the app is built (``app.state.list_products``).
+ListProducts = Callable[[AsyncEngine, Sequence[str]], Awaitable[list[Product]]]
+
+
+def _list_products(request: Request) -> ListProducts:
+    chosen: ListProducts = request.app.state.list_products
+    return chosen
+
+
 @router.get("/products")
 async def list_products(
     engine: EngineDep,
-    scenarios: ScenariosDep,
+    list_products: Annotated[ListProducts, Depends(_list_products)],
     sku: Annotated[list[Sku] | None, Query(max_length=MAX_ITEMS)] = None,
 ) -> list[Product]:
     """The catalogue, or the products named by repeated `sku` parameters."""
-    if "n_plus_one" in scenarios:
-        return await storage.list_products_one_by_one(engine, sku or ())
-    return await storage.list_products(engine, sku or ())
+    return await list_products(engine, sku or ())
 
 
 async def _check_stock(engine: AsyncEngine, tracer: trace.Tracer, item: ItemRequest) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.errors import DownstreamUnavailable, ServiceError
 from common.ids import new_order_id
 from common.money import Money
+from common.scenarios import Scenario
 from inventory_service.client import InventoryClient
 from inventory_service.errors import OutOfStock, UnknownSku
 from inventory_service.models import ItemRequest
@@ -100,7 +101,7 @@ class OrderFlow:
         self.cancel_shipment = Undo("cancel_shipment", shipping.cancel_shipment)
         # Steps 2 and 4 run their two calls concurrently; with the "sequential_calls"
         # scenario they run one after the other.
-        self._both = in_turn if "sequential_calls" in scenarios else both
+        self._both = in_turn if Scenario.SEQUENTIAL_CALLS in scenarios else both
 
     def undo_actions(self) -> dict[str, UndoCall]:
         """Every undo by name: what a deferred compensation is retried with."""
