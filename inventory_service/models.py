@@ -15,7 +15,9 @@ MAX_ITEMS = 50
 #: Units of one SKU one order may ask for.
 MAX_QUANTITY = 1000
 
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, description="Units, 1 to 1000")]
+Quantity = Annotated[
+    int, Field(ge=1, le=MAX_QUANTITY, description="Units, 1 to 1000", examples=[2])
+]
 
 
 class Product(BaseModel):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.deps import EngineDep, TracerDep
 from common.errors import ErrorBody, ValidationErrorBody, error_responses
 from common.ids import OrderId, Sku
+from common.openapi import links
 from inventory_service import storage
 from inventory_service.errors import OutOfStock
 from inventory_service.models import (
@@ -60,6 +61,12 @@ async def _check_stock(engine: AsyncEngine, tracer: trace.Tracer, item: ItemRequ
     "/reservations",
     status_code=status.HTTP_201_CREATED,
     responses={
+        201: links(
+            "order_id",
+            GetReservation=("get", "/reservations/{order_id}"),
+            CommitReservation=("post", "/reservations/{order_id}/commit"),
+            ReleaseReservation=("post", "/reservations/{order_id}/release"),
+        ),
         409: {
             "model": OutOfStockError | ErrorBody,
             "description": "An item is short (`out_of_stock`), or the order's reservation "

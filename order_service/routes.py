@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from common.deps import EngineDep
 from common.errors import ErrorBody, error_responses
 from common.ids import OrderId
+from common.openapi import links
 from order_service import idempotency, storage
 from order_service.flow import OrderFlow
 from order_service.models import HTTP_STATUS, Order, OrderRequest
@@ -25,10 +26,11 @@ def _flow(request: Request) -> OrderFlow:
 
 FlowDep = Annotated[OrderFlow, Depends(_flow)]
 
+# Every outcome but a 422 is stored: GET /orders/{order_id} reads it back.
+_STORED = links("order_id", GetOrder=("get", "/orders/{order_id}"))
 _OUTCOMES: dict[int | str, dict[str, object]] = {
-    status: {"model": Order, "description": f"The order is {name}."}
+    status: {"model": Order, "description": f"The order is {name}.", **_STORED}
     for name, status in HTTP_STATUS.items()
-    if status != 201
 }
 # A retry whose Idempotency-Key is still in use by the first request is a 409 too.
 _OUTCOMES[409] = {

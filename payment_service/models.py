@@ -33,7 +33,9 @@ class Card(StrictInput):
     )
     expiry_month: int = Field(ge=1, le=12, examples=[12])
     expiry_year: int = Field(ge=2000, le=2100, examples=[2099])
-    cvc: SecretStr = Field(description="3 or 4 digits", examples=["123"])
+    cvc: SecretStr = Field(
+        description="3 or 4 digits", examples=["123"], json_schema_extra={"pattern": "^[0-9]{3,4}$"}
+    )
 
     @field_validator("card_number")
     @classmethod

@@ -12,6 +12,7 @@ from opentelemetry import trace
 from common.deps import EngineDep, TracerDep
 from common.errors import error_responses
 from common.ids import OrderId
+from common.openapi import links
 from payment_service import storage
 from payment_service.errors import PaymentDeclined
 from payment_service.models import (
@@ -67,6 +68,11 @@ def _route_card(request: Request) -> RouteCard:
     "/charges",
     status_code=status.HTTP_201_CREATED,
     responses={
+        201: links(
+            "order_id",
+            GetCharge=("get", "/charges/{order_id}"),
+            RefundCharge=("post", "/charges/{order_id}/refund"),
+        ),
         402: {"model": PaymentDeclinedError, "description": "The card was declined."},
         **error_responses({409: "The order's payment was refunded or voided already."}),
     },

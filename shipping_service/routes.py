@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 from common.deps import EngineDep, TracerDep
 from common.errors import error_responses
 from common.ids import OrderId
+from common.openapi import links
 from shipping_service import storage
 from shipping_service.models import Quote, QuoteRequest, Shipment, ShipmentRequest
 
@@ -32,9 +33,16 @@ async def quote(body: QuoteRequest, engine: EngineDep, tracer: TracerDep) -> Quo
 @router.post(
     "/shipments",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(
-        {404: "No such quote.", 409: "The order's shipment was cancelled already."}
-    ),
+    responses={
+        201: links(
+            "order_id",
+            GetShipment=("get", "/shipments/{order_id}"),
+            CancelShipment=("post", "/shipments/{order_id}/cancel"),
+        ),
+        **error_responses(
+            {404: "No such quote.", 409: "The order's shipment was cancelled already."}
+        ),
+    },
 )
 async def create_shipment(body: ShipmentRequest, engine: EngineDep, tracer: TracerDep) -> Shipment:
     """Create an order's shipment from a quote (idempotent per order)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -462,3 +463,58 @@ async def test_more_than_the_quantity_limit_of_one_sku_over_several_lines_is_a_4
     error = assert_validation_error(response, ["body", "items"])
     assert f"at most {MAX_QUANTITY} units per SKU" in error["msg"]
     assert await system.order_count() == 0
+
+
+# --- what the OpenAPI promises ----------------------------------------------------------------
+
+
+def test_every_link_names_an_operation_and_a_field_of_the_response(system: System) -> None:
+    """A wrong pointer would silently leave the stateful fuzzing nothing to follow."""
+    followed = 0
+    for app in system.apps.values():
+        openapi = app.openapi()
+        schemas = openapi["components"]["schemas"]
+        for operations in openapi["paths"].values():
+            for operation in operations.values():
+                for response in operation["responses"].values():
+                    for link in response.get("links", {}).values():
+                        path, method = link["operationRef"].removeprefix("#/paths/").rsplit("/", 1)
+                        path = path.replace("~1", "/").replace("~0", "~")
+                        assert method in openapi["paths"][path], link
+                        ((_, value),) = link["parameters"].items()
+                        field = value.removeprefix("$response.body#/")
+                        ref = response["content"]["application/json"]["schema"]["$ref"]
+                        assert field in schemas[ref.split("/")[-1]]["properties"], link
+                        followed += 1
+    # inventory 3, payment 2, shipping 2; order-service: 201, 402, 503 (a 409 may be no order)
+    assert followed == 3 + 2 + 2 + 3
+
+
+@pytest.fixture
+def viewer(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
+    from trace_viewer.query import create_query_app
+    from trace_viewer.store import Limits, TraceStore
+
+    store = TraceStore(tmp_path / "traces.db", Limits(100, 10**9))
+    app = create_query_app(store)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://viewer")
+    yield client
+    store.close()
+
+
+async def test_the_viewers_trace_page_refuses_an_id_outside_the_grammar(
+    viewer: httpx.AsyncClient,
+) -> None:
+    assert (await viewer.get(f"/trace/{'ab' * 16}")).status_code == 200
+    for bad in ("nope", "ab" * 17, quote("GYõ", safe="")):
+        assert (await viewer.get(f"/trace/{bad}")).status_code == 422, bad
+
+
+async def test_the_viewer_declares_its_404s_and_400s(viewer: httpx.AsyncClient) -> None:
+    openapi = (await viewer.get("/api/openapi.json")).json()
+    for path in ("/api/v3/traces/{trace_id}", "/api/traces/{trace_id}"):
+        assert "404" in openapi["paths"][path]["get"]["responses"]
+        assert (await viewer.get(path.format(trace_id="ab" * 16))).status_code == 404
+    for path in ("/api/summaries", "/api/traces"):
+        assert "400" in openapi["paths"][path]["get"]["responses"]
+        assert (await viewer.get(path, params={"minDuration": "null"})).status_code == 400
