@@ -6,6 +6,7 @@ Bad input gets a 4xx in the usual JSON shape, never a 5xx, and changes nothing.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -518,3 +519,26 @@ async def test_the_viewer_declares_its_404s_and_400s(viewer: httpx.AsyncClient) 
     for path in ("/api/summaries", "/api/traces"):
         assert "400" in openapi["paths"][path]["get"]["responses"]
         assert (await viewer.get(path, params={"minDuration": "null"})).status_code == 400
+
+
+def test_the_readme_states_the_grammar_and_limits_in_force() -> None:
+    from pydantic import TypeAdapter
+
+    from common import ids
+    from common.settings import ServiceSettings
+    from tests.processes import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for name, kind in (
+        ("order", ids.OrderId),
+        ("SKU", ids.Sku),
+        ("quote", ids.QuoteId),
+        ("payment", ids.PaymentId),
+        ("tracking", ids.TrackingId),
+    ):
+        (example,) = re.findall(rf"^  \| {name} \| .* \| `([^`]+)` \|$", readme, re.MULTILINE)
+        assert TypeAdapter(kind).validate_python(example) == example
+    limit = ServiceSettings.model_fields["max_body_bytes"].default
+    assert f"| request body | {limit:,} bytes" in readme
+    assert f"| items per order (and per reservation) | {MAX_ITEMS} lines |" in readme
+    assert f"| quantity | 1 to {MAX_QUANTITY:,} units per SKU" in readme
