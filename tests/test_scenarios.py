@@ -37,6 +37,7 @@ from shipping_service.settings import ShippingSettings
 from tests.conftest import System
 from tests.helpers import find, find_all, in_trace, is_ancestor, order_body, overlap
 from tests.processes import ROOT, clean_env, free_port
+from tests.test_e2e import Up
 
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
 LEGACY_CARD = "5555555555554444"  # Luhn-valid, in the 5555 BIN range
@@ -322,21 +323,19 @@ def test_docs_list_every_scenario_with_its_service() -> None:
 def test_ordersim_up_refuses_an_unknown_scenario_and_starts_nothing(tmp_path: Path) -> None:
     env = clean_env() | {
         "ORDERSIM_SCENARIOS": "sequental_calls",
-        "ORDERSIM_DATA_DIR": str(tmp_path),
+        "ORDERSIM_DATA_DIR": str(tmp_path / "data"),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "ordersim", "up", "--no-viewer"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "ORDERSIM_SCENARIOS: unknown scenario 'sequental_calls'" in done.stdout
-    assert "sequential_calls, pool_of_one, n_plus_one, slow_card_range" in done.stdout
-    assert "ordersim is up" not in done.stdout
-    assert not list(tmp_path.iterdir())  # no service started, so no database either
+    up = Up(env, tmp_path / "up.log", "--no-viewer")
+    try:
+        returncode = up.process.wait(timeout=60)
+    finally:
+        up.stop()  # SIGTERM: had it started the services, it stops them too
+    output = up.output()
+    assert returncode == 2, output
+    assert "ORDERSIM_SCENARIOS: unknown scenario 'sequental_calls'" in output
+    assert "sequential_calls, pool_of_one, n_plus_one, slow_card_range" in output
+    assert "ordersim is up" not in output
+    assert not (tmp_path / "data").exists()  # no service started, so no database either
 
 
 def test_a_service_refuses_to_start_with_an_unknown_scenario(tmp_path: Path) -> None:
