@@ -18,8 +18,9 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, create_tables
-from common.errors import install_error_handlers
+from common.errors import error_responses, install_error_handlers
 from common.faults import install_faults
+from common.input import StrictBody
 from common.settings import ServiceSettings
 from common.telemetry import Telemetry, configure_logging, setup_telemetry
 
@@ -36,9 +37,15 @@ def create_service_app(
     routers: Sequence[APIRouter],
     secret_fields: Collection[str] = (),
 ) -> FastAPI:
-    """A FastAPI app with /healthz, a body-size limit (413), typed errors, fault injection
-    (``app.state.faults``, /admin/faults), and tracing."""
-    app = FastAPI(title=title, lifespan=lifespan, max_body_size=settings.max_body_bytes)
+    """A FastAPI app with /healthz, strict JSON bodies (415) of bounded size (413), typed
+    errors, fault injection (``app.state.faults``, /admin/faults), and tracing."""
+    limit = settings.max_body_bytes
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        description=f"Request bodies are JSON (`Content-Type: application/json`) of at most "
+        f"{limit} bytes.",
+    )
     app.state.settings = settings
     app.state.telemetry = telemetry
 
@@ -47,10 +54,18 @@ def create_service_app(
         """Liveness: the process is up and its lifespan has started."""
         return {"status": "ok", "service": settings.service_name}
 
+    # Any request may carry a body, so any route may answer these two.
+    body_errors = error_responses(
+        {
+            413: f"The body is larger than {limit} bytes (`limit_bytes` in the body).",
+            415: "The body is not JSON: send `Content-Type: application/json`.",
+        }
+    )
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=body_errors)
     install_error_handlers(app, secret_fields=secret_fields)
     install_faults(app, settings.faults)  # inside the server span: instrumented after
+    app.add_middleware(StrictBody, max_bytes=limit)
     telemetry.instrument_app(app)
     return app
 

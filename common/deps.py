@@ -1,5 +1,4 @@
-"""FastAPI dependencies the services share: DB engine and tracer (set by the lifespan), and
-the scenarios switched on."""
+"""FastAPI dependencies the services share: DB engine and tracer (set by the lifespan)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from common.settings import ServiceSettings
 
 
 def _engine(request: Request) -> AsyncEngine:
@@ -22,12 +19,5 @@ def _tracer(request: Request) -> trace.Tracer:
     return tracer
 
 
-def _scenarios(request: Request) -> frozenset[str]:
-    settings: ServiceSettings = request.app.state.settings
-    return settings.scenarios
-
-
 EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 TracerDep = Annotated[trace.Tracer, Depends(_tracer)]
-#: The planted performance bugs switched on (ORDERSIM_SCENARIOS).
-ScenariosDep = Annotated[frozenset[str], Depends(_scenarios)]

@@ -101,7 +101,8 @@ class FaultRule(BaseModel):
     with probability ``error_rate``, HTTP 500 instead of the handler's answer.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Strict: a string where a number belongs is an error, as in every request body.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     #: None: every endpoint of the service. Else a path prefix ("/charges") or a method and
     #: a path prefix ("POST /charges"), matched by whole path segments.

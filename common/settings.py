@@ -14,7 +14,9 @@ from typing import Annotated, ClassVar
 from pydantic import Field, ValidatorFunctionWrapHandler, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common import scenarios
 from common.faults import FaultRule, FaultRules, validate_rules_setting
+from common.scenarios import Scenario
 
 
 class ServiceSettings(BaseSettings):
@@ -35,8 +37,9 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     log_level: str = "info"
     #: Planted performance bugs to find in the waterfall ("find the bug" scenarios), by
-    #: name, comma-separated in ORDERSIM_SCENARIOS; each service honours the ones it knows.
-    scenarios: Annotated[frozenset[str], NoDecode] = Field(
+    #: name, comma-separated in ORDERSIM_SCENARIOS (:mod:`common.scenarios`); an unknown
+    #: name is an error. Each service plants its own: see :meth:`planted`.
+    scenarios: Annotated[frozenset[Scenario], NoDecode] = Field(
         default=frozenset(), validation_alias="ORDERSIM_SCENARIOS"
     )
 
@@ -53,9 +56,15 @@ class ServiceSettings(BaseSettings):
     @field_validator("scenarios", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(name.strip() for name in value.split(",") if name.strip())
-        return value
+        return scenarios.parse(value) if isinstance(value, str) else value
+
+    def planted(self, scenario: Scenario) -> bool:
+        """Whether this service's ``scenario`` is switched on: asked once, when the app is
+        built. Asking for another service's scenario is a bug."""
+        owner = scenarios.REGISTRY[scenario].service
+        if owner != self.service_name:
+            raise ValueError(f"{scenario} is planted in {owner}, not {self.service_name}")
+        return scenario in self.scenarios
 
     @property
     def resolved_database_url(self) -> str:

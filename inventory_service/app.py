@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from common.app import Lifespan, create_service_app, database_lifespan
 from common.db import create_engine
+from common.scenarios import Scenario
 from common.telemetry import Telemetry
 from inventory_service import storage
 from inventory_service.routes import router
@@ -18,15 +19,22 @@ from inventory_service.settings import InventorySettings
 def create_app(settings: InventorySettings, telemetry: Telemetry) -> FastAPI:
     seed = storage.seed_if_empty if settings.seed_catalogue else None
     lifespan = database_lifespan(settings, telemetry, storage.metadata, on_start=seed)
-    if "pool_of_one" in settings.scenarios:
+    # The planted scenarios' variants, chosen here once (common/scenarios.py).
+    if settings.planted(Scenario.POOL_OF_ONE):
         lifespan = _one_connection(lifespan, settings, telemetry)
-    return create_service_app(
+    app = create_service_app(
         title="inventory-service",
         settings=settings,
         telemetry=telemetry,
         lifespan=lifespan,
         routers=[router],
     )
+    app.state.list_products = (
+        storage.list_products_one_by_one
+        if settings.planted(Scenario.N_PLUS_ONE)
+        else storage.list_products
+    )
+    return app
 
 
 def _one_connection(

@@ -14,7 +14,8 @@ class InventoryClient(ServiceClient):
     """::
 
     inventory = InventoryClient(http_client)
-    reservation = await inventory.reserve("ord_1", [ItemRequest(sku="SKU-0001", quantity=2)])
+    items = [ItemRequest(sku="SKU-0001", quantity=2)]
+    reservation = await inventory.reserve("ord_3f9a0c2b7d1e4a56", items)
     """
 
     service = "inventory-service"

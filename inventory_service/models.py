@@ -7,9 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Sku = Annotated[str, Field(pattern=r"^SKU-\d{4}$", examples=["SKU-0001"])]
-OrderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-Quantity = Annotated[int, Field(ge=1, le=1000)]
+from common.ids import OrderId, Sku
+from common.input import StrictInput
+
+#: Items (distinct SKUs) one order or reservation may hold.
+MAX_ITEMS = 50
+#: Units of one SKU one order may ask for.
+MAX_QUANTITY = 1000
+
+Quantity = Annotated[
+    int, Field(ge=1, le=MAX_QUANTITY, description="Units, 1 to 1000", examples=[2])
+]
 
 
 class Product(BaseModel):
@@ -21,16 +29,16 @@ class Product(BaseModel):
     stock: int = Field(ge=0, description="Units available to reserve")
 
 
-class ItemRequest(BaseModel):
+class ItemRequest(StrictInput):
     sku: Sku
     quantity: Quantity
 
 
-class ReserveRequest(BaseModel):
+class ReserveRequest(StrictInput):
     """Reserve every item for one order, all or nothing. The order id is the idempotency key."""
 
     order_id: OrderId
-    items: list[ItemRequest] = Field(min_length=1, max_length=50)
+    items: list[ItemRequest] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @field_validator("items")
     @classmethod

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.deps import EngineDep, ScenariosDep, TracerDep
+from common.deps import EngineDep, TracerDep
+from common.errors import ErrorBody, ValidationErrorBody, error_responses
+from common.ids import OrderId, Sku
+from common.openapi import links
 from inventory_service import storage
 from inventory_service.errors import OutOfStock
 from inventory_service.models import (
+    MAX_ITEMS,
     ItemRequest,
     OutOfStockError,
     Product,
@@ -23,16 +28,24 @@ from inventory_service.models import (
 router = APIRouter(tags=["inventory"])
 
 
+#: How GET /products lists them: ``storage.list_products``, or the variant of a planted
+#: scenario (n_plus_one), chosen when the app is built (``app.state.list_products``).
+ListProducts = Callable[[AsyncEngine, Sequence[str]], Awaitable[list[Product]]]
+
+
+def _list_products(request: Request) -> ListProducts:
+    chosen: ListProducts = request.app.state.list_products
+    return chosen
+
+
 @router.get("/products")
 async def list_products(
     engine: EngineDep,
-    scenarios: ScenariosDep,
-    sku: Annotated[list[str] | None, Query(max_length=50)] = None,
+    list_products: Annotated[ListProducts, Depends(_list_products)],
+    sku: Annotated[list[Sku] | None, Query(max_length=MAX_ITEMS)] = None,
 ) -> list[Product]:
     """The catalogue, or the products named by repeated `sku` parameters."""
-    if "n_plus_one" in scenarios:
-        return await storage.list_products_one_by_one(engine, sku or ())
-    return await storage.list_products(engine, sku or ())
+    return await list_products(engine, sku or ())
 
 
 async def _check_stock(engine: AsyncEngine, tracer: trace.Tracer, item: ItemRequest) -> None:
@@ -47,7 +60,23 @@ async def _check_stock(engine: AsyncEngine, tracer: trace.Tracer, item: ItemRequ
 @router.post(
     "/reservations",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"model": OutOfStockError}},
+    responses={
+        201: links(
+            "order_id",
+            GetReservation=("get", "/reservations/{order_id}"),
+            CommitReservation=("post", "/reservations/{order_id}/commit"),
+            ReleaseReservation=("post", "/reservations/{order_id}/release"),
+        ),
+        409: {
+            "model": OutOfStockError | ErrorBody,
+            "description": "An item is short (`out_of_stock`), or the order's reservation "
+            "was released already.",
+        },
+        422: {
+            "model": ValidationErrorBody | ErrorBody,
+            "description": "Invalid body, or a SKU the catalogue does not have (`unknown_sku`).",
+        },
+    },
 )
 async def reserve(body: ReserveRequest, engine: EngineDep, tracer: TracerDep) -> Reservation:
     """Reserve every item for an order, all or nothing (409 when one is short)."""
@@ -61,14 +90,22 @@ async def reserve(body: ReserveRequest, engine: EngineDep, tracer: TracerDep) ->
         return reservation
 
 
-@router.get("/reservations/{order_id}")
-async def get_reservation(order_id: str, engine: EngineDep) -> Reservation:
+@router.get(
+    "/reservations/{order_id}",
+    responses=error_responses({404: "The order has no reservation."}),
+)
+async def get_reservation(order_id: OrderId, engine: EngineDep) -> Reservation:
     """One order's reservation and its status."""
     return await storage.get_reservation(engine, order_id)
 
 
-@router.post("/reservations/{order_id}/commit")
-async def commit(order_id: str, engine: EngineDep, tracer: TracerDep) -> Reservation:
+@router.post(
+    "/reservations/{order_id}/commit",
+    responses=error_responses(
+        {404: "The order has no reservation.", 409: "The reservation was released."}
+    ),
+)
+async def commit(order_id: OrderId, engine: EngineDep, tracer: TracerDep) -> Reservation:
     """Turn the reservation into a sale (idempotent)."""
     with tracer.start_as_current_span("commit_reservation") as span:
         span.set_attribute("shop.order.id", order_id)
@@ -76,7 +113,7 @@ async def commit(order_id: str, engine: EngineDep, tracer: TracerDep) -> Reserva
 
 
 @router.post("/reservations/{order_id}/release")
-async def release(order_id: str, engine: EngineDep, tracer: TracerDep) -> Reservation:
+async def release(order_id: OrderId, engine: EngineDep, tracer: TracerDep) -> Reservation:
     """Put the stock back (idempotent; also refuses a reservation that arrives later)."""
     with tracer.start_as_current_span("release_reservation") as span:
         span.set_attribute("shop.order.id", order_id)

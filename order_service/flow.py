@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import secrets
 import warnings
 from collections.abc import Awaitable, Collection
 from decimal import Decimal
@@ -26,7 +25,9 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import DownstreamUnavailable, ServiceError
+from common.ids import new_order_id
 from common.money import Money
+from common.scenarios import Scenario
 from inventory_service.client import InventoryClient
 from inventory_service.errors import OutOfStock, UnknownSku
 from inventory_service.models import ItemRequest
@@ -100,7 +101,7 @@ class OrderFlow:
         self.cancel_shipment = Undo("cancel_shipment", shipping.cancel_shipment)
         # Steps 2 and 4 run their two calls concurrently; with the "sequential_calls"
         # scenario they run one after the other.
-        self._both = in_turn if "sequential_calls" in scenarios else both
+        self._both = in_turn if Scenario.SEQUENTIAL_CALLS in scenarios else both
 
     def undo_actions(self) -> dict[str, UndoCall]:
         """Every undo by name: what a deferred compensation is retried with."""
@@ -113,7 +114,7 @@ class OrderFlow:
         with self._tracer.start_as_current_span("place_order") as span:
             now = storage.now()
             order = Order(
-                order_id=f"ord_{secrets.token_hex(8)}",
+                order_id=new_order_id(),
                 status="pending",
                 customer_id=request.customer_id,
                 items=[],

@@ -5,34 +5,52 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from common.ids import OrderId, Sku, TraceId
+from common.input import Printable, StrictInput
 from common.money import Amount, Money
+from inventory_service.models import MAX_ITEMS, MAX_QUANTITY, Quantity
 from payment_service.models import Card
 from shipping_service.models import Address
 
-Sku = Annotated[str, Field(pattern=r"^SKU-\d{4}$", examples=["SKU-0001"])]
 
-
-class OrderLine(BaseModel):
+class OrderLine(StrictInput):
     sku: Sku
-    quantity: int = Field(ge=1, le=1000)
+    quantity: Quantity
 
 
-class OrderRequest(BaseModel):
+class OrderRequest(StrictInput):
     """The body of ``POST /orders``."""
 
-    customer_id: str = Field(min_length=1, max_length=64, examples=["cust-42"])
-    items: list[OrderLine] = Field(min_length=1, max_length=50)
+    customer_id: Annotated[str, Field(min_length=1, max_length=64), Printable()] = Field(
+        examples=["cust-42"]
+    )
+    items: list[OrderLine] = Field(min_length=1, max_length=MAX_ITEMS)
     payment: Card
     shipping_address: Address
 
+    @field_validator("items")
+    @classmethod
+    def _at_most_max_quantity_per_sku(cls, items: list[OrderLine]) -> list[OrderLine]:
+        for line in _merged(items):
+            if line.quantity > MAX_QUANTITY:
+                raise ValueError(
+                    f"{line.sku} is ordered {line.quantity} times in all; at most "
+                    f"{MAX_QUANTITY} units per SKU"
+                )
+        return items
+
     def merged_lines(self) -> list[OrderLine]:
         """One line per SKU, quantities added up, in first-seen order."""
-        quantities: dict[str, int] = {}
-        for line in self.items:
-            quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
-        return [OrderLine(sku=sku, quantity=q) for sku, q in quantities.items()]
+        return _merged(self.items)
+
+
+def _merged(items: list[OrderLine]) -> list[OrderLine]:
+    quantities: dict[str, int] = {}
+    for line in items:
+        quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
+    return [OrderLine.model_construct(sku=sku, quantity=q) for sku, q in quantities.items()]
 
 
 OrderStatus = Literal["pending", "confirmed", "rejected", "payment_failed", "failed"]
@@ -67,7 +85,7 @@ class OrderError(BaseModel):
 class Order(BaseModel):
     """An order as stored; ``POST /orders`` and ``GET /orders/{id}`` return it."""
 
-    order_id: str
+    order_id: OrderId
     status: OrderStatus
     customer_id: str
     items: list[OrderItem]
@@ -75,6 +93,6 @@ class Order(BaseModel):
     shipping: ShippingInfo | None = None
     card_last4: str | None = None
     error: OrderError | None = None
-    trace_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    trace_id: TraceId
     created_at: datetime
     updated_at: datetime

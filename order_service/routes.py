@@ -8,6 +8,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from common.deps import EngineDep
+from common.errors import ErrorBody, error_responses
+from common.ids import OrderId
+from common.openapi import links
 from order_service import idempotency, storage
 from order_service.flow import OrderFlow
 from order_service.models import HTTP_STATUS, Order, OrderRequest
@@ -23,10 +26,17 @@ def _flow(request: Request) -> OrderFlow:
 
 FlowDep = Annotated[OrderFlow, Depends(_flow)]
 
+# Every outcome but a 422 is stored: GET /orders/{order_id} reads it back.
+_STORED = links("order_id", GetOrder=("get", "/orders/{order_id}"))
 _OUTCOMES: dict[int | str, dict[str, object]] = {
-    status: {"model": Order, "description": f"order {name}"}
+    status: {"model": Order, "description": f"The order is {name}.", **_STORED}
     for name, status in HTTP_STATUS.items()
-    if status != 201
+}
+# A retry whose Idempotency-Key is still in use by the first request is a 409 too.
+_OUTCOMES[409] = {
+    "model": Order | ErrorBody,
+    "description": "The order is rejected (not enough stock); or, with an Idempotency-Key, "
+    "the first request with that key is still running (`idempotency_key_in_progress`).",
 }
 
 
@@ -58,7 +68,7 @@ async def place_order(
     return Response(response, status_code=status, media_type="application/json", headers=headers)
 
 
-@router.get("/orders/{order_id}")
-async def get_order(order_id: str, engine: EngineDep) -> Order:
+@router.get("/orders/{order_id}", responses=error_responses({404: "No such order."}))
+async def get_order(order_id: OrderId, engine: EngineDep) -> Order:
     """A stored order with its final status."""
     return await storage.get_order(engine, order_id)

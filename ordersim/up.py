@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from common.scenarios import describe
 from common.settings import ServiceSettings
 from inventory_service.settings import InventorySettings
 from order_service.settings import OrderSettings
@@ -38,6 +40,8 @@ class Service:
     process: asyncio.subprocess.Process | None = None
     #: The command line; ``python -m <package>`` unless a wrapper is given (benchmarks).
     command: list[str] | None = None
+    #: What the process reads from the environment (None: the trace viewer).
+    settings: ServiceSettings | None = None
 
     @property
     def argv(self) -> list[str]:
@@ -53,6 +57,7 @@ class Service:
             {f"{prefix}PORT": settings.port},
             f"{settings.base_url}/healthz",
             colour,
+            settings=settings,
         )
 
     @property
@@ -245,12 +250,30 @@ class Supervisor:
         else:
             endpoint = self.env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
         self.console.print(f"  spans exported to  {endpoint} (OTLP/HTTP)")
+        for line in self._planted():
+            self.console.print(escape(line), highlight=False)
         order_url = self.services[-1].url
         self.console.print(
             f"\nPlace an order:  curl -s -X POST {order_url}/orders "
             "-H 'content-type: application/json' -d @examples/order.json"
         )
         self.console.print("Stop with Ctrl-C.\n")
+
+    def _planted(self) -> list[str]:
+        """The scenarios switched on (ORDERSIM_SCENARIOS) and the fault rules in force at
+        start-up (<SERVICE>_SERVICE_FAULTS), one line each."""
+        settings = [s.settings for s in self.services if s.settings is not None]
+        on = sorted(set().union(*(s.scenarios for s in settings)))
+        lines = [f"  scenarios          {describe(on[0]) if on else 'none'}"]
+        lines += [f"                     {describe(scenario)}" for scenario in on[1:]]
+        faults = [
+            f"{s.service_name} {rule.endpoint or '(every endpoint)'}: {rule.describe()}"
+            for s in settings
+            for rule in s.faults
+        ]
+        lines.append(f"  faults             {faults[0] if faults else 'none'}")
+        lines += [f"                     {fault}" for fault in faults[1:]]
+        return lines
 
     async def _wait_for_stop_or_exit(self) -> Service | None:
         waits = {
@@ -287,8 +310,15 @@ class Supervisor:
 
 
 def up(*, viewer: bool = True, console: Console | None = None) -> int:
-    viewer_settings = ViewerSettings() if viewer else None
-    supervisor = Supervisor(
-        services_from_env(viewer_settings), console or Console(soft_wrap=True), viewer_settings
-    )
+    console = console or Console(soft_wrap=True)
+    try:
+        viewer_settings = ViewerSettings() if viewer else None
+        services = services_from_env(viewer_settings)
+    except ValidationError as exc:  # e.g. an unknown name in ORDERSIM_SCENARIOS: start nothing
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            console.print(f"[red]error:[/] {escape(where)}: {escape(message)}")
+        return 2
+    supervisor = Supervisor(services, console, viewer_settings)
     return asyncio.run(supervisor.run())

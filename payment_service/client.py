@@ -13,7 +13,7 @@ class PaymentClient(ServiceClient):
     """::
 
     payments = PaymentClient(http_client)
-    payment = await payments.charge("ord_1", Money.of("12.34"), card)
+    payment = await payments.charge("ord_3f9a0c2b7d1e4a56", Money.of("12.34"), card)
     """
 
     service = "payment-service"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from common.ids import OrderId, PaymentId
+from common.input import StrictInput
 from common.money import Money
-
-OrderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def luhn_valid(number: str) -> bool:
@@ -23,11 +23,15 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
-class Card(BaseModel):
-    card_number: SecretStr = Field(description="12-19 digits, Luhn-valid")
-    expiry_month: int = Field(ge=1, le=12)
-    expiry_year: int = Field(ge=2000, le=2100)
-    cvc: SecretStr = Field(description="3 or 4 digits")
+class Card(StrictInput):
+    card_number: SecretStr = Field(
+        description="12-19 digits, Luhn-valid", examples=["4242424242424242"]
+    )
+    expiry_month: int = Field(ge=1, le=12, examples=[12])
+    expiry_year: int = Field(ge=2000, le=2100, examples=[2099])
+    cvc: SecretStr = Field(
+        description="3 or 4 digits", examples=["123"], json_schema_extra={"pattern": "^[0-9]{3,4}$"}
+    )
 
     @field_validator("card_number")
     @classmethod
@@ -73,7 +77,7 @@ class Card(BaseModel):
         }
 
 
-class ChargeRequest(BaseModel):
+class ChargeRequest(StrictInput):
     """Charge a card for an order. The order id is the idempotency key."""
 
     order_id: OrderId
@@ -85,7 +89,7 @@ PaymentStatus = Literal["captured", "refunded", "voided"]
 
 
 class Payment(BaseModel):
-    payment_id: str
+    payment_id: PaymentId
     order_id: OrderId
     status: PaymentStatus
     amount: Money

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, Request, status
 from opentelemetry import trace
 
-from common.deps import EngineDep, ScenariosDep, TracerDep
+from common.deps import EngineDep, TracerDep
+from common.errors import error_responses
+from common.ids import OrderId
+from common.openapi import links
 from payment_service import cards, storage
 from payment_service.errors import PaymentDeclined
 from payment_service.models import (
@@ -24,6 +29,11 @@ router = APIRouter(tags=["payment"])
 LEGACY_BIN_RANGE = "5555"
 LEGACY_PROCESSOR_DELAY = 0.3
 
+#: Sends an authorization to a card processor: :func:`primary_only`, or the variant of a
+#: planted scenario (:func:`route_by_bin_range`), chosen when the app is built
+#: (``app.state.route_card``).
+RouteCard = Callable[[Card, trace.Span], Awaitable[None]]
+
 
 def _authorize(card: Card) -> None:
     """The simulated card network: test-mode numbers decide the outcome."""
@@ -34,7 +44,11 @@ def _authorize(card: Card) -> None:
         raise PaymentDeclined("insufficient_funds", "insufficient funds")
 
 
-async def _route_to_processor(card: Card, span: trace.Span) -> None:
+async def primary_only(card: Card, span: trace.Span) -> None:
+    """Every card goes to the one primary processor, in process: nothing to wait for."""
+
+
+async def route_by_bin_range(card: Card, span: trace.Span) -> None:
     """Send the authorization to the processor of the card's BIN range."""
     legacy = card.card_number.get_secret_value().startswith(LEGACY_BIN_RANGE)
     processor = "legacy" if legacy else "primary"
@@ -43,13 +57,29 @@ async def _route_to_processor(card: Card, span: trace.Span) -> None:
         await asyncio.sleep(LEGACY_PROCESSOR_DELAY)  # the legacy processor's round trip
 
 
+def _route_card(request: Request) -> RouteCard:
+    chosen: RouteCard = request.app.state.route_card
+    return chosen
+
+
 @router.post(
     "/charges",
     status_code=status.HTTP_201_CREATED,
-    responses={402: {"model": PaymentDeclinedError}},
+    responses={
+        201: links(
+            "order_id",
+            GetCharge=("get", "/charges/{order_id}"),
+            RefundCharge=("post", "/charges/{order_id}/refund"),
+        ),
+        402: {"model": PaymentDeclinedError, "description": "The card was declined."},
+        **error_responses({409: "The order's payment was refunded or voided already."}),
+    },
 )
 async def charge(
-    body: ChargeRequest, engine: EngineDep, tracer: TracerDep, scenarios: ScenariosDep
+    body: ChargeRequest,
+    engine: EngineDep,
+    tracer: TracerDep,
+    route_card: Annotated[RouteCard, Depends(_route_card)],
 ) -> Payment:
     """Authorize and capture a charge (idempotent per order; 402 when declined)."""
     with tracer.start_as_current_span("authorize_card") as span:
@@ -62,8 +92,7 @@ async def charge(
                 "shop.payment.card_last4": body.card.last4,
             }
         )
-        if "slow_card_range" in scenarios:
-            await _route_to_processor(body.card, span)
+        await route_card(body.card, span)
         _authorize(body.card)
         span.add_event("authorized")
     with tracer.start_as_current_span("capture_payment") as span:
@@ -74,14 +103,14 @@ async def charge(
         return payment
 
 
-@router.get("/charges/{order_id}")
-async def get_charge(order_id: str, engine: EngineDep) -> Payment:
+@router.get("/charges/{order_id}", responses=error_responses({404: "The order has no payment."}))
+async def get_charge(order_id: OrderId, engine: EngineDep) -> Payment:
     """One order's payment and its status."""
     return await storage.get_payment(engine, order_id)
 
 
 @router.post("/charges/{order_id}/refund")
-async def refund(order_id: str, engine: EngineDep, tracer: TracerDep) -> Payment:
+async def refund(order_id: OrderId, engine: EngineDep, tracer: TracerDep) -> Payment:
     """Refund the order's charge (idempotent; also refuses a charge that arrives later)."""
     with tracer.start_as_current_span("refund_payment") as span:
         span.set_attribute("shop.order.id", order_id)

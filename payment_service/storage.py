@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.errors import Conflict, NotFound
+from common.ids import new_payment_id
 from common.money import Money
 from payment_service.models import Payment
 
@@ -66,7 +66,7 @@ async def capture(engine: AsyncEngine, order_id: str, amount: Money, last4: str)
             await conn.execute(
                 insert(payments).values(
                     order_id=order_id,
-                    payment_id=f"pay_{secrets.token_hex(8)}",
+                    payment_id=new_payment_id(),
                     status="captured",
                     amount=str(amount.amount),
                     currency=amount.currency,
@@ -106,7 +106,7 @@ async def refund(engine: AsyncEngine, order_id: str) -> Payment:
                 await conn.execute(
                     insert(payments).values(
                         order_id=order_id,
-                        payment_id=f"void_{secrets.token_hex(8)}",
+                        payment_id=new_payment_id(voided=True),
                         status="voided",
                         amount="0.00",
                         currency="USD",

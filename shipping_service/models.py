@@ -6,37 +6,46 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from common.ids import Grammar, OrderId, QuoteId, TrackingId
+from common.input import Printable, StrictInput
 from common.money import Money
 
-OrderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Country = Annotated[
+    str, Grammar(r"[A-Z]{2}", "a two-letter ISO 3166-1 country code in capitals", "GB")
+]
+Line = Annotated[str, Field(min_length=1, max_length=200), Printable()]
 
 
-class Address(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+class Address(StrictInput):
+    name: Line = Field(examples=["Ada Lovelace"])
+    line1: Line = Field(examples=["12 St James's Sq"])
+    line2: Annotated[str, Field(max_length=200), Printable()] | None = None
+    city: Annotated[str, Field(min_length=1, max_length=100), Printable()] = Field(
+        examples=["London"]
+    )
+    postal_code: Annotated[str, Field(min_length=1, max_length=20), Printable()] = Field(
+        examples=["SW1Y 4JH"]
+    )
+    country: Country
 
 
-class QuoteRequest(BaseModel):
+class QuoteRequest(StrictInput):
     address: Address
     item_count: int = Field(ge=1, le=10_000)
 
 
 class Quote(BaseModel):
-    quote_id: str
+    quote_id: QuoteId
     carrier: str
     cost: Money
     estimated_days: int
 
 
-class ShipmentRequest(BaseModel):
+class ShipmentRequest(StrictInput):
     """Create the shipment of an order from a quote. The order id is the idempotency key."""
 
     order_id: OrderId
-    quote_id: str = Field(min_length=1, max_length=64)
+    quote_id: QuoteId
 
 
 ShipmentStatus = Literal["created", "cancelled"]
@@ -46,4 +55,4 @@ class Shipment(BaseModel):
     order_id: OrderId
     status: ShipmentStatus
     carrier: str | None
-    tracking_id: str | None
+    tracking_id: TrackingId | None

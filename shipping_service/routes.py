@@ -5,6 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from common.deps import EngineDep, TracerDep
+from common.errors import error_responses
+from common.ids import OrderId
+from common.openapi import links
 from shipping_service import storage
 from shipping_service.models import Quote, QuoteRequest, Shipment, ShipmentRequest
 
@@ -27,7 +30,20 @@ async def quote(body: QuoteRequest, engine: EngineDep, tracer: TracerDep) -> Quo
     return await storage.save_quote(engine, carrier, cost, days)
 
 
-@router.post("/shipments", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/shipments",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        201: links(
+            "order_id",
+            GetShipment=("get", "/shipments/{order_id}"),
+            CancelShipment=("post", "/shipments/{order_id}/cancel"),
+        ),
+        **error_responses(
+            {404: "No such quote.", 409: "The order's shipment was cancelled already."}
+        ),
+    },
+)
 async def create_shipment(body: ShipmentRequest, engine: EngineDep, tracer: TracerDep) -> Shipment:
     """Create an order's shipment from a quote (idempotent per order)."""
     with tracer.start_as_current_span("create_shipment") as span:
@@ -37,14 +53,14 @@ async def create_shipment(body: ShipmentRequest, engine: EngineDep, tracer: Trac
         return shipment
 
 
-@router.get("/shipments/{order_id}")
-async def get_shipment(order_id: str, engine: EngineDep) -> Shipment:
+@router.get("/shipments/{order_id}", responses=error_responses({404: "The order has no shipment."}))
+async def get_shipment(order_id: OrderId, engine: EngineDep) -> Shipment:
     """One order's shipment and its status."""
     return await storage.get_shipment(engine, order_id)
 
 
 @router.post("/shipments/{order_id}/cancel")
-async def cancel_shipment(order_id: str, engine: EngineDep, tracer: TracerDep) -> Shipment:
+async def cancel_shipment(order_id: OrderId, engine: EngineDep, tracer: TracerDep) -> Shipment:
     """Cancel an order's shipment (idempotent; also refuses one that arrives later)."""
     with tracer.start_as_current_span("cancel_shipment") as span:
         span.set_attribute("shop.order.id", order_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.errors import Conflict, NotFound
+from common.ids import new_quote_id, new_tracking_id
 from common.money import Money
 from shipping_service.models import Address, Quote, Shipment
 
@@ -103,9 +103,7 @@ def _now() -> datetime:
 
 
 async def save_quote(engine: AsyncEngine, carrier: str, cost: Money, days: int) -> Quote:
-    quote = Quote(
-        quote_id=f"q_{secrets.token_hex(8)}", carrier=carrier, cost=cost, estimated_days=days
-    )
+    quote = Quote(quote_id=new_quote_id(), carrier=carrier, cost=cost, estimated_days=days)
     async with engine.begin() as conn:
         await conn.execute(
             insert(quotes).values(
@@ -152,7 +150,7 @@ async def create_shipment(engine: AsyncEngine, order_id: str, quote_id: str) -> 
                     status="created",
                     quote_id=quote_id,
                     carrier=quote.carrier,
-                    tracking_id=f"TRK{secrets.token_hex(6).upper()}",
+                    tracking_id=new_tracking_id(),
                     updated_at=_now(),
                 )
             )

@@ -8,6 +8,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from common.ids import new_order_id
 from ordersim import samples
 from payment_service import cards
 
@@ -21,6 +22,12 @@ def order_body(
 ) -> dict[str, Any]:
     """The sample order (ordersim.samples) with these items and card."""
     return samples.order_body(items, card)
+
+
+def make_order_id(n: int | None = None) -> str:
+    """An order id in the grammar (``ord_`` + 16 lowercase hex digits): a fresh random one,
+    or the ``n``-th of a readable series (``ord_0000000000000001``)."""
+    return new_order_id() if n is None else f"ord_{n:016x}"
 
 
 def service_of(span: ReadableSpan) -> str:

@@ -19,6 +19,7 @@ from ordersim import trace_cmd
 from ordersim.cli import main
 from ordersim.waterfall import Trace, Waterfall, parse_otlp
 from payment_service import cards
+from tests.helpers import make_order_id
 from tests.processes import ROOT, Viewer, clean_env, free_port, running_viewer
 from tests.test_e2e import SERVICES, Up, wait_until_up
 
@@ -508,7 +509,7 @@ def test_order_names_the_service_that_never_reported(
             assert body["payment"]["card_number"] == cards.APPROVED
             assert [i["quantity"] for i in body["items"]] == [2, 1, 3]
             return httpx.Response(503, json={
-                "order_id": "ord_1", "status": "failed", "trace_id": trace_id,
+                "order_id": make_order_id(1), "status": "failed", "trace_id": trace_id,
                 "error": {"code": "payment_unavailable", "message": "payment-service down"},
             })  # fmt: skip
         assert request.url.path == f"/api/v3/traces/{trace_id}"

@@ -15,6 +15,7 @@ from tests.helpers import (
     find,
     find_all,
     in_trace,
+    make_order_id,
     order_body,
 )
 
@@ -219,7 +220,7 @@ async def test_oversized_body_is_413(system: System) -> None:
 
 
 async def test_unknown_order_is_404(system: System) -> None:
-    assert (await system.order.get("/orders/ord_nope")).status_code == 404
+    assert (await system.order.get(f"/orders/{make_order_id()}")).status_code == 404
 
 
 async def test_orders_abandoned_mid_flow_are_failed_and_undone(system: System) -> None:
@@ -234,7 +235,7 @@ async def test_orders_abandoned_mid_flow_are_failed_and_undone(system: System) -
     app = system.apps["order"]
     flow, engine, tracer = app.state.flow, app.state.engine, app.state.tracer
     before = await system.stock("SKU-0018")
-    crashed, fresh = "ord_crashed0001", "ord_inflight0001"
+    crashed, fresh = make_order_id(1), make_order_id(2)
     reserve = {"order_id": crashed, "items": [{"sku": "SKU-0018", "quantity": 3}]}
     assert (await system.inventory.post("/reservations", json=reserve)).status_code == 201
     charge = {

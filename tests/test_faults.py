@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,14 @@ from common.faults import (
     FaultRule,
     FaultState,
 )
+from common.ids import new_order_id
 from common.telemetry import EXCLUDED_URLS, setup_telemetry
 from order_service.compensation import retry_deferred
 from ordersim.cli import main as ordersim
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from tests.conftest import System
-from tests.helpers import find, find_all, in_trace, order_body, service_of
+from tests.helpers import find, find_all, in_trace, make_order_id, order_body, service_of
 from tests.otlp_sink import OtlpSink
 from tests.processes import ROOT, clean_env, free_port, poll
 from tests.test_e2e import Up, wait_until_up
@@ -59,7 +59,7 @@ def faults(system: System, service: str = "payment") -> FaultState:
 
 def charge_body(order_id: str | None = None) -> dict[str, Any]:
     return {
-        "order_id": order_id or f"ord_{uuid.uuid4().hex[:12]}",
+        "order_id": order_id or new_order_id(),
         "amount": {"amount": "10.00", "currency": "USD"},
         "card": order_body()["payment"],
     }
@@ -166,7 +166,7 @@ async def test_latency_with_jitter_is_within_bounds_inside_the_server_span(
     faults(system).replace([FaultRule(endpoint="GET /charges", latency_ms=120, jitter_ms=40)])
 
     responses = await asyncio.gather(
-        *(system.payment.get(f"/charges/ord_missing{i}") for i in range(12))
+        *(system.payment.get(f"/charges/{make_order_id(i)}") for i in range(12))
     )
     assert {r.status_code for r in responses} == {404}
 
@@ -311,7 +311,7 @@ async def test_clearing_the_rules_lets_held_requests_through(system: System) -> 
     )
     body = charge_body()
     hung = asyncio.create_task(system.payment.post("/charges", json=body))
-    held = asyncio.create_task(system.payment.get("/charges/ord_missing"))
+    held = asyncio.create_task(system.payment.get(f"/charges/{make_order_id()}"))
     await eventually(lambda: len(hang_tasks()) == 2, 5, "the request to hang")
     assert not hung.done() and not held.done()
 
@@ -333,7 +333,7 @@ async def test_a_client_that_gives_up_on_a_hang_leaves_no_task(system: System) -
     faults(system).replace([FaultRule(hang=True)])
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.2):
-            await system.payment.get("/charges/ord_1")
+            await system.payment.get(f"/charges/{make_order_id()}")
     assert hang_tasks() == []
 
 
@@ -432,7 +432,7 @@ async def test_rules_from_the_environment_are_in_force_at_start(
     ):
         response = await client.post("/charges", json=charge_body())
         assert (response.status_code, response.json()) == (500, ERROR_BODY)
-        assert (await client.get("/charges/ord_1")).status_code == 404
+        assert (await client.get(f"/charges/{make_order_id()}")).status_code == 404
         rules = (await client.get("/admin/faults")).json()
         assert [(r["endpoint"], r["error_rate"]) for r in rules] == [("POST /charges", 1.0)]
 

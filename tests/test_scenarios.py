@@ -8,20 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
+import subprocess
+import sys
 import warnings
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
+from rich.console import Console
 
+from common.scenarios import REGISTRY, Scenario
+from common.telemetry import setup_telemetry
+from inventory_service.app import create_app as create_inventory
+from inventory_service.settings import InventorySettings
 from order_service.flow import in_turn
+from order_service.settings import OrderSettings
+from payment_service.app import create_app as create_payment
+from payment_service.settings import PaymentSettings
+from shipping_service.settings import ShippingSettings
 from tests.conftest import System
 from tests.helpers import find, find_all, in_trace, is_ancestor, order_body, overlap
+from tests.processes import ROOT, clean_env, free_port
+from tests.test_e2e import Up
 
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
 LEGACY_CARD = "5555555555554444"  # Luhn-valid, in the 5555 BIN range
@@ -228,3 +244,129 @@ async def test_slow_card_range_sends_one_bin_range_to_the_slow_processor(
     assert processors[True, LEGACY_CARD] == ["legacy"]
     assert processors[True, APPROVED_CARD] == ["primary"]
     assert processors[False, LEGACY_CARD] == processors[False, APPROVED_CARD] == []
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+def test_an_unknown_scenario_stops_settings_naming_the_valid_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORDERSIM_SCENARIOS", "n_plus_one, sequental_calls")
+    for settings in (OrderSettings, InventorySettings, PaymentSettings, ShippingSettings):
+        with pytest.raises(ValidationError) as raised:
+            settings()
+        message = str(raised.value)
+        assert "ORDERSIM_SCENARIOS" in message
+        assert "unknown scenario 'sequental_calls'" in message
+        assert "sequential_calls, pool_of_one, n_plus_one, slow_card_range" in message
+
+
+def test_scenarios_from_the_environment_are_the_registrys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORDERSIM_SCENARIOS", " n_plus_one,slow_card_range ,")
+    assert InventorySettings().scenarios == {Scenario.N_PLUS_ONE, Scenario.SLOW_CARD_RANGE}
+    monkeypatch.setenv("ORDERSIM_SCENARIOS", "")
+    assert InventorySettings().scenarios == frozenset()
+
+
+def test_a_service_asks_only_for_its_own_scenarios() -> None:
+    settings = PaymentSettings(scenarios={"slow_card_range", "n_plus_one"})
+    assert settings.planted(Scenario.SLOW_CARD_RANGE)
+    with pytest.raises(ValueError, match="n_plus_one is planted in inventory-service"):
+        settings.planted(Scenario.N_PLUS_ONE)
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["off", "on"])
+def test_each_variant_is_chosen_when_the_app_is_built(tmp_path: Path, on: bool) -> None:
+    from inventory_service import storage
+    from payment_service import routes as payment_routes
+
+    telemetry = setup_telemetry("x", processors=[])
+    inventory = create_inventory(
+        InventorySettings(data_dir=tmp_path, scenarios={"n_plus_one"} if on else set()),
+        telemetry,
+    )
+    payment = create_payment(
+        PaymentSettings(data_dir=tmp_path, scenarios={"slow_card_range"} if on else set()),
+        telemetry,
+    )
+    assert inventory.state.list_products is (
+        storage.list_products_one_by_one if on else storage.list_products
+    )
+    assert payment.state.route_card is (
+        payment_routes.route_by_bin_range if on else payment_routes.primary_only
+    )
+
+
+def test_docs_list_every_scenario_with_its_service() -> None:
+    text = (ROOT / "docs" / "scenarios.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| (\w+) \|", text, re.MULTILINE)
+    assert {name: f"{service}-service" for name, service in rows} == {
+        scenario.value: planted.service for scenario, planted in REGISTRY.items()
+    }
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"`{scenario}`" in readme for scenario in Scenario)
+
+
+def test_ordersim_up_refuses_an_unknown_scenario_and_starts_nothing(tmp_path: Path) -> None:
+    env = clean_env() | {
+        "ORDERSIM_SCENARIOS": "sequental_calls",
+        "ORDERSIM_DATA_DIR": str(tmp_path / "data"),
+    }
+    up = Up(env, tmp_path / "up.log", "--no-viewer")
+    try:
+        returncode = up.process.wait(timeout=60)
+    finally:
+        up.stop()  # SIGTERM: had it started the services, it stops them too
+    output = up.output()
+    assert returncode == 2, output
+    assert "ORDERSIM_SCENARIOS: unknown scenario 'sequental_calls'" in output
+    assert "sequential_calls, pool_of_one, n_plus_one, slow_card_range" in output
+    assert "ordersim is up" not in output
+    assert not (tmp_path / "data").exists()  # no service started, so no database either
+
+
+def test_a_service_refuses_to_start_with_an_unknown_scenario(tmp_path: Path) -> None:
+    env = clean_env() | {
+        "ORDERSIM_SCENARIOS": "sequental_calls",
+        "ORDERSIM_DATA_DIR": str(tmp_path),
+        "INVENTORY_SERVICE_PORT": str(free_port()),
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "inventory_service"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "unknown scenario 'sequental_calls'" in done.stderr
+    assert "sequential_calls, pool_of_one, n_plus_one, slow_card_range" in done.stderr
+
+
+def test_the_up_banner_prints_the_scenarios_and_faults_in_force(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ordersim.up import Supervisor, services_from_env
+
+    monkeypatch.setenv("ORDERSIM_SCENARIOS", "slow_card_range,n_plus_one")
+    monkeypatch.setenv(
+        "PAYMENT_SERVICE_FAULTS", '[{"endpoint": "POST /charges", "error_rate": 0.3}]'
+    )
+    monkeypatch.delenv("INVENTORY_SERVICE_FAULTS", raising=False)
+    lines = Supervisor(services_from_env(None), Console())._planted()
+    assert lines == [
+        "  scenarios          n_plus_one (inventory-service): one SELECT per product where one "
+        "query would do",
+        "                     slow_card_range (payment-service): orders paid with one range of "
+        "card numbers take about 300 ms longer",
+        "  faults             payment-service POST /charges: 30% errors (HTTP 500)",
+    ]
+    monkeypatch.delenv("ORDERSIM_SCENARIOS")
+    monkeypatch.delenv("PAYMENT_SERVICE_FAULTS")
+    lines = Supervisor(services_from_env(None), Console())._planted()
+    assert lines == ["  scenarios          none", "  faults             none"]

@@ -28,6 +28,11 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 TraceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{32}$", description="32 hex digits")]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$")
 _UNIT_NS = {"us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, None: 1_000}
+#: What the OpenAPI declares besides success, so that a client (or a fuzzer) knows them.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No trace with this id."}}
+BAD_QUERY: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A malformed parameter, e.g. minDuration (use 250ms, 1.5s, 800us)."}
+}
 
 
 def parse_duration(text: str | None) -> int:
@@ -62,7 +67,7 @@ def create_query_app(store: TraceStore) -> FastAPI:
         rows = await asyncio.to_thread(store.trace, trace_id)
         return await asyncio.to_thread(resource_spans_json, rows) if rows else []
 
-    @app.get("/api/v3/traces/{trace_id}")
+    @app.get("/api/v3/traces/{trace_id}", responses=NOT_FOUND)
     async def get_trace_otlp(trace_id: TraceId) -> JSONResponse:
         """One trace as OTLP JSON, the shape Jaeger v2's query API returns."""
         resource_spans = await otlp_trace(trace_id)
@@ -72,7 +77,7 @@ def create_query_app(store: TraceStore) -> FastAPI:
             )
         return JSONResponse({"result": {"resourceSpans": resource_spans}})
 
-    @app.get("/api/traces/{trace_id}")
+    @app.get("/api/traces/{trace_id}", responses=NOT_FOUND)
     async def get_trace_jaeger(trace_id: TraceId) -> JSONResponse:
         """One trace as Jaeger JSON, loadable by Jaeger UI's "upload JSON"."""
         resource_spans = await otlp_trace(trace_id)
@@ -99,7 +104,7 @@ def create_query_app(store: TraceStore) -> FastAPI:
             limit=limit,
         )
 
-    @app.get("/api/summaries")
+    @app.get("/api/summaries", responses=BAD_QUERY)
     async def summaries(
         service: str | None = None,
         operation: str | None = None,
@@ -111,7 +116,7 @@ def create_query_app(store: TraceStore) -> FastAPI:
         found = await search(service, operation, minDuration, error, limit)
         return {"data": [summary_json(s) for s in found]}
 
-    @app.get("/api/traces")
+    @app.get("/api/traces", responses=BAD_QUERY)
     async def find_traces(
         service: str | None = None,
         operation: str | None = None,
@@ -152,8 +157,9 @@ def create_query_app(store: TraceStore) -> FastAPI:
         return FileResponse(str(STATIC / "index.html"))
 
     @app.get("/trace/{trace_id}", include_in_schema=False)
-    async def trace_page(trace_id: str) -> FileResponse:
-        # Any id gets the page; the page itself says when an id is malformed or unknown.
+    async def trace_page(trace_id: TraceId) -> FileResponse:
+        # A well-formed id gets the page, which says when the trace is unknown; any other
+        # is a 422, as on every endpoint.
         return FileResponse(str(STATIC / "trace.html"))
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

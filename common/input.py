@@ -1,0 +1,111 @@
+"""What every service accepts: strict JSON bodies of bounded size, and printable text.
+
+- :class:`StrictInput` is the base of every request body model: a string where a number
+  belongs (``"quantity": "2"``) is a 422, never silently converted.
+- :class:`Printable` marks a free-text field (a name, an address line): printable, so it can be
+  stored (PostgreSQL refuses NUL), encoded (UTF-8 refuses a lone surrogate) and echoed.
+- :class:`StrictBody` answers before any handler runs: a body that is not JSON is a 415,
+  one over the limit a 413, both in the usual error shape (:mod:`common.errors`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.errors import BodyTooLarge, UnsupportedMediaType, error_response
+
+
+class StrictInput(BaseModel):
+    """The base of request bodies: JSON types are taken as they are, never coerced (a
+    number must be a JSON number, a string a JSON string)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+# C0 and C1 control characters (NUL, newline, escape ...) and lone UTF-16 surrogates, which
+# json.loads lets through ("\ud800") but no UTF-8 encoder takes.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+class Printable:
+    """``Annotated[str, Printable()]``: free text (a name, an address line) without control
+    characters, so it can be stored (PostgreSQL refuses NUL), encoded (UTF-8 refuses a lone
+    surrogate) and echoed."""
+
+    @staticmethod
+    def check(value: str) -> str:
+        if _UNPRINTABLE.search(value):
+            raise PydanticCustomError(
+                "printable_text", "Input should be printable text, without control characters"
+            )
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+        return json_schema
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json`` or ``application/<anything>+json``, parameters allowed."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+class StrictBody:
+    """Refuse a request body that is not JSON (415) or is over ``max_bytes`` (413).
+
+    Pure ASGI, so both are answered before the body is read: at once when the headers
+    tell (``Content-Type``, ``Content-Length``), else as soon as a chunked body passes the
+    limit. Written here rather than taken from FastAPI's ``max_body_size``: that one answers
+    a declared ``Content-Length`` in plain text and a chunked body in JSON, and names no
+    limit in either; this one gives both the same JSON body, with ``limit_bytes``.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        has_body = "transfer-encoding" in headers or (length is not None and length != "0")
+        if has_body and not is_json(headers.get("content-type")):
+            await error_response(UnsupportedMediaType())(scope, receive, send)
+            return
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await error_response(BodyTooLarge(self.max_bytes))(scope, receive, send)
+            return
+
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Raised in the handler that reads the body; mapped to the same 413.
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
