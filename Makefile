@@ -21,15 +21,13 @@ test: install lint system-deps
 	$(BIN)/pytest
 
 # What the tests need from Debian (root installs them): headless Chromium for the browser
-# test, docker-compose to validate compose.yaml without an engine, PostgreSQL for a
-# throwaway cluster the integration tests run against, and faketime to run the sample
-# orders with the clock set decades ahead.
+# test, docker-compose to validate compose.yaml without an engine, and PostgreSQL for a
+# throwaway cluster the integration tests run against.
 system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/docker-compose ] || missing="$$missing docker-compose"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	[ -x /usr/bin/faketime ] || missing="$$missing faketime"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
