@@ -17,7 +17,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @router.get("/compensations")
-async def compensations(
+async def compensation_backlog(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000, description="items to list, oldest first")] = 100,
 ) -> CompensationBacklog:

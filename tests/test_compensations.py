@@ -6,6 +6,8 @@ upgraded at start-up."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
 import random
 import time
@@ -15,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
+from rich.console import Console
 from sqlalchemy import (
     Column,
     DateTime,
@@ -38,9 +42,12 @@ from order_service import storage
 from order_service.backlog import Backlog, Backoff, CompensationWorker
 from order_service.models import Order
 from order_service.settings import OrderSettings
+from ordersim import compensations_cmd
+from ordersim.cli import main as ordersim
 from tests.conftest import FaultyTransport, System, down
 from tests.helpers import find, order_body
 from tests.postgres import create_databases
+from tests.processes import free_port
 
 ITEMS = [("SKU-0001", 2), ("SKU-0018", 3)]
 SKUS = [sku for sku, _ in ITEMS]
@@ -498,3 +505,122 @@ async def test_a_column_that_cannot_be_added_stops_start_up(tmp_path: Path) -> N
             assert (await conn.execute(select(old.tables["t"]))).all() == []
     finally:
         await engine.dispose()
+
+
+# --- ordersim compensations -------------------------------------------------------------------
+
+
+def backlog_client(answer: httpx.Response, seen: list[httpx.Request]) -> httpx.Client:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer
+
+    return httpx.Client(transport=httpx.MockTransport(handle))
+
+
+async def test_cli_prints_what_the_order_service_serves(
+    start_system: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with start_system(wrap={"payment": down()}) as system:
+        placed = await system.order.post("/orders", json=order_body(ITEMS))
+        order_id = placed.json()["order_id"]
+        served = (await system.order.get("/admin/compensations")).json()
+
+    seen: list[httpx.Request] = []
+    out = io.StringIO()
+    client = backlog_client(httpx.Response(200, json=served), seen)
+    assert (
+        compensations_cmd.show(
+            url="127.0.0.1:9", console=Console(file=out, width=200), client=client
+        )
+        == 0
+    )
+    assert str(seen[0].url) == "http://127.0.0.1:9/admin/compensations?limit=100"
+    text = out.getvalue()
+    assert "1 pending, the oldest deferred" in text
+    row = next(line for line in text.splitlines() if order_id in line).split()
+    assert row[1:3] == ["refund_payment", "1"]  # the undo, its attempts
+    assert row[4:6] == [
+        "in",
+        compensations_cmd.duration(served["items"][0]["next_attempt_in_seconds"]),
+    ]
+    assert "payment-service" in text
+
+    client = backlog_client(httpx.Response(200, json=served), seen)
+    assert compensations_cmd.show(url="127.0.0.1:9", limit=5, as_json=True, client=client) == 0
+    assert json.loads(capsys.readouterr().out) == served
+    assert seen[-1].url.params["limit"] == "5"
+
+
+def test_cli_says_when_the_backlog_is_empty_or_longer_than_listed() -> None:
+    item = {
+        "id": 1,
+        "order_id": "ord_00000000000000e1",
+        "action": "cancel_shipment",
+        "attempts": 9,
+        "last_error": "shipping-service unavailable: ConnectError",
+        "created_at": "2030-01-01T00:00:00Z",
+        "age_seconds": 3725.0,
+        "next_attempt_at": None,
+        "next_attempt_in_seconds": 0,
+    }
+    for backlog, expected in (
+        ({"pending": 0, "oldest_age_seconds": None, "warn_at": 100, "items": []}, ["no deferred"]),
+        (
+            {"pending": 120, "oldest_age_seconds": 3725.0, "warn_at": 100, "items": [item]},
+            ["120 pending", "1h02m", "(warning from 100 on)", "due", "the oldest 1 of 120"],
+        ),
+    ):
+        out = io.StringIO()
+        client = backlog_client(httpx.Response(200, json=backlog), [])
+        assert (
+            compensations_cmd.show(url="x:1", console=Console(file=out, width=200), client=client)
+            == 0
+        )
+        for text in expected:
+            assert text in out.getvalue(), (text, out.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (httpx.Response(404, json={"detail": "Not Found"}), "has no /admin/compensations"),
+        (httpx.Response(500, text="boom"), "answered HTTP 500"),
+        (httpx.Response(200, json=["not", "a", "backlog"]), "something other than a backlog"),
+    ],
+)
+def test_cli_refuses_an_unexpected_answer_with_exit_1(answer: httpx.Response, message: str) -> None:
+    errors = io.StringIO()
+    client = backlog_client(answer, [])
+    status = compensations_cmd.show(
+        url="x:1", console=Console(file=io.StringIO()), errors=Console(file=errors), client=client
+    )
+    assert status == 1
+    assert message in errors.getvalue()
+
+
+def test_cli_unreachable_order_service_exits_1_naming_the_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("ORDER_SERVICE_PORT", str(port))  # the default URL follows it
+    assert ordersim(["compensations"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach order-service at http://127.0.0.1:{port}" in err
+    assert "ordersim up" in err
+    for bad in ("0", "1001", "ten"):
+        with pytest.raises(SystemExit) as exited:
+            ordersim(["compensations", "--limit", bad])
+        assert exited.value.code == 2
+
+
+def test_cli_durations_read_like_a_person_wrote_them() -> None:
+    duration = compensations_cmd.duration
+    assert [duration(s) for s in (None, 0.25, 42, 185, 7620, 273600)] == [
+        "?",
+        "250ms",
+        "42s",
+        "3m05s",
+        "2h07m",
+        "3d04h",
+    ]

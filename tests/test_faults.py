@@ -521,8 +521,11 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
     quantities = {item["sku"]: item["quantity"] for item in body["items"]}
 
     def faults_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return ordersim_cli("faults", *args)
+
+    def ordersim_cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "ordersim", "faults", *args],
+            [sys.executable, "-m", "ordersim", *args],
             env=up_env,
             cwd=ROOT,
             capture_output=True,
@@ -552,11 +555,13 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
             assert done.returncode == 0, done.stderr
             assert "30% errors" in done.stdout and "GET /charges" in done.stdout
 
-            outcomes = []
+            outcomes, failed_orders = [], set()
             for _ in range(60):
                 response = client.post(f"{order_url}/orders", json=body)
                 order = response.json()
                 outcomes.append((response.status_code, order["status"], order["trace_id"]))
+                if response.status_code == 503:
+                    failed_orders.add(order["order_id"])
             failed = [trace_id for status, _, trace_id in outcomes if status == 503]
             confirmed = [o for o in outcomes if o[:2] == (201, "confirmed")]
             print(f"injected error rate 0.3: {len(failed)}/60 orders failed")
@@ -566,6 +571,19 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
             assert stock(client) == {
                 sku: before[sku] - len(confirmed) * quantity for sku, quantity in quantities.items()
             }
+            # The refunds an injected error refused wait in the backlog (its worker is held
+            # off above), and `ordersim compensations` finds the order service on its own.
+            listed = ordersim_cli("compensations", "--json")
+            assert listed.returncode == 0, listed.stderr
+            backlog = json.loads(listed.stdout)
+            print(f"deferred refunds: {backlog['pending']}")
+            assert 0 < backlog["pending"] == len(backlog["items"]) <= len(failed)
+            assert {item["order_id"] for item in backlog["items"]} <= failed_orders
+            assert {item["action"] for item in backlog["items"]} == {"refund_payment"}
+            table = ordersim_cli("compensations")
+            assert table.returncode == 0, table.stderr
+            assert f"{backlog['pending']} pending" in table.stdout
+            assert backlog["items"][0]["order_id"] in table.stdout
             # Across processes too, the failed call's server span says the fault was injected.
             span = poll(lambda: payment_span(failed[0], EVENT_INJECTED), 10, "the faulted span")
             assert span.attributes is not None and span.attributes[ATTR_INJECTED] is True
