@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import Column, Connection, MetaData, Table, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateColumn
 
 from common.telemetry import Telemetry
 
@@ -45,6 +46,41 @@ def create_engine(
 
 
 async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Create the service's own tables (each service owns its database)."""
+    """Create the service's own tables (each service owns its database), and add to a table
+    a previous version created the columns and indexes it lacks."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+        await conn.run_sync(_add_missing_columns, metadata)
+
+
+def _add_missing_columns(conn: Connection, metadata: MetaData) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each column of ``metadata`` a table lacks, then
+    create its missing indexes.
+
+    Only additive changes, the only kind made so far: a missing column that may be NULL
+    (or has a server default) is added; a missing NOT NULL column without one stops
+    start-up, naming it, before anything is changed. Columns the model no longer has are
+    left alone. Alembic is the tool once a change needs more (renames, data migrations,
+    versions); until then it would add scripts and an environment to each of the four
+    services for this one step.
+    """
+    inspector = inspect(conn)
+    missing: dict[Table, list[Column[Any]]] = {}
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing[table] = [column for column in table.columns if column.name not in present]
+    for table, columns in missing.items():
+        for column in columns:
+            if not column.nullable and column.server_default is None:
+                raise RuntimeError(
+                    f"table {table.name} lacks column {column.name}, which is NOT NULL without "
+                    "a default: migrate this database by hand"
+                )
+    preparer = conn.dialect.identifier_preparer
+    for table, columns in missing.items():
+        for column in columns:
+            ddl = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {ddl}"))
+        if columns:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)

@@ -15,8 +15,8 @@ from common.db import create_engine, create_tables
 from common.http import create_http_client
 from common.telemetry import Telemetry
 from inventory_service.client import InventoryClient
-from order_service import storage
-from order_service.compensation import log_unexpected, retry_forever
+from order_service import admin, storage
+from order_service.backlog import Backlog, Backoff, Clock, CompensationWorker, log_unexpected
 from order_service.flow import OrderFlow
 from order_service.routes import router
 from order_service.settings import OrderSettings
@@ -29,8 +29,10 @@ def create_app(
     telemetry: Telemetry,
     *,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    clock: Clock = storage.now,
 ) -> FastAPI:
-    """``transports`` maps "inventory", "payment", "shipping" to a transport (tests)."""
+    """``transports`` maps "inventory", "payment", "shipping" to a transport, and ``clock``
+    is the compensation backlog's (tests)."""
     transports = transports or {}
 
     @asynccontextmanager
@@ -59,6 +61,13 @@ def create_app(
                 http("shipping", settings.shipping_url), call_timeout=timeout, retry=retry
             )
             tracer = telemetry.tracer(settings.service_name)
+            backlog = Backlog(
+                engine,
+                Backoff(
+                    base=settings.compensation_backoff_base, cap=settings.compensation_backoff_cap
+                ),
+                clock,
+            )
             flow = OrderFlow(
                 engine,
                 inventory,
@@ -66,22 +75,24 @@ def create_app(
                 shipping,
                 tracer,
                 deadline=settings.order_deadline,
+                backlog=backlog,
                 scenarios=settings.scenarios,
+            )
+            compensations = CompensationWorker(
+                backlog,
+                flow.undo_actions(),
+                tracer,
+                abandon_after=settings.abandon_after,
+                warn_at=settings.compensation_backlog_warning,
+                poll_interval=settings.compensation_poll_interval,
             )
             app.state.engine = engine
             app.state.tracer = tracer
             app.state.flow = flow
+            app.state.backlog = backlog
+            app.state.compensations = compensations
 
-            worker = asyncio.create_task(
-                retry_forever(
-                    engine,
-                    flow.undo_actions(),
-                    tracer,
-                    settings.compensation_retry_interval,
-                    settings.abandon_after,
-                ),
-                name="retry-compensations",
-            )
+            worker = asyncio.create_task(compensations.run(), name="retry-compensations")
             worker.add_done_callback(log_unexpected)
             try:
                 yield
@@ -95,6 +106,6 @@ def create_app(
         settings=settings,
         telemetry=telemetry,
         lifespan=lifespan,
-        routers=[router],
+        routers=[router, admin.router],
         secret_fields={"payment"},  # no card number or CVC echoed back in a 422
     )

@@ -32,6 +32,7 @@ from inventory_service.client import InventoryClient
 from inventory_service.errors import OutOfStock, UnknownSku
 from inventory_service.models import ItemRequest
 from order_service import storage
+from order_service.backlog import Backlog
 from order_service.compensation import Saga, Undo, UndoCall, both
 from order_service.models import (
     Order,
@@ -88,9 +89,11 @@ class OrderFlow:
         tracer: trace.Tracer,
         *,
         deadline: float,
+        backlog: Backlog,
         scenarios: Collection[str] = (),
     ) -> None:
         self._engine = engine
+        self._backlog = backlog
         self._inventory = inventory
         self._payment = payment
         self._shipping = shipping
@@ -134,7 +137,7 @@ class OrderFlow:
                 return await self._finish(order, "failed", exc, stored=False)
             await storage.insert_order(self._engine, order)
 
-            saga = Saga(order.order_id, self._tracer, self._engine)
+            saga = Saga(order.order_id, self._tracer, self._backlog)
             try:
                 async with asyncio.timeout(self._deadline):
                     await self._fulfil(order, request, saga, span)

@@ -96,3 +96,26 @@ class Order(BaseModel):
     trace_id: TraceId
     created_at: datetime
     updated_at: datetime
+
+
+class DeferredCompensation(BaseModel):
+    """One compensation waiting to be retried (``GET /admin/compensations``)."""
+
+    id: int
+    order_id: str
+    action: str = Field(description="release_stock, refund_payment or cancel_shipment")
+    attempts: int = Field(description="attempts made so far, the first (in the order) included")
+    last_error: str
+    created_at: datetime | None = Field(description="when it was deferred (null: not recorded)")
+    age_seconds: float | None
+    next_attempt_at: datetime | None = Field(description="null: due at the next poll")
+    next_attempt_in_seconds: float = Field(description="0 when due")
+
+
+class CompensationBacklog(BaseModel):
+    """The deferred compensations still pending: retried with backoff until each is done."""
+
+    pending: int = Field(description="how many are pending (all of them, not only those listed)")
+    oldest_age_seconds: float | None = Field(description="how long ago the oldest was deferred")
+    warn_at: int | None = Field(description="the order service logs a warning from this many on")
+    items: list[DeferredCompensation] = Field(description="the oldest first, up to `limit`")

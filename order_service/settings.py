@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.http import RetryPolicy, Timeouts
@@ -28,8 +28,24 @@ class OrderSettings(ServiceSettings):
     #: Retries of a failed idempotent downstream call (connection error, timeout, 502-504),
     #: with exponential backoff and full jitter.
     call_retries: int = Field(default=2, ge=0, le=10)
-    #: Seconds between retries of compensations that could not run at once.
-    compensation_retry_interval: float = Field(default=5.0, gt=0)
+    #: Compensations that could not run at once are retried forever, with exponential
+    #: backoff and jitter: after the n-th failed attempt, the next comes after a random time
+    #: between half and all of min(cap, base * 2**(n-1)) seconds (order_service.backlog).
+    compensation_backoff_base: float = Field(default=5.0, gt=0)
+    compensation_backoff_cap: float = Field(default=300.0, gt=0)
+    #: Seconds between two looks for compensations that are due and for abandoned orders.
+    compensation_poll_interval: float = Field(default=1.0, gt=0)
+    #: From this many pending compensations on, a warning is logged (once per crossing).
+    compensation_backlog_warning: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> Self:
+        if self.compensation_backoff_cap < self.compensation_backoff_base:
+            raise ValueError(
+                "ORDER_SERVICE_COMPENSATION_BACKOFF_CAP must be at least "
+                "ORDER_SERVICE_COMPENSATION_BACKOFF_BASE"
+            )
+        return self
 
     @property
     def abandon_after(self) -> float:

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Integer, String, Table, Text, delete, insert, select, update
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -31,7 +44,11 @@ class OrderRow(Base):
 
 
 class CompensationRow(Base):
-    """A compensation (release, refund, cancel) that failed at once and is retried later."""
+    """A compensation (release, refund, cancel) that failed at once and is retried later.
+
+    Columns added since the first version are nullable: :func:`common.db.create_tables`
+    adds them to an existing table, whose rows then hold NULL there.
+    """
 
     __tablename__ = "pending_compensations"
 
@@ -39,9 +56,13 @@ class CompensationRow(Base):
     order_id: Mapped[str] = mapped_column(String(40), index=True)
     action: Mapped[str] = mapped_column(String(32))
     traceparent: Mapped[str] = mapped_column(String(64))  # to link the retry to the order's trace
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # tries made so far
     last_error: Mapped[str] = mapped_column(String(500), default="")
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    #: When it was deferred; NULL for rows stored before this was recorded.
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When it is retried next; NULL (rows stored before there was a schedule) means now.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class IdempotencyRow(Base):
@@ -64,6 +85,11 @@ metadata = Base.metadata
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def utc(at: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime (SQLite hands them back naive, in UTC)."""
+    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 async def insert_order(engine: AsyncEngine, order: Order) -> None:
@@ -116,11 +142,10 @@ async def abandoned_orders(engine: AsyncEngine, cutoff: datetime) -> list[Order]
 
 
 async def fail_abandoned(
-    engine: AsyncEngine, order: Order, actions: list[str], traceparent: str
+    engine: AsyncEngine, order: Order, actions: list[str], traceparent: str, at: datetime
 ) -> bool:
-    """Store an abandoned order as failed and queue its undos, in one transaction.
-
-    False when the order is no longer pending (its request finished after all).
+    """Store an abandoned order as failed and queue its undos, due ``at`` once, in one
+    transaction. False when the order is no longer pending (its request finished after all).
     """
     async with engine.begin() as conn:
         changed = (
@@ -145,6 +170,8 @@ async def fail_abandoned(
                         "attempts": 0,
                         "last_error": "order abandoned",
                         "done_at": None,
+                        "created_at": at,
+                        "next_attempt_at": at,  # nothing was tried yet
                     }
                     for action in actions
                 ],
@@ -159,11 +186,35 @@ class PendingCompensation:
     action: str
     traceparent: str
     attempts: int
+    last_error: str
+    created_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+def _pending(row: Row[Any]) -> PendingCompensation:
+    return PendingCompensation(
+        row.id,
+        row.order_id,
+        row.action,
+        row.traceparent,
+        row.attempts,
+        row.last_error,
+        utc(row.created_at),
+        utc(row.next_attempt_at),
+    )
 
 
 async def add_compensation(
-    engine: AsyncEngine, order_id: str, action: str, traceparent: str, error: str
+    engine: AsyncEngine,
+    order_id: str,
+    action: str,
+    traceparent: str,
+    error: str,
+    *,
+    at: datetime,
+    due: datetime,
 ) -> None:
+    """Store a compensation that failed once ``at``, to be retried from ``due`` on."""
     async with engine.begin() as conn:
         await conn.execute(
             insert(compensations).values(
@@ -173,34 +224,80 @@ async def add_compensation(
                 attempts=1,
                 last_error=error[:500],
                 done_at=None,
+                created_at=at,
+                next_attempt_at=due,
             )
         )
 
 
-async def pending_compensations(engine: AsyncEngine, limit: int = 100) -> list[PendingCompensation]:
+_PENDING = compensations.c.done_at.is_(None)
+
+
+async def due_compensations(
+    engine: AsyncEngine, at: datetime, limit: int = 100
+) -> list[PendingCompensation]:
+    """The pending compensations due ``at``, the longest overdue first."""
+    due = or_(compensations.c.next_attempt_at.is_(None), compensations.c.next_attempt_at <= at)
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 select(compensations)
-                .where(compensations.c.done_at.is_(None))
-                .order_by(compensations.c.id)
+                .where(_PENDING, due)
+                .order_by(compensations.c.next_attempt_at.asc().nulls_first(), compensations.c.id)
                 .limit(limit)
             )
         ).all()
-    return [
-        PendingCompensation(r.id, r.order_id, r.action, r.traceparent, r.attempts) for r in rows
-    ]
+    return [_pending(r) for r in rows]
 
 
-async def finish_compensation(engine: AsyncEngine, id_: int, error: str | None) -> None:
-    """Mark a retried compensation done, or count the failed attempt."""
-    values: dict[str, object] = (
-        {"done_at": now()}
-        if error is None
-        else {"attempts": compensations.c.attempts + 1, "last_error": error[:500]}
-    )
+async def claim_compensation(engine: AsyncEngine, item: PendingCompensation, due: datetime) -> bool:
+    """Count one more attempt of ``item`` and schedule the one after it for ``due``, before
+    trying: an attempt cut short (the process stopped) is then not repeated at once.
+
+    False when another worker claimed it first (``attempts`` no longer what was read), or
+    it is done.
+    """
+    async with engine.begin() as conn:
+        claimed = (
+            await conn.execute(
+                update(compensations)
+                .where(
+                    compensations.c.id == item.id,
+                    _PENDING,
+                    compensations.c.attempts == item.attempts,
+                )
+                .values(attempts=item.attempts + 1, next_attempt_at=due)
+            )
+        ).rowcount
+    return bool(claimed)
+
+
+async def finish_compensation(
+    engine: AsyncEngine, id_: int, *, error: str | None, at: datetime
+) -> None:
+    """Mark a retried compensation done ``at``, or keep the error of its failed attempt."""
+    values: dict[str, object] = {"done_at": at} if error is None else {"last_error": error[:500]}
     async with engine.begin() as conn:
         await conn.execute(update(compensations).where(compensations.c.id == id_).values(**values))
+
+
+async def compensation_backlog(
+    engine: AsyncEngine, limit: int
+) -> tuple[int, datetime | None, list[PendingCompensation]]:
+    """How many compensations are pending, when the oldest (of those with a recorded time)
+    was deferred, and the ``limit`` oldest of them."""
+    async with engine.connect() as conn:
+        count, oldest = (
+            await conn.execute(
+                select(func.count(), func.min(compensations.c.created_at)).where(_PENDING)
+            )
+        ).one()
+        rows = (
+            await conn.execute(
+                select(compensations).where(_PENDING).order_by(compensations.c.id).limit(limit)
+            )
+        ).all()
+    return int(count), utc(oldest), [_pending(r) for r in rows]
 
 
 @dataclass(frozen=True)

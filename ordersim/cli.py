@@ -146,7 +146,44 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--seed", type=int, default=0, help="seed of the order mix")
     load.add_argument("--out", metavar="FILE", help="write the results JSON here")
     _add_faults(commands)
+    compensations = commands.add_parser(
+        "compensations",
+        help="list the deferred compensations the order service is still retrying",
+        description="Print the backlog of a running order service (GET /admin/compensations): "
+        "the undos (release stock, refund, cancel shipment) that could not run when their "
+        "order failed, each with its attempts, age, next attempt and last error. They are "
+        "retried with exponential backoff until each is done.",
+        epilog="Exit status: 0 if the backlog was read (however long); 1 if the order service "
+        "cannot be reached or answers unexpectedly; 2 for bad arguments.",
+    )
+    compensations.add_argument(
+        "--url",
+        metavar="ORDER_URL",
+        help="the order service (default: http://127.0.0.1:8000, the port from "
+        "ORDER_SERVICE_PORT if set)",
+    )
+    compensations.add_argument(
+        "--limit",
+        type=_backlog_limit,
+        default=100,
+        metavar="N",
+        help="list at most N items, the oldest first (1-1000, default: 100); the count is "
+        "always the whole backlog's",
+    )
+    compensations.add_argument(
+        "--json", action="store_true", help="print the service's JSON answer instead"
+    )
     return parser
+
+
+def _backlog_limit(text: str) -> int:
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1000")
+    return limit
 
 
 FAULT_SERVICES = ("order", "inventory", "payment", "shipping")
@@ -240,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _load(args)
     if args.command == "faults":
         return _faults(args)
+    if args.command == "compensations":
+        from ordersim.compensations_cmd import show
+
+        return show(url=args.url, limit=args.limit, as_json=args.json)
     raise AssertionError(args.command)
 
 

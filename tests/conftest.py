@@ -14,7 +14,8 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ from sqlalchemy import text
 from common.telemetry import setup_telemetry
 from inventory_service.app import create_app as create_inventory
 from inventory_service.settings import InventorySettings
+from order_service import storage
 from order_service.app import create_app as create_order
+from order_service.backlog import CompensationWorker
 from order_service.settings import OrderSettings
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
@@ -129,6 +132,20 @@ def slow(delay: float, *paths: str) -> TransportWrapper:
     return lambda inner: FaultyTransport(inner, delay=delay, paths=paths)
 
 
+class Clock:
+    """The order service's clock in tests: real time plus an offset the test moves on, so
+    that a backoff elapses without waiting for it."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return storage.now() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
 @dataclass
 class System:
     order: httpx.AsyncClient
@@ -139,10 +156,23 @@ class System:
     apps: dict[str, FastAPI]
     transports: dict[str, httpx.AsyncBaseTransport]
     boundaries: dict[str, ProcessBoundary]
+    clock: Clock = field(default_factory=Clock)
     backend: str = "sqlite"
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
+
+    @property
+    def compensations(self) -> CompensationWorker:
+        """The order service's compensation worker (its own polls are off in tests unless
+        ``compensation_poll_interval`` is given)."""
+        worker: CompensationWorker = self.apps["order"].state.compensations
+        return worker
+
+    async def retry_compensations(self) -> int:
+        """Let every backoff elapse, then one round of retries: how many are still pending."""
+        self.clock.advance(self.compensations.backlog.backoff.cap)
+        return await self.compensations.retry_due()
 
     async def drain(self) -> None:
         """Wait for the downstream requests still running (their callers may have gone)."""
@@ -206,13 +236,21 @@ async def in_process_system(
         name: wrap[name](boundary) if name in wrap else boundary
         for name, boundary in boundaries.items()
     }
-    settings = {"call_timeout": 2.0, "order_deadline": 8.0, **order_settings}
+    # The compensation worker polls only when a test asks (it calls the worker's jobs).
+    settings = {
+        "call_timeout": 2.0,
+        "order_deadline": 8.0,
+        "compensation_poll_interval": 3600.0,
+        **order_settings,
+    }
+    clock = Clock()
     apps["order"] = create_order(
         OrderSettings(
             data_dir=tmp_path, database_url=urls.get("order"), scenarios=names, **settings
         ),
         telemetry("order-service"),
         transports=transports,
+        clock=clock,
     )
     async with AsyncExitStack() as stack:
         clients = {}
@@ -234,6 +272,7 @@ async def in_process_system(
             apps=apps,
             transports=transports,
             boundaries=boundaries,
+            clock=clock,
             **clients,
         )
 

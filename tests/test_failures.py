@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from opentelemetry.trace import StatusCode
 
-from order_service.compensation import retry_deferred
 from tests.conftest import FaultyTransport, System, down, slow
 from tests.helpers import (
     DECLINED,
@@ -111,12 +110,8 @@ async def test_payment_down_is_503_and_compensates(start_system: Any) -> None:
         transport = system.transports["payment"]
         assert isinstance(transport, FaultyTransport)
         transport.enabled = False
-        flow = system.apps["order"].state.flow
-        actions = flow.undo_actions()
-        engine = system.apps["order"].state.engine
-        tracer = system.apps["order"].state.tracer
-        assert await retry_deferred(engine, actions, tracer) == 0
-        assert await retry_deferred(engine, actions, tracer) == 0  # nothing left to do
+        assert await system.retry_compensations() == 0
+        assert await system.retry_compensations() == 0  # nothing left to do
         retry = find(system.spans(), "retry_refund_payment")
         assert retry.links[0].context.span_id == refund.context.span_id
         payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
@@ -229,11 +224,9 @@ async def test_orders_abandoned_mid_flow_are_failed_and_undone(system: System) -
     from datetime import timedelta
 
     from order_service import storage
-    from order_service.compensation import recover_abandoned
     from order_service.models import Order
 
-    app = system.apps["order"]
-    flow, engine, tracer = app.state.flow, app.state.engine, app.state.tracer
+    engine = system.apps["order"].state.engine
     before = await system.stock("SKU-0018")
     crashed, fresh = make_order_id(1), make_order_id(2)
     reserve = {"order_id": crashed, "items": [{"sku": "SKU-0018", "quantity": 3}]}
@@ -260,9 +253,8 @@ async def test_orders_abandoned_mid_flow_are_failed_and_undone(system: System) -
         )
     assert (await system.stock("SKU-0018"))["SKU-0018"] == before["SKU-0018"] - 3
 
-    actions = flow.undo_actions()
-    assert await recover_abandoned(engine, list(actions), tracer, older_than=60) == 1
-    assert await retry_deferred(engine, actions, tracer) == 0
+    assert await system.compensations.recover_abandoned() == 1
+    assert await system.compensations.retry_due() == 0  # queued due at once
 
     crashed_order = (await system.order.get(f"/orders/{crashed}")).json()
     assert crashed_order["status"] == "failed"

@@ -37,7 +37,6 @@ from common.faults import (
 )
 from common.ids import new_order_id
 from common.telemetry import EXCLUDED_URLS, setup_telemetry
-from order_service.compensation import retry_deferred
 from ordersim.cli import main as ordersim
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
@@ -271,8 +270,7 @@ async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
         for charge in charges:
             (event,) = fault_events(charge, "timeout")
             assert event.attributes[ATTR_DELAY_MS] == 30_000
-        order = system.apps["order"].state
-        assert await retry_deferred(order.engine, order.flow.undo_actions(), order.tracer) == 0
+        assert await system.retry_compensations() == 0
         payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
         assert payment["status"] in ("refunded", "voided")
 
@@ -517,7 +515,7 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
     up_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
     # No background retry of deferred refunds during the run: with --seed, the payment
     # service then draws in a fixed order and the failure count is reproducible.
-    up_env["ORDER_SERVICE_COMPENSATION_RETRY_INTERVAL"] = "600"
+    up_env["ORDER_SERVICE_COMPENSATION_POLL_INTERVAL"] = "600"
     # A hung payment costs the order one call timeout per call (charge, refund).
     up_env["ORDER_SERVICE_CALL_TIMEOUT"] = "1"
     up_env["ORDER_SERVICE_CALL_RETRIES"] = "0"
@@ -529,8 +527,11 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
     quantities = {item["sku"]: item["quantity"] for item in body["items"]}
 
     def faults_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return ordersim_cli("faults", *args)
+
+    def ordersim_cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "ordersim", "faults", *args],
+            [sys.executable, "-m", "ordersim", *args],
             env=up_env,
             cwd=ROOT,
             capture_output=True,
@@ -560,11 +561,13 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
             assert done.returncode == 0, done.stderr
             assert "30% errors" in done.stdout and "GET /charges" in done.stdout
 
-            outcomes = []
+            outcomes, failed_orders = [], set()
             for _ in range(60):
                 response = client.post(f"{order_url}/orders", json=body)
                 order = response.json()
                 outcomes.append((response.status_code, order["status"], order["trace_id"]))
+                if response.status_code == 503:
+                    failed_orders.add(order["order_id"])
             failed = [trace_id for status, _, trace_id in outcomes if status == 503]
             confirmed = [o for o in outcomes if o[:2] == (201, "confirmed")]
             print(f"injected error rate 0.3: {len(failed)}/60 orders failed")
@@ -574,6 +577,19 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
             assert stock(client) == {
                 sku: before[sku] - len(confirmed) * quantity for sku, quantity in quantities.items()
             }
+            # The refunds an injected error refused wait in the backlog (its worker is held
+            # off above), and `ordersim compensations` finds the order service on its own.
+            listed = ordersim_cli("compensations", "--json")
+            assert listed.returncode == 0, listed.stderr
+            backlog = json.loads(listed.stdout)
+            print(f"deferred refunds: {backlog['pending']}")
+            assert 0 < backlog["pending"] == len(backlog["items"]) <= len(failed)
+            assert {item["order_id"] for item in backlog["items"]} <= failed_orders
+            assert {item["action"] for item in backlog["items"]} == {"refund_payment"}
+            table = ordersim_cli("compensations")
+            assert table.returncode == 0, table.stderr
+            assert f"{backlog['pending']} pending" in table.stdout
+            assert backlog["items"][0]["order_id"] in table.stdout
             # Across processes too, the failed call's server span says the fault was injected.
             span = poll(lambda: payment_span(failed[0], EVENT_INJECTED), 10, "the faulted span")
             assert span.attributes is not None and span.attributes[ATTR_INJECTED] is True

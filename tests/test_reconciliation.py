@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from order_service.compensation import retry_deferred
 from tests.conftest import FaultyTransport, System
 from tests.helpers import DECLINED, INSUFFICIENT_FUNDS, order_body
 
@@ -88,9 +87,7 @@ async def test_books_balance_after_load_under_faults(start_system: Any) -> None:
         # Heal everything, then let the worker finish the compensations it was owed.
         for transport in transports.values():
             transport.enabled = False
-        app = system.apps["order"]
-        actions = app.state.flow.undo_actions()
-        assert await retry_deferred(app.state.engine, actions, app.state.tracer) == 0
+        assert await system.retry_compensations() == 0
 
         # Every accepted order ended in a final status, and the response said the same.
         orders = {
