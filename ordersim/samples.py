@@ -3,8 +3,8 @@ test keeps equal to :func:`order_body`), and what ``ordersim order``, ``ordersim
 the tests send.
 
 Sample cards never expire: their expiry is December 2099, the last year before the contract's
-limit (2100), so the quick start keeps working whatever year it is run in (tests/test_samples.py places
-every sample order with the clock moved 50 years ahead).
+limit (2100), so the quick start keeps working whatever year it is run in
+(tests/test_samples.py places every sample order with the clock moved 50 years ahead).
 """
 
 from __future__ import annotations
