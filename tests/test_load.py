@@ -31,7 +31,6 @@ from ordersim.load import (
     check_completeness,
     print_report,
 )
-from tests.conftest import System
 
 CATALOGUE = Catalogue(plentiful=[f"SKU-{i:04d}" for i in range(1, 9)], scarce=[("SKU-0017", 5)])
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -179,32 +178,34 @@ async def test_completeness_polls_until_traces_are_whole() -> None:
     assert result == Completeness(checked=3, complete=1)
 
 
-async def test_short_real_run_against_the_in_test_system(system: System) -> None:
-    products = (await system.inventory.get("/products")).json()
-    test = LoadTest(
-        system.order,
-        OrderMix(Catalogue.from_products(products), seed=5),
-        Recorder(keep_slowest=5),
-        duration=1.0,
-        rate=30,
-    )
-    measured = await test.run()
-    report = build_report(
-        test, measured, Completeness(checked=0, complete=0), "http://viewer", False
-    )
+async def test_short_real_run_against_the_in_test_system(start_system: Any) -> None:
+    # Generous timeouts: what is checked is the report, not how fast a busy machine is.
+    async with start_system(call_timeout=30, order_deadline=60) as system:
+        products = (await system.inventory.get("/products")).json()
+        test = LoadTest(
+            system.order,
+            OrderMix(Catalogue.from_products(products), seed=5),
+            Recorder(keep_slowest=5),
+            duration=1.0,
+            rate=30,
+        )
+        measured = await test.run()
+        report = build_report(
+            test, measured, Completeness(checked=0, complete=0), "http://viewer", False
+        )
 
-    # The schema round-trips, and the mix produced several outcomes.
-    assert LoadReport.model_validate_json(report.model_dump_json()) == report
-    assert sum(report.status_counts.values()) == report.requests >= 25
-    assert "201" in report.status_counts and "422" in report.status_counts
-    assert set(report.status_counts) <= {"201", "402", "409", "422"}
-    slowest = report.slowest[0]
-    assert slowest.trace_id and slowest.link == f"http://viewer/trace/{slowest.trace_id}"
-    # The slowest order's trace id is a real trace the system recorded.
-    assert any(f"{s.context.trace_id:032x}" == slowest.trace_id for s in system.spans())
+        # The schema round-trips, and the mix produced several outcomes.
+        assert LoadReport.model_validate_json(report.model_dump_json()) == report
+        assert sum(report.status_counts.values()) == report.requests >= 25
+        assert "201" in report.status_counts and "422" in report.status_counts
+        assert set(report.status_counts) <= {"201", "402", "409", "422"}
+        slowest = report.slowest[0]
+        assert slowest.trace_id and slowest.link == f"http://viewer/trace/{slowest.trace_id}"
+        # The slowest order's trace id is a real trace the system recorded.
+        assert any(f"{s.context.trace_id:032x}" == slowest.trace_id for s in system.spans())
 
-    # A narrow terminal wraps the slowest orders' links; it never cuts a trace id short.
-    console = Console(width=60, record=True)
-    print_report(report, console)
-    printed = "".join(console.export_text().replace("│", "").split())
-    assert all(order.link and order.link in printed for order in report.slowest)
+        # A narrow terminal wraps the slowest orders' links; it never cuts a trace id short.
+        console = Console(width=60, record=True)
+        print_report(report, console)
+        printed = "".join(console.export_text().replace("│", "").split())
+        assert all(order.link and order.link in printed for order in report.slowest)
