@@ -2,25 +2,47 @@
 
 The mapping follows Jaeger's own OTLP translator: span kind, status and scope become
 tags (``span.kind``, ``otel.status_code``, ``error``, ``otel.scope.name``), events become
-logs, the parent becomes a CHILD_OF reference, each resource a process.
+logs, the parent becomes a CHILD_OF reference, each resource a process. Jaeger's model has
+no place for a schema URL, so it is only in the OTLP JSON.
+
+Numbers a JSON parser in a browser would misread are strings, as Jaeger's query service
+writes them: an int64 beyond ±(2**53 - 1), and a float64 that is NaN or ±Inf (as
+``"NaN"``, ``"+Inf"``, ``"-Inf"``: Jaeger's own text for a float64 tag, ``KeyValue.AsString``,
+which its Elasticsearch storage keeps). Jaeger's query service itself answers a 500 for
+such a float (``json: unsupported value: NaN``, jaeger-ui#3047); a trace must still open.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 _KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _STATUS = {1: "OK", 2: "ERROR"}
+_JS_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def float_text(value: float) -> str:
+    """A non-finite float as Go's ``strconv.FormatFloat`` writes it: NaN, +Inf, -Inf."""
+    if math.isnan(value):
+        return "NaN"
+    return "+Inf" if value > 0 else "-Inf"
 
 
 def _tag(key: str, value: dict[str, Any]) -> dict[str, Any]:
     if "boolValue" in value:
         return {"key": key, "type": "bool", "value": bool(value["boolValue"])}
     if "intValue" in value:
-        return {"key": key, "type": "int64", "value": int(value["intValue"])}
+        number = int(value["intValue"])
+        if abs(number) > _JS_MAX_SAFE_INTEGER:
+            return {"key": key, "type": "int64", "value": str(number)}
+        return {"key": key, "type": "int64", "value": number}
     if "doubleValue" in value:
-        return {"key": key, "type": "float64", "value": float(value["doubleValue"])}
+        double = float(value["doubleValue"])
+        if not math.isfinite(double):
+            return {"key": key, "type": "float64", "value": float_text(double)}
+        return {"key": key, "type": "float64", "value": double}
     if "stringValue" in value:
         return {"key": key, "type": "string", "value": value["stringValue"]}
     # arrays, maps and bytes have no Jaeger type: carry them as JSON text
