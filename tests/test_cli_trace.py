@@ -244,6 +244,33 @@ def test_trace_jaeger_has_the_same_spans(
     assert {span["spanID"] for span in trace["spans"]} == set(CHECKOUT)
 
 
+def test_nan_and_infinite_attributes_in_every_output(
+    viewer: Viewer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace_id = os.urandom(16).hex()
+    span = otlp_span(trace_id, "d000000000000001", "", "measure", 1, 0, 5)
+    span["attributes"] = [
+        {"key": key, "value": {"doubleValue": value}}
+        for key, value in (("ratio", "NaN"), ("ceiling", "Infinity"), ("floor", "-Infinity"))
+    ]
+    response = httpx.post(viewer.traces_endpoint, json=document({"nan-service": [span]}))
+    assert response.status_code == 200, response.text
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} is not JSON")
+
+    assert main(["trace", trace_id, "--endpoint", viewer.ui]) == 0
+    assert "measure" in capsys.readouterr().out
+    assert main(["trace", trace_id, "--json", "--endpoint", viewer.ui]) == 0
+    (otlp,) = json.loads(capsys.readouterr().out, parse_constant=refuse)["result"]["resourceSpans"]
+    values = [kv["value"] for kv in otlp["scopeSpans"][0]["spans"][0]["attributes"]]
+    assert values == [{"doubleValue": "NaN"}, {"doubleValue": "+Inf"}, {"doubleValue": "-Inf"}]
+    assert main(["trace", trace_id, "--jaeger", "--endpoint", viewer.ui]) == 0
+    (trace,) = json.loads(capsys.readouterr().out, parse_constant=refuse)["data"]
+    tags = {t["key"]: t["value"] for t in trace["spans"][0]["tags"]}
+    assert (tags["ratio"], tags["ceiling"], tags["floor"]) == ("NaN", "+Inf", "-Inf")
+
+
 def test_unknown_trace_is_exit_1(viewer: Viewer, capsys: pytest.CaptureFixture[str]) -> None:
     unknown = os.urandom(16).hex()
     assert main(["trace", unknown, "--endpoint", viewer.ui]) == 1
