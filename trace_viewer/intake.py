@@ -157,7 +157,7 @@ def create_intake_app(store: TraceStore, writer: Executor, max_body_bytes: int) 
 
         if media not in (PROTOBUF, JSON):
             return error(415, 3, f"unsupported content type {media!r}; send {PROTOBUF} or {JSON}")
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        encoding = request.headers.get("content-encoding", "").strip().lower() or "identity"
         if encoding not in ENCODINGS:
             return error(
                 415,

@@ -50,7 +50,8 @@ def _tag(key: str, value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tags(attributes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [_tag(kv["key"], kv.get("value", {})) for kv in attributes]
+    # OTLP JSON leaves out default values: an empty key or value is absent, not "".
+    return [_tag(kv.get("key", ""), kv.get("value", {})) for kv in attributes]
 
 
 def _micros(nanos: str | int) -> int:
@@ -65,7 +66,9 @@ def to_jaeger(trace_id: str, resource_spans: list[dict[str, Any]]) -> dict[str, 
         process_id = f"p{index}"
         attributes = rs.get("resource", {}).get("attributes", [])
         names = [
-            kv["value"].get("stringValue", "") for kv in attributes if kv["key"] == "service.name"
+            kv.get("value", {}).get("stringValue", "")
+            for kv in attributes
+            if kv.get("key") == "service.name"
         ]
         service = names[0] if names else "unknown_service"
         processes[process_id] = {
@@ -114,8 +117,8 @@ def to_jaeger(trace_id: str, resource_spans: list[dict[str, Any]]) -> dict[str, 
                 references += [
                     {
                         "refType": "FOLLOWS_FROM",
-                        "traceID": link["traceId"],
-                        "spanID": link["spanId"],
+                        "traceID": link.get("traceId", ""),
+                        "spanID": link.get("spanId", ""),
                     }
                     for link in span.get("links", [])
                 ]

@@ -227,7 +227,7 @@ export function anyValue(value) {
 
 /** OTLP attributes ([{key, value}]) as [[key, plainValue], ...] in their original order. */
 export function attrList(attributes) {
-  return (attributes || []).map((kv) => [kv.key, anyValue(kv.value)]);
+  return (attributes || []).map((kv) => [kv.key ?? "", anyValue(kv.value)]);
 }
 
 /** NaN and ±Infinity as Jaeger writes them ("NaN", "+Inf", "-Inf"), any other number as JS does. */
