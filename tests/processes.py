@@ -86,6 +86,7 @@ class Viewer:
     ui: str
     log: Path
     grpc: str = ""  # http://127.0.0.1:<port>, OTLP/gRPC
+    pid: int = 0
 
     @property
     def traces_endpoint(self) -> str:
@@ -111,6 +112,7 @@ def running_viewer(data_dir: Path, **env: str) -> Iterator[Viewer]:
         f"http://127.0.0.1:{ui_port}",
         log,
         f"http://127.0.0.1:{grpc_port}",
+        process.pid,
     )
     try:
         wait_answering(process, f"{viewer.ui}/api/stats", log, "the trace viewer")
