@@ -128,7 +128,7 @@ def table_rows(out: str) -> list[str]:
 
 def row_of(rows: list[str], name: str) -> int:
     """The row of the span called ``name`` (the name column ends in two spaces)."""
-    return next(i for i, line in enumerate(rows) if line.lstrip(" ✗⚠").startswith(f"{name}  "))
+    return next(i for i, line in enumerate(rows) if line.lstrip(" ✗⚠⚡").startswith(f"{name}  "))
 
 
 def render(trace: Trace, width: int) -> str:
@@ -380,6 +380,23 @@ def test_orphans_are_top_level_and_flagged() -> None:
     for line in out.splitlines():
         if "⚠" in line:
             assert line.startswith("⚠")  # at the top level, not indented
+
+
+def test_injected_faults_and_spans_outside_their_parent_are_marked() -> None:
+    services = checkout_trace("e" * 32)
+    charges = services["payment-service"][0]  # POST /charges, under the CLIENT span POST
+    charges["endTimeUnixNano"] = ms(40.42)  # 0.42 ms after the client span ended
+    charges["attributes"].append({"key": "ordersim.fault.injected", "value": {"boolValue": True}})
+    trace = Trace(parse_otlp(document(services)))
+    assert trace.overhang(trace.by_id["c000000000000001"]) == (0, 420_000)
+    assert trace.overhang(trace.by_id["c000000000000002"]) == (0, 0)
+    out = render(trace, 160)
+    assert "1 injected" in out.splitlines()[1]
+    rows = table_rows(out)
+    charges_row = row_of(rows, "POST /charges")
+    assert "⚡ POST /charges" in rows[charges_row]
+    notes = " ".join(rows[charges_row : charges_row + 3])
+    assert "injected fault" in notes and "⇥ ends 0.42 ms after its parent" in notes
 
 
 def test_a_parent_cycle_is_still_shown() -> None:
