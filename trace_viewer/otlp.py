@@ -269,9 +269,12 @@ def message_json(
     return document
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SpanRecord:
-    """One span as the store keeps it: indexed fields beside its serialized message."""
+    """One span as the store keeps it: indexed fields beside its serialized message.
+
+    Not frozen: a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, several times slower, and one is built for every span."""
 
     trace_id: str
     span_id: str
@@ -304,16 +307,16 @@ def _fault_injected(span: Span, encoded: bytes) -> bool:
     return any(kv.key == ATTR_INJECTED and kv.value.bool_value for kv in span.attributes)
 
 
-def _invalid(span: Span) -> str | None:
+def _invalid(span: Span, trace_id: bytes, span_id: bytes, start: int, end: int) -> str | None:
     """Why a span cannot be stored, or None."""
     # Ids must be 16/8 bytes and not all zero (W3C Trace Context).
-    if len(span.trace_id) != 16 or not any(span.trace_id):
+    if len(trace_id) != 16 or not any(trace_id):
         return "invalid trace id"
-    if len(span.span_id) != 8 or not any(span.span_id):
+    if len(span_id) != 8 or not any(span_id):
         return "invalid span id"
     if span.parent_span_id and len(span.parent_span_id) != 8:
         return "invalid parent span id"
-    if max(span.start_time_unix_nano, span.end_time_unix_nano) > _MAX_TIMESTAMP:
+    if start > _MAX_TIMESTAMP or end > _MAX_TIMESTAMP:
         return "timestamp out of range"
     return None
 
@@ -325,30 +328,34 @@ def records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[
     for rs in request.resource_spans:
         resource = rs.resource.SerializeToString()
         service = service_name(rs.resource)
+        resource_schema_url = rs.schema_url
         for ss in rs.scope_spans:
             scope = ss.scope.SerializeToString()
+            scope_schema_url = ss.schema_url
             for span in ss.spans:
-                reason = _invalid(span)
+                trace_id, span_id = span.trace_id, span.span_id
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                reason = _invalid(span, trace_id, span_id, start, end)
                 if reason is not None:
                     rejected.append(f"span {span.name[:80]!r}: {reason}")
                     continue
                 encoded = span.SerializeToString()
                 kept.append(
                     SpanRecord(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
+                        trace_id=trace_id.hex(),
+                        span_id=span_id.hex(),
                         parent_span_id=span.parent_span_id.hex(),
                         name=span.name,
                         service=service,
                         kind=span.kind,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=max(span.end_time_unix_nano, span.start_time_unix_nano),
+                        start_ns=start,
+                        end_ns=max(end, start),
                         status_code=span.status.code,
                         resource=resource,
                         scope=scope,
                         span=encoded,
-                        resource_schema_url=rs.schema_url,
-                        scope_schema_url=ss.schema_url,
+                        resource_schema_url=resource_schema_url,
+                        scope_schema_url=scope_schema_url,
                         fault=_fault_injected(span, encoded),
                     )
                 )
