@@ -374,8 +374,17 @@ def test_invalid_utf8_is_repaired_span_by_span_and_counted(viewer: Viewer) -> No
     assert after["spans_repaired"] - before["spans_repaired"] == 2
     assert after["spans_stored"] - before["spans_stored"] == 3
     assert after["spans_rejected"] == before["spans_rejected"]
-    # And the Jaeger JSON of the repaired trace opens too.
-    assert httpx.get(f"{viewer.ui}/api/traces/{trace_id}").status_code == 200
+    # The Jaeger JSON of the repaired trace opens too, the original bytes as a binary tag.
+    jaeger = httpx.get(f"{viewer.ui}/api/traces/{trace_id}")
+    assert jaeger.status_code == 200
+    tags = {
+        t["key"]: t
+        for span in jaeger.json()["data"][0]["spans"]
+        if span["operationName"] == "invalid-span-name"
+        for t in span["tags"]
+    }
+    assert tags["invalid-span-name"]["type"] == "binary"
+    assert base64.b64decode(tags["invalid-span-name"]["value"]) == b"NAME\xff\xfe\xc3("
 
 
 def test_invalid_utf8_in_json_is_repaired(viewer: Viewer) -> None:

@@ -45,7 +45,9 @@ def _tag(key: str, value: dict[str, Any]) -> dict[str, Any]:
         return {"key": key, "type": "float64", "value": double}
     if "stringValue" in value:
         return {"key": key, "type": "string", "value": value["stringValue"]}
-    # arrays, maps and bytes have no Jaeger type: carry them as JSON text
+    if "bytesValue" in value:  # Jaeger's binary tag: base64, as Go marshals []byte
+        return {"key": key, "type": "binary", "value": value["bytesValue"]}
+    # arrays and maps have no Jaeger type: carry them as JSON text
     return {"key": key, "type": "string", "value": json.dumps(value)}
 
 
