@@ -229,9 +229,10 @@ def test_a_service_exports_over_grpc_when_told_to(
 
         def arrived() -> list[Any]:
             rows = httpx.get(f"{viewer.ui}/api/summaries", params={"service": instance}).json()
-            return list(rows["data"])
+            # The request's trace, once its SERVER span (the last to end) is in.
+            return [r for r in rows["data"] if r["rootName"] == "GET /products"]
 
-        (row,) = poll(arrived, 15, f"the spans of {instance} over OTLP/gRPC")[:1]
-        assert row["rootName"] == "GET /products"
+        (row,) = poll(arrived, 15, f"the GET /products trace of {instance} over OTLP/gRPC")
+        assert row["rootService"] == instance and row["spanCount"] >= 2
     finally:
         stop(process)

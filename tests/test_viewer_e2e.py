@@ -11,7 +11,7 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tests.helpers import SERVICES, assert_order_waterfall, service_of
+from tests.helpers import SERVICES, assert_order_waterfall, is_complete, service_of
 from tests.otlp_sink import from_otlp_json
 from tests.processes import ROOT, free_port, poll
 from tests.test_e2e import Up, wait_until_up
@@ -35,7 +35,10 @@ def fetch_complete(ui: str, trace_id: str) -> tuple[dict[str, Any], list[Readabl
             return None
         document = response.json()
         spans = from_otlp_json(document["result"]["resourceSpans"])
-        return (document, spans) if {s.name for s in spans} >= EXPECTED else None
+        # Whole: each process exports its spans as they end, so a SERVER span can arrive
+        # after its children, and after the CLIENT span that called it.
+        whole = {s.name for s in spans} >= EXPECTED and is_complete(spans)
+        return (document, spans) if whole else None
 
     return poll(complete, 15, f"trace {trace_id} in the viewer")
 
