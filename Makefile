@@ -21,11 +21,13 @@ test: install lint system-deps
 	$(BIN)/pytest
 
 # What the tests need from Debian (root installs them): headless Chromium for the browser
-# test, docker-compose to validate compose.yaml without an engine, and PostgreSQL for a
-# throwaway cluster the integration tests run against.
+# test, Node.js for the unit tests of the viewer's JavaScript model, docker-compose to
+# validate compose.yaml without an engine, and PostgreSQL for a throwaway cluster the
+# integration tests run against.
 system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/node ] || missing="$$missing nodejs"; \
 	[ -x /usr/bin/docker-compose ] || missing="$$missing docker-compose"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

@@ -3,15 +3,21 @@
 Starts ``python -m trace_viewer`` on free ports, then POSTs pre-encoded OTLP protobuf
 batches (made by the SDK's own encoder from order-shaped traces, unique ids in every
 batch) from several concurrent connections for a fixed time, and prints the rate at
-which spans were stored (from the viewer's /api/stats), median of the rounds.
+which spans were stored (from the viewer's /api/stats) and the viewer's CPU time per span
+(from /proc: steadier than the rate on a shared machine), medians of the rounds.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--rounds 3] [--batch 512] [--connections 4]
+                                     [--invalid-utf8]
+
+``--invalid-utf8`` breaks the UTF-8 of one span name in every batch, so every request takes
+the lenient decode (trace_viewer/lenient.py) instead of the strict fast path.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -81,6 +87,12 @@ def order_like_spans(count: int) -> list[ReadableSpan]:
     return list(memory.get_finished_spans())[:count]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fresh(body: bytes, trace_ids: list[bytes]) -> bytes:
     """The same batch under new trace ids, so every request stores new spans, not duplicates."""
     for trace_id in trace_ids:
@@ -120,6 +132,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=512, help="spans per request (BSP default)")
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--invalid-utf8", action="store_true", help="one span name per batch not UTF-8"
+    )
     args = parser.parse_args()
 
     random.seed(1)
@@ -128,25 +143,32 @@ def main() -> None:
     for _ in range(20):
         spans = order_like_spans(args.batch)
         trace_ids = list({s.context.trace_id.to_bytes(16, "big") for s in spans if s.context})
-        bodies.append((encode_spans(spans).SerializeToString(), trace_ids))
-    rates = []
+        body = encode_spans(spans).SerializeToString()
+        if args.invalid_utf8:  # the same length: the message stays well formed
+            body = body.replace(b"POST /orders", b"POST /\xff\xfe\xfd\xfc\xfb\xfa", 1)
+        bodies.append((body, trace_ids))
+    rates, costs = [], []
     with tempfile.TemporaryDirectory() as data, running_viewer(Path(data)) as viewer:
         for round_ in range(1, args.rounds + 1):
             before = httpx.get(f"{viewer.ui}/api/stats").json()["spans_received"]
+            cpu_before = cpu_seconds(viewer.pid)
             started = time.monotonic()
             requests = asyncio.run(
                 blast(viewer.traces_endpoint, bodies, args.seconds, args.connections)
             )
             elapsed = time.monotonic() - started
             received = httpx.get(f"{viewer.ui}/api/stats").json()["spans_received"] - before
+            cpu = cpu_seconds(viewer.pid) - cpu_before
             rates.append(received / elapsed)
+            costs.append(cpu / received * 1e6)
             print(
                 f"round {round_}: {requests} requests, {received} spans in {elapsed:.1f}s "
-                f"= {received / elapsed:,.0f} spans/s",
+                f"= {received / elapsed:,.0f} spans/s, {costs[-1]:.1f} µs viewer CPU per span",
                 flush=True,
             )
     print(
-        f"median ingest rate: {statistics.median(rates):,.0f} spans/s "
+        f"median ingest rate: {statistics.median(rates):,.0f} spans/s, "
+        f"{statistics.median(costs):.1f} µs viewer CPU per span "
         f"(batch {args.batch}, {args.connections} connections)"
     )
 

@@ -76,7 +76,9 @@ class System:
         self.name = name
         self.log = data / f"{name.replace(' ', '_').replace('%', 'pct')}.log"
         state = data / self.log.stem
-        self.viewer = ViewerSettings(otlp_port=free_port(), ui_port=free_port(), data_dir=state)
+        self.viewer = ViewerSettings(
+            otlp_port=free_port(), grpc_port=free_port(), ui_port=free_port(), data_dir=state
+        )
         settings = [
             ("inventory_service", InventorySettings(port=free_port())),
             ("payment_service", PaymentSettings(port=free_port())),
@@ -96,6 +98,7 @@ class System:
         self.env = clean_env() | {
             "ORDERSIM_DATA_DIR": str(state),
             "TRACE_VIEWER_OTLP_PORT": str(self.viewer.otlp_port),
+            "TRACE_VIEWER_GRPC_PORT": str(self.viewer.grpc_port),
             "TRACE_VIEWER_UI_PORT": str(self.viewer.ui_port),
             **config_env,
         }

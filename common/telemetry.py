@@ -10,7 +10,9 @@ Defaults (each overridable by its standard variable):
 
 - ``service.name`` is the service's own; ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` win.
 - Export: BatchSpanProcessor → OTLP/HTTP to http://localhost:4318 (``OTEL_EXPORTER_OTLP_*``,
-  ``OTEL_BSP_*``); ``OTEL_TRACES_EXPORTER=console|none`` for debugging.
+  ``OTEL_BSP_*``); ``OTEL_EXPORTER_OTLP_PROTOCOL`` (or ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``)
+  ``grpc`` exports OTLP/gRPC instead (to http://localhost:4317 unless an endpoint is set);
+  ``OTEL_TRACES_EXPORTER=console|none`` for debugging.
 - Sampling: parent-based always-on (``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``).
 - Propagation: W3C tracecontext + baggage (``OTEL_PROPAGATORS``).
 - HTTP and database spans follow the *stable* semantic conventions
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,10 +50,14 @@ from opentelemetry.instrumentation.propagators import (
     set_global_response_propagator,
 )
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -161,14 +167,42 @@ def _enable_stable_semconv() -> None:
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
 
 
+def otlp_protocol(environ: Mapping[str, str] = os.environ) -> str:
+    """The OTLP transport the environment asks for: ``grpc`` or ``http/protobuf`` (the
+    default), the traces-specific variable first, as the specification reads them."""
+    value = environ.get(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) or environ.get(
+        OTEL_EXPORTER_OTLP_PROTOCOL, ""
+    )
+    protocol = value.strip().lower() or "http/protobuf"
+    if protocol not in ("grpc", "http/protobuf"):
+        logger.warning(
+            "OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported by the Python exporters; "
+            "using http/protobuf (or set grpc)",
+            value,
+        )
+        return "http/protobuf"
+    return protocol
+
+
+def _otlp_exporter() -> SpanExporter:
+    # Each exporter reads its own OTEL_EXPORTER_OTLP_* endpoint, headers, compression, timeout.
+    if otlp_protocol() == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return GrpcExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
 def _exporter_processors() -> Sequence[SpanProcessor]:
     names = {n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")}
     processors: list[SpanProcessor] = []
     for name in sorted(names - {"", "none"}):
         if name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            processors.append(BatchSpanProcessor(OTLPSpanExporter()))
+            processors.append(BatchSpanProcessor(_otlp_exporter()))
         elif name == "console":
             processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
         else:

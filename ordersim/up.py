@@ -86,6 +86,7 @@ def services_from_env(viewer: ViewerSettings | None) -> list[Service]:
                 viewer.host,
                 {
                     "TRACE_VIEWER_OTLP_PORT": viewer.otlp_port,
+                    "TRACE_VIEWER_GRPC_PORT": viewer.grpc_port,
                     "TRACE_VIEWER_UI_PORT": viewer.ui_port,
                 },
                 f"{viewer.ui_url}/api/stats",
@@ -105,6 +106,18 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def uses_grpc(env: Mapping[str, str]) -> bool:
+    """Whether the services export OTLP/gRPC (OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL=grpc)."""
+    from common.telemetry import otlp_protocol  # the services' own reading of the variables
+
+    return otlp_protocol(env) == "grpc"
+
+
+def viewer_endpoint(viewer: ViewerSettings, env: Mapping[str, str]) -> str:
+    """The viewer's intake for the protocol the services export with."""
+    return viewer.grpc_endpoint if uses_grpc(env) else viewer.otlp_endpoint
+
+
 def child_env(
     service: Service,
     services: Sequence[Service],
@@ -116,7 +129,7 @@ def child_env(
     env["OTEL_SERVICE_NAME"] = service.name
     env["PYTHONUNBUFFERED"] = "1"
     if viewer is not None:
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = viewer.otlp_endpoint
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = viewer_endpoint(viewer, env)
         env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
     if service.package == "order_service":
         by_package = {s.package: s for s in services}
@@ -242,14 +255,24 @@ class Supervisor:
                 self.console.print(
                     f"  {service.name:<18} {service.url}   (OpenAPI: {service.url}/docs)"
                 )
+        grpc = uses_grpc(self.env)
         if self.viewer is not None:
-            endpoint = self.viewer.otlp_endpoint
+            endpoint = viewer_endpoint(self.viewer, self.env)
             ui = self.viewer.ui_url
             self.console.print(f"  [bold]trace viewer[/]       {ui}")
             self.console.print(f"                     each order: {ui}/trace/<trace_id>")
+            self.console.print(
+                f"  OTLP intake        {self.viewer.otlp_endpoint}/v1/traces (HTTP), "
+                f"{self.viewer.grpc_endpoint} (gRPC)"
+            )
         else:
-            endpoint = self.env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318")
-        self.console.print(f"  spans exported to  {endpoint} (OTLP/HTTP)")
+            default = "http://localhost:4317" if grpc else "http://localhost:4318"
+            endpoint = self.env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or self.env.get(
+                "OTEL_EXPORTER_OTLP_ENDPOINT", default
+            )
+        self.console.print(
+            f"  spans exported to  {endpoint} ({'OTLP/gRPC' if grpc else 'OTLP/HTTP'})"
+        )
         for line in self._planted():
             self.console.print(escape(line), highlight=False)
         order_url = self.services[-1].url

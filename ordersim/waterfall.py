@@ -54,6 +54,10 @@ _PALETTE = (
     "chartreuse3",
 )
 ERROR_STYLE = "bold red"
+FAULT_STYLE = "bold magenta"
+#: The attribute ordersim's services put on a span an injected fault touched (common/faults.py,
+#: not imported: the command line stays free of the services' dependencies).
+FAULT_ATTRIBUTE = "ordersim.fault.injected"
 
 #: Bar width bounds, in cells; the bar is as wide as the console allows between them.
 BAR_MIN, BAR_MAX = 20, 40
@@ -153,6 +157,11 @@ class Span:
     @property
     def is_error(self) -> bool:
         return self.status_code == STATUS_ERROR
+
+    @property
+    def is_fault(self) -> bool:
+        """An injected fault touched it (not a real failure, even when it is an error)."""
+        return self.attributes.get(FAULT_ATTRIBUTE) is True
 
     @property
     def is_http_client(self) -> bool:
@@ -294,6 +303,19 @@ class Trace:
     def errors(self) -> list[Span]:
         return [s for s in self.spans if s.is_error]
 
+    @property
+    def faults(self) -> list[Span]:
+        return [s for s in self.spans if s.is_fault]
+
+    def overhang(self, span: Span) -> tuple[int, int]:
+        """ns the span starts before its parent and ends after it: (0, 0) when inside. On one
+        machine that is scheduling (a SERVER span ending after the CLIENT span that called
+        it, a child its parent did not wait for); across machines, clock skew too."""
+        parent = self.by_id.get(span.parent_id)
+        if parent is None:
+            return 0, 0
+        return max(0, parent.start_ns - span.start_ns), max(0, span.end_ns - parent.end_ns)
+
     def unanswered_calls(self) -> list[Span]:
         """HTTP CLIENT spans with no child: the callee's SERVER span has not arrived."""
         return [s for s in self.spans if s.is_http_client and not self.children.get(s.span_id)]
@@ -353,8 +375,9 @@ class Waterfall:
 
     Per row: the span name indented under its parent, the service (one colour per service),
     the duration in ms and a bar placed on the axis. Errors are red, with their message
-    under the name; spans whose parent never arrived are flagged. The bar is ``bar_width``
-    cells, or as many as the console width allows between 20 and 40.
+    under the name; spans whose parent never arrived are flagged; spans an injected fault
+    touched are marked ⚡; a span outside its parent's time range says by how much (⇥). The
+    bar is ``bar_width`` cells, or as many as the console width allows between 20 and 40.
     """
 
     def __init__(self, trace: Trace, *, bar_width: int | None = None) -> None:
@@ -376,6 +399,8 @@ class Waterfall:
         text.append(f"\n{format_ms(trace.duration_ns)} ms  {plural(len(trace.spans), 'span')}  ")
         if trace.errors:
             text.append(f"{plural(len(trace.errors), 'error')}  ", style=ERROR_STYLE)
+        if trace.faults:
+            text.append(f"{len(trace.faults)} injected  ", style=FAULT_STYLE)
         if trace.orphans:
             text.append(f"{plural(len(trace.orphans), 'orphan')}  ", style="yellow")
         services = trace.services
@@ -431,6 +456,8 @@ class Waterfall:
             name.append("⚠ ", style="yellow")
         if span.is_error:
             name.append("✗ ", style=ERROR_STYLE)
+        if span.is_fault:
+            name.append("⚡ ", style=FAULT_STYLE)
         name.append(span.name or "(unnamed)", style=ERROR_STYLE if span.is_error else "")
         notes: list[RenderableType] = []
         # The name is cut to the column; a note wraps in it, under the name.
@@ -439,6 +466,21 @@ class Waterfall:
             notes.append(Padding(_wrapping(row.flag, "yellow"), (0, 0, 0, note_indent)))
         if span.is_error:
             notes.append(Padding(_wrapping(span.error_message, "red"), (0, 0, 0, note_indent)))
+        if span.is_fault:
+            notes.append(Padding(_wrapping("injected fault", "magenta"), (0, 0, 0, note_indent)))
+        before, after = self.trace.overhang(span)
+        if before or after:
+            outside = " and ".join(
+                text
+                for text, ns in (
+                    (f"starts {format_ms(before)} ms before", before),
+                    (f"ends {format_ms(after)} ms after", after),
+                )
+                if ns
+            )
+            notes.append(
+                Padding(_wrapping(f"⇥ {outside} its parent", "yellow"), (0, 0, 0, note_indent))
+            )
         return Group(name, *notes) if notes else name
 
     def table(self, width: int) -> Table:

@@ -46,7 +46,7 @@ def from_otlp_json(resource_spans: list[dict[str, Any]]) -> list[ReadableSpan]:
     from trace_viewer.otlp import JSON, parse_request
 
     body = json.dumps({"resourceSpans": resource_spans}).encode()
-    return from_request(parse_request(body, JSON))
+    return from_request(parse_request(body, JSON).request)
 
 
 def from_request(request: ExportTraceServiceRequest) -> list[ReadableSpan]:

@@ -85,6 +85,8 @@ class Viewer:
     otlp: str  # http://127.0.0.1:<port>
     ui: str
     log: Path
+    grpc: str = ""  # http://127.0.0.1:<port>, OTLP/gRPC
+    pid: int = 0
 
     @property
     def traces_endpoint(self) -> str:
@@ -94,17 +96,24 @@ class Viewer:
 @contextmanager
 def running_viewer(data_dir: Path, **env: str) -> Iterator[Viewer]:
     """``python -m trace_viewer`` on free ports until the block ends."""
-    otlp_port, ui_port = free_port(), free_port()
+    otlp_port, ui_port, grpc_port = free_port(), free_port(), free_port()
     full_env = clean_env() | {
         "ORDERSIM_DATA_DIR": str(data_dir),
         "TRACE_VIEWER_OTLP_PORT": str(otlp_port),
         "TRACE_VIEWER_UI_PORT": str(ui_port),
+        "TRACE_VIEWER_GRPC_PORT": str(grpc_port),
         **env,
     }
     log = data_dir / "viewer.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     process = start([sys.executable, "-m", "trace_viewer"], full_env, log)
-    viewer = Viewer(f"http://127.0.0.1:{otlp_port}", f"http://127.0.0.1:{ui_port}", log)
+    viewer = Viewer(
+        f"http://127.0.0.1:{otlp_port}",
+        f"http://127.0.0.1:{ui_port}",
+        log,
+        f"http://127.0.0.1:{grpc_port}",
+        process.pid,
+    )
     try:
         wait_answering(process, f"{viewer.ui}/api/stats", log, "the trace viewer")
         yield viewer

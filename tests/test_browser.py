@@ -8,6 +8,7 @@ path is known by construction, so the test checks the UI's path span by span.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -165,6 +166,47 @@ def order_trace() -> TraceBuilder:
     return t
 
 
+SKEW_TRACE_ID = "5eed0000c0ffee0000000000000005c0"
+FAULTED = "POST /charges"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.26.0"
+
+
+def skew_trace() -> TraceBuilder:
+    """A trace whose bars do not nest: the SERVER span of a call ends 0.42 ms after the CLIENT
+    span that made it (scheduling), and a child outlives its parent by 3 ms. An injected fault
+    touched the server span; another span has NaN and infinite attributes."""
+    t = TraceBuilder(SKEW_TRACE_ID)
+    t.span("root", "POST /orders", ORDER, 0, 50, kind=SERVER)
+    t.span("call", "POST", ORDER, 5, 30, "root", kind=CLIENT)
+    t.span("charges", FAULTED, PAYMENT, 6, 30.42, "call", kind=SERVER)
+    t.span("step", "reserve_items", INVENTORY, 32, 40, "root")
+    t.span("late", "check_stock", INVENTORY, 33, 43, "step")
+    charges = t.spans["charges"]
+    charges["attributes"].append({"key": "ordersim.fault.injected", "value": {"boolValue": True}})
+    charges["events"] = [
+        {
+            "timeUnixNano": str(BASE_NS + 7 * MS),
+            "name": "fault.injected",
+            "attributes": [
+                string_attr("ordersim.fault.kind", "latency"),
+                {"key": "ordersim.fault.delay_ms", "value": {"doubleValue": 200.0}},
+            ],
+        }
+    ]
+    t.spans["late"]["attributes"] += [
+        {"key": "ratio", "value": {"doubleValue": "NaN"}},
+        {"key": "ceiling", "value": {"doubleValue": "Infinity"}},
+    ]
+    return t
+
+
+def skew_request() -> dict[str, Any]:
+    request = skew_trace().request()
+    for rs in request["resourceSpans"]:
+        rs["schemaUrl"] = SCHEMA_URL
+    return request
+
+
 # Walking back from the root's end, the child finishing last before the cut-off is on the path.
 NOT_CRITICAL = {"check0", "check0.select", "check2", "check2.select", "audit", "orphan"}
 ERRORS = {"charge", "charge.post", "authorize"}
@@ -246,8 +288,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
         )
     trace = order_trace()
     with running_viewer(tmp_path_factory.mktemp("viewer")) as viewer:
-        response = httpx.post(viewer.traces_endpoint, json=trace.request(), timeout=10)
-        assert response.status_code == 200, response.text
+        for request in (trace.request(), skew_request()):
+            response = httpx.post(viewer.traces_endpoint, json=request, timeout=10)
+            assert response.status_code == 200, response.text
         stored = httpx.get(f"{viewer.ui}/api/v3/traces/{TRACE_ID}", timeout=10)
         assert stored.status_code == 200, stored.text
         yield Browser(viewer, tmp_path_factory.mktemp("chromium"), trace)
@@ -333,3 +376,73 @@ def test_screenshot_of_the_waterfall(browser: Browser) -> None:
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 30_000, f"a {len(data)}-byte screenshot is suspiciously plain"
+
+
+def test_overhanging_spans_and_injected_faults_are_marked(browser: Browser) -> None:
+    skew = skew_trace()
+    page = browser.dom(f"/trace/{SKEW_TRACE_ID}")
+    rows = {a["data-span-id"]: a for a in page.with_class("row") if "data-span-id" in a}
+    overhanging = {key for key in skew.spans if "data-overhang-ns" in rows[skew.id(key)]}
+    assert overhanging == {"charges", "late"}
+    assert rows[skew.id("charges")]["data-overhang-ns"] == str(420_000)
+    assert rows[skew.id("late")]["data-overhang-ns"] == str(3 * MS)
+    assert "overhang" in rows[skew.id("late")]["class"].split()
+    assert len(page.with_class("overhang-seg")) == 2, "the part outside the parent is drawn"
+    assert "0.420 ms outside parent" in page.text and "3.00 ms outside parent" in page.text
+    notes = [a["title"] for a in page.with_class("overhang-note")]
+    assert any(t.startswith("ends 0.420 ms after its parent. A SERVER span") for t in notes)
+    assert "2 span(s) run outside their parent's time range" in page.text
+
+    faulted = {key for key in skew.spans if rows[skew.id(key)].get("data-fault") == "true"}
+    assert faulted == {"charges"}
+    assert "fault" in rows[skew.id("charges")]["class"].split()
+    icons = page.with_class("fault-icon")
+    assert any("injected fault: latency 200 ms" in a.get("title", "") for a in icons)
+    assert "⚡ 1 injected" in page.text
+    assert not rows[skew.id("charges")].get("data-error"), "a latency fault is not an error"
+
+
+def test_details_explain_the_overhang_and_show_schema_and_nan(browser: Browser) -> None:
+    skew = skew_trace()
+    page = browser.dom(f"/trace/{SKEW_TRACE_ID}#span={skew.id('charges')}")
+    text = page.text
+    assert "ends 0.420 ms after its parent (POST)" in text
+    assert "A SERVER span outliving the CLIENT span that called it" in text
+    assert "injected fault: latency 200 ms (ordersim.fault.injected)" in text
+    assert SCHEMA_URL in text
+
+    late = browser.dom(f"/trace/{SKEW_TRACE_ID}#span={skew.id('late')}").text
+    assert "A child outliving its parent" in late
+    assert "ratio NaN" in late and "ceiling +Inf" in late
+
+
+def test_trace_list_counts_injected_faults_apart_from_errors(browser: Browser) -> None:
+    page = browser.dom("/")
+    rows = {
+        a["data-trace-id"]: a for tag, a in page.elements if tag == "tr" and "data-trace-id" in a
+    }
+    assert "has-fault" in rows[SKEW_TRACE_ID]["class"].split()
+    assert "has-error" not in rows[SKEW_TRACE_ID]["class"].split()
+    assert "has-fault" not in rows[TRACE_ID]["class"].split()
+    badges = [a for a in page.with_class("fault") if "injected fault" in a.get("title", "")]
+    assert [a["title"] for a in badges] == [
+        "1 span(s) an injected fault touched (ordersim.fault.injected)"
+    ]
+
+
+def test_model_unit_tests_pass_in_node() -> None:
+    """The pure transforms of the waterfall (static/model.js) against small fixture traces."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail(
+            "node not found: `make test` installs it (apt-get install nodejs)", pytrace=False
+        )
+    result = subprocess.run(
+        [node, "--test", str(ROOT / "tests" / "js")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# fail 0" in result.stdout and "# pass 8" in result.stdout

@@ -130,7 +130,7 @@ def table_rows(out: str) -> list[str]:
 
 def row_of(rows: list[str], name: str) -> int:
     """The row of the span called ``name`` (the name column ends in two spaces)."""
-    return next(i for i, line in enumerate(rows) if line.lstrip(" ✗⚠").startswith(f"{name}  "))
+    return next(i for i, line in enumerate(rows) if line.lstrip(" ✗⚠⚡").startswith(f"{name}  "))
 
 
 def render(trace: Trace, width: int) -> str:
@@ -246,6 +246,33 @@ def test_trace_jaeger_has_the_same_spans(
     assert {span["spanID"] for span in trace["spans"]} == set(CHECKOUT)
 
 
+def test_nan_and_infinite_attributes_in_every_output(
+    viewer: Viewer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace_id = os.urandom(16).hex()
+    span = otlp_span(trace_id, "d000000000000001", "", "measure", 1, 0, 5)
+    span["attributes"] = [
+        {"key": key, "value": {"doubleValue": value}}
+        for key, value in (("ratio", "NaN"), ("ceiling", "Infinity"), ("floor", "-Infinity"))
+    ]
+    response = httpx.post(viewer.traces_endpoint, json=document({"nan-service": [span]}))
+    assert response.status_code == 200, response.text
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"{token} is not JSON")
+
+    assert main(["trace", trace_id, "--endpoint", viewer.ui]) == 0
+    assert "measure" in capsys.readouterr().out
+    assert main(["trace", trace_id, "--json", "--endpoint", viewer.ui]) == 0
+    (otlp,) = json.loads(capsys.readouterr().out, parse_constant=refuse)["result"]["resourceSpans"]
+    values = [kv["value"] for kv in otlp["scopeSpans"][0]["spans"][0]["attributes"]]
+    assert values == [{"doubleValue": "NaN"}, {"doubleValue": "+Inf"}, {"doubleValue": "-Inf"}]
+    assert main(["trace", trace_id, "--jaeger", "--endpoint", viewer.ui]) == 0
+    (trace,) = json.loads(capsys.readouterr().out, parse_constant=refuse)["data"]
+    tags = {t["key"]: t["value"] for t in trace["spans"][0]["tags"]}
+    assert (tags["ratio"], tags["ceiling"], tags["floor"]) == ("NaN", "+Inf", "-Inf")
+
+
 def test_unknown_trace_is_exit_1(viewer: Viewer, capsys: pytest.CaptureFixture[str]) -> None:
     unknown = os.urandom(16).hex()
     assert main(["trace", unknown, "--endpoint", viewer.ui]) == 1
@@ -355,6 +382,23 @@ def test_orphans_are_top_level_and_flagged() -> None:
     for line in out.splitlines():
         if "⚠" in line:
             assert line.startswith("⚠")  # at the top level, not indented
+
+
+def test_injected_faults_and_spans_outside_their_parent_are_marked() -> None:
+    services = checkout_trace("e" * 32)
+    charges = services["payment-service"][0]  # POST /charges, under the CLIENT span POST
+    charges["endTimeUnixNano"] = ms(40.42)  # 0.42 ms after the client span ended
+    charges["attributes"].append({"key": "ordersim.fault.injected", "value": {"boolValue": True}})
+    trace = Trace(parse_otlp(document(services)))
+    assert trace.overhang(trace.by_id["c000000000000001"]) == (0, 420_000)
+    assert trace.overhang(trace.by_id["c000000000000002"]) == (0, 0)
+    out = render(trace, 160)
+    assert "1 injected" in out.splitlines()[1]
+    rows = table_rows(out)
+    charges_row = row_of(rows, "POST /charges")
+    assert "⚡ POST /charges" in rows[charges_row]
+    notes = " ".join(rows[charges_row : charges_row + 3])
+    assert "injected fault" in notes and "⇥ ends 0.42 ms after its parent" in notes
 
 
 def test_a_parent_cycle_is_still_shown() -> None:

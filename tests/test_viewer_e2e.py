@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tests.helpers import SERVICES, assert_order_waterfall, service_of
+from tests.helpers import SERVICES, assert_order_waterfall, is_complete, service_of
 from tests.otlp_sink import from_otlp_json
 from tests.processes import ROOT, free_port, poll
 from tests.test_e2e import Up, wait_until_up
@@ -34,22 +35,45 @@ def fetch_complete(ui: str, trace_id: str) -> tuple[dict[str, Any], list[Readabl
             return None
         document = response.json()
         spans = from_otlp_json(document["result"]["resourceSpans"])
-        return (document, spans) if {s.name for s in spans} >= EXPECTED else None
+        # Whole: each process exports its spans as they end, so a SERVER span can arrive
+        # after its children, and after the CLIENT span that called it.
+        whole = {s.name for s in spans} >= EXPECTED and is_complete(spans)
+        return (document, spans) if whole else None
 
     return poll(complete, 15, f"trace {trace_id} in the viewer")
 
 
-def test_up_with_viewer_shows_the_whole_waterfall(
-    up_env: dict[str, str], ports: dict[str, int], tmp_path: Path
-) -> None:
+def viewer_ports(env: dict[str, str]) -> int:
+    """Free ports for the viewer's three listeners; the UI port."""
     ui_port = free_port()
-    up_env.update(TRACE_VIEWER_OTLP_PORT=str(free_port()), TRACE_VIEWER_UI_PORT=str(ui_port))
+    env.update(
+        TRACE_VIEWER_OTLP_PORT=str(free_port()),
+        TRACE_VIEWER_GRPC_PORT=str(free_port()),
+        TRACE_VIEWER_UI_PORT=str(ui_port),
+    )
+    return ui_port
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_up_with_viewer_shows_the_whole_waterfall(
+    up_env: dict[str, str], ports: dict[str, int], tmp_path: Path, protocol: str
+) -> None:
+    """The services export with the protocol the environment names, to the viewer's port for
+    it; the waterfall is the same."""
+    ui_port = viewer_ports(up_env)
+    up_env["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
     ui = f"http://127.0.0.1:{ui_port}"
     up = Up(up_env, tmp_path / "up.log")
     order_url = f"http://127.0.0.1:{ports['ORDER']}"
     try:
         wait_until_up(up, order_url)
         assert f"{ui}/trace/<trace_id>" in up.output()
+        intake = up_env[
+            "TRACE_VIEWER_GRPC_PORT" if protocol == "grpc" else "TRACE_VIEWER_OTLP_PORT"
+        ]
+        transport = "OTLP/gRPC" if protocol == "grpc" else "OTLP/HTTP"
+        assert f"spans exported to  http://127.0.0.1:{intake} ({transport})" in up.output()
+        assert f"http://127.0.0.1:{up_env['TRACE_VIEWER_GRPC_PORT']} (gRPC)" in up.output()
         body = json.loads((ROOT / "examples" / "order.json").read_text())
         response = httpx.post(f"{order_url}/orders", json=body, timeout=10)
         assert response.status_code == 201
@@ -86,18 +110,19 @@ def test_up_with_viewer_shows_the_whole_waterfall(
     assert document["result"]["resourceSpans"]
 
 
-def test_up_names_a_busy_viewer_port(up_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("variable", ["TRACE_VIEWER_UI_PORT", "TRACE_VIEWER_GRPC_PORT"])
+def test_up_names_a_busy_viewer_port(up_env: dict[str, str], tmp_path: Path, variable: str) -> None:
     import socket
 
-    ui_port = free_port()
-    up_env.update(TRACE_VIEWER_OTLP_PORT=str(free_port()), TRACE_VIEWER_UI_PORT=str(ui_port))
+    viewer_ports(up_env)
+    port = int(up_env[variable])
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", ui_port))
+        taken.bind(("127.0.0.1", port))
         taken.listen()
         up = Up(up_env, tmp_path / "up.log")
         assert up.process.wait(timeout=30) == 2
-    assert f"port {ui_port} (trace-viewer) is already in use" in up.output()
-    assert "TRACE_VIEWER_UI_PORT" in up.output()
+    assert f"port {port} (trace-viewer) is already in use" in up.output()
+    assert variable in up.output()
 
 
 def test_load_reports_tail_latency_and_complete_traces(
@@ -110,8 +135,7 @@ def test_load_reports_tail_latency_and_complete_traces(
 
     from ordersim.load import LoadReport
 
-    ui_port = free_port()
-    up_env.update(TRACE_VIEWER_OTLP_PORT=str(free_port()), TRACE_VIEWER_UI_PORT=str(ui_port))
+    viewer_ports(up_env)
     up = Up(up_env, tmp_path / "up.log")
     out = tmp_path / "r.json"
     try:

@@ -1,8 +1,13 @@
-"""OTLP/HTTP trace intake: ``POST /v1/traces``, protobuf or JSON, optionally gzip-compressed.
+"""OTLP/HTTP trace intake: ``POST /v1/traces``, protobuf or JSON, optionally compressed.
 
 Per the OTLP spec (https://opentelemetry.io/docs/specs/otlp/#otlphttp): the response is in
 the request's content type; a malformed request is a 400 whose body is a ``google.rpc.Status``;
 spans that cannot be stored are reported through ``partial_success``, not an error.
+
+``Content-Encoding`` is what the Collector's OTLP/HTTP receiver accepts (confighttp):
+``gzip``, ``zstd``, and ``deflate`` or ``zlib``, both the zlib format (RFC 1950, Go's
+``compress/zlib``, what ``zlib.compress`` and the Python exporters' ``deflate`` send). The
+size limit holds after decompression too: a small body that inflates past it is a 413.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import zlib
 from concurrent.futures import Executor
 
+import zstandard
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -20,15 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from trace_viewer.otlp import (
-    JSON,
-    PROTOBUF,
-    MalformedPayload,
-    encode_response,
-    parse_request,
-    records,
-)
+from trace_viewer.lenient import Decoded, MalformedPayload
+from trace_viewer.otlp import JSON, PROTOBUF, encode_response, parse_request, records
 from trace_viewer.store import TraceStore
+
+ENCODINGS = ("identity", "gzip", "deflate", "zlib", "zstd")
 
 
 class TooLarge(Exception):
@@ -42,15 +44,62 @@ def _status_body(code: int, message: str, content_type: str) -> bytes:
     return json.dumps(json_format.MessageToDict(status)).encode()
 
 
-def _gunzip(body: bytes, limit: int) -> bytes:
-    """Decompress, refusing to inflate past ``limit`` bytes (a gzip bomb is a 413, not an OOM)."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    data = inflater.decompress(body, limit + 1)
-    if len(data) > limit or inflater.unconsumed_tail:
+def _inflate_zlib(body: bytes, encoding: str, limit: int) -> bytes:
+    """gzip (every member) or the zlib format, never past ``limit`` bytes (a bomb is a 413,
+    not an OOM)."""
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    chunks: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        chunk = inflater.decompress(rest, limit + 1 - size)
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > limit or inflater.unconsumed_tail:
+            raise TooLarge
+        if not inflater.eof:
+            raise MalformedPayload(f"truncated {encoding} body")
+        rest = inflater.unused_data
+        if not rest or encoding != "gzip":  # a gzip file may hold several members
+            return b"".join(chunks)
+
+
+def _inflate_zstd(body: bytes, limit: int) -> bytes:
+    reader = zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = reader.read(limit + 1 - size)
+        if not chunk:
+            break
+        size += len(chunk)
+        chunks.append(chunk)
+    if size > limit:
         raise TooLarge
-    if not inflater.eof:
-        raise MalformedPayload("truncated gzip body")
-    return data
+    # The stream reader says nothing of a truncated frame; decoding again (now known to be
+    # small) tells whether every frame ends.
+    rest = body
+    while rest:
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        frame.decompress(rest)
+        if not frame.eof:
+            raise MalformedPayload("truncated zstd body")
+        rest = frame.unused_data
+    return b"".join(chunks)
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body of a request sent with this ``Content-Encoding``; MalformedPayload when it is
+    not what it says, TooLarge past ``limit`` bytes."""
+    try:
+        if encoding == "zstd":
+            return _inflate_zstd(body, limit)
+        if encoding in ("gzip", "deflate", "zlib"):
+            return _inflate_zlib(body, encoding, limit)
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise MalformedPayload(f"not a {encoding} body: {exc}") from exc
+    return body
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -66,6 +115,36 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def export_response(decoded: Decoded, rejected: list[str]) -> ExportTraceServiceResponse:
+    """The reply to an export: ``partial_success`` names refused spans, or, with none refused,
+    says as a warning how many spans were stored after a repair (the spec's use of an
+    ``error_message`` beside ``rejected_spans`` 0)."""
+    response = ExportTraceServiceResponse()
+    reasons = list(dict.fromkeys(rejected))  # the same reason once
+    if decoded.repaired:
+        reasons.append(
+            f"{decoded.repaired} span(s) stored after replacing invalid UTF-8 "
+            "(the original bytes are kept in invalid-* attributes)"
+        )
+    if rejected:
+        response.partial_success.rejected_spans = len(rejected)
+    if reasons:
+        shown = "; ".join(reasons[:10])
+        more = f"; and {len(reasons) - 10} more" if len(reasons) > 10 else ""
+        response.partial_success.error_message = shown + more
+    return response
+
+
+async def ingest(decoded: Decoded, store: TraceStore, writer: Executor) -> list[str]:
+    """Store what can be stored; the reasons for every span refused."""
+    kept, refused = records(decoded.request)
+    rejected = decoded.rejected + refused
+    await asyncio.get_running_loop().run_in_executor(
+        writer, store.write, kept, len(rejected), decoded.repaired
+    )
+    return rejected
+
+
 def create_intake_app(store: TraceStore, writer: Executor, max_body_bytes: int) -> Starlette:
     async def export_traces(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -78,25 +157,26 @@ def create_intake_app(store: TraceStore, writer: Executor, max_body_bytes: int) 
 
         if media not in (PROTOBUF, JSON):
             return error(415, 3, f"unsupported content type {media!r}; send {PROTOBUF} or {JSON}")
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "gzip"):
-            return error(415, 3, f"unsupported content encoding {encoding!r}")
+        encoding = request.headers.get("content-encoding", "").strip().lower() or "identity"
+        if encoding not in ENCODINGS:
+            return error(
+                415,
+                3,
+                f"unsupported content encoding {encoding!r}; send one of {', '.join(ENCODINGS)}",
+            )
         try:
-            body = await _read_body(request, max_body_bytes)
-            if encoding == "gzip":
-                body = _gunzip(body, max_body_bytes)
-            export = parse_request(body, media)
+            body = decompress(await _read_body(request, max_body_bytes), encoding, max_body_bytes)
+            decoded = parse_request(body, media)
         except TooLarge:
-            return error(413, 8, f"request body over {max_body_bytes} bytes")
-        except (MalformedPayload, zlib.error) as exc:
+            return error(
+                413, 8, f"request body over the limit of {max_body_bytes} bytes (decompressed)"
+            )
+        except MalformedPayload as exc:
             return error(400, 3, str(exc))
 
-        kept, rejected = records(export)
-        await asyncio.get_running_loop().run_in_executor(writer, store.write, kept, len(rejected))
-        response = ExportTraceServiceResponse()
-        if rejected:
-            response.partial_success.rejected_spans = len(rejected)
-            response.partial_success.error_message = "; ".join(rejected[:10])
-        return Response(encode_response(response, media), media_type=media)
+        rejected = await ingest(decoded, store, writer)
+        return Response(
+            encode_response(export_response(decoded, rejected), media), media_type=media
+        )
 
     return Starlette(routes=[Route("/v1/traces", export_traces, methods=["POST"])])

@@ -2,33 +2,58 @@
 
 The mapping follows Jaeger's own OTLP translator: span kind, status and scope become
 tags (``span.kind``, ``otel.status_code``, ``error``, ``otel.scope.name``), events become
-logs, the parent becomes a CHILD_OF reference, each resource a process.
+logs, the parent becomes a CHILD_OF reference, each resource a process. Jaeger's model has
+no place for a schema URL, so it is only in the OTLP JSON.
+
+Numbers a JSON parser in a browser would misread are strings, as Jaeger's query service
+writes them: an int64 beyond ±(2**53 - 1), and a float64 that is NaN or ±Inf (as
+``"NaN"``, ``"+Inf"``, ``"-Inf"``: Jaeger's own text for a float64 tag, ``KeyValue.AsString``,
+which its Elasticsearch storage keeps). Jaeger's query service itself answers a 500 for
+such a float (``json: unsupported value: NaN``, jaeger-ui#3047); a trace must still open.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 _KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _STATUS = {1: "OK", 2: "ERROR"}
+_JS_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def float_text(value: float) -> str:
+    """A non-finite float as Go's ``strconv.FormatFloat`` writes it: NaN, +Inf, -Inf."""
+    if math.isnan(value):
+        return "NaN"
+    return "+Inf" if value > 0 else "-Inf"
 
 
 def _tag(key: str, value: dict[str, Any]) -> dict[str, Any]:
     if "boolValue" in value:
         return {"key": key, "type": "bool", "value": bool(value["boolValue"])}
     if "intValue" in value:
-        return {"key": key, "type": "int64", "value": int(value["intValue"])}
+        number = int(value["intValue"])
+        if abs(number) > _JS_MAX_SAFE_INTEGER:
+            return {"key": key, "type": "int64", "value": str(number)}
+        return {"key": key, "type": "int64", "value": number}
     if "doubleValue" in value:
-        return {"key": key, "type": "float64", "value": float(value["doubleValue"])}
+        double = float(value["doubleValue"])
+        if not math.isfinite(double):
+            return {"key": key, "type": "float64", "value": float_text(double)}
+        return {"key": key, "type": "float64", "value": double}
     if "stringValue" in value:
         return {"key": key, "type": "string", "value": value["stringValue"]}
-    # arrays, maps and bytes have no Jaeger type: carry them as JSON text
+    if "bytesValue" in value:  # Jaeger's binary tag: base64, as Go marshals []byte
+        return {"key": key, "type": "binary", "value": value["bytesValue"]}
+    # arrays and maps have no Jaeger type: carry them as JSON text
     return {"key": key, "type": "string", "value": json.dumps(value)}
 
 
 def _tags(attributes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [_tag(kv["key"], kv.get("value", {})) for kv in attributes]
+    # OTLP JSON leaves out default values: an empty key or value is absent, not "".
+    return [_tag(kv.get("key", ""), kv.get("value", {})) for kv in attributes]
 
 
 def _micros(nanos: str | int) -> int:
@@ -43,7 +68,9 @@ def to_jaeger(trace_id: str, resource_spans: list[dict[str, Any]]) -> dict[str, 
         process_id = f"p{index}"
         attributes = rs.get("resource", {}).get("attributes", [])
         names = [
-            kv["value"].get("stringValue", "") for kv in attributes if kv["key"] == "service.name"
+            kv.get("value", {}).get("stringValue", "")
+            for kv in attributes
+            if kv.get("key") == "service.name"
         ]
         service = names[0] if names else "unknown_service"
         processes[process_id] = {
@@ -92,8 +119,8 @@ def to_jaeger(trace_id: str, resource_spans: list[dict[str, Any]]) -> dict[str, 
                 references += [
                     {
                         "refType": "FOLLOWS_FROM",
-                        "traceID": link["traceId"],
-                        "spanID": link["spanId"],
+                        "traceID": link.get("traceId", ""),
+                        "spanID": link.get("spanId", ""),
                     }
                     for link in span.get("links", [])
                 ]

@@ -53,6 +53,7 @@ def summary_json(summary: TraceSummary) -> dict[str, Any]:
         "services": summary.services,
         "spanCount": summary.span_count,
         "errorCount": summary.error_count,
+        "faultCount": summary.fault_count,
         "startTimeUnixNano": str(summary.start_ns),
         "durationNano": str(summary.duration_ns),
     }
@@ -149,7 +150,7 @@ def create_query_app(store: TraceStore) -> FastAPI:
 
     @app.get("/api/stats")
     async def stats() -> dict[str, int]:
-        """Spans received, rejected and stored, traces stored and evicted."""
+        """Spans received, rejected, repaired and stored; traces stored and evicted."""
         return await asyncio.to_thread(store.stats)
 
     @app.get("/", include_in_schema=False)

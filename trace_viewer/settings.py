@@ -15,12 +15,14 @@ class ViewerSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     otlp_port: int = Field(default=4318, ge=0, le=65535)
+    grpc_port: int = Field(default=4317, ge=0, le=65535)
     ui_port: int = Field(default=16686, ge=0, le=65535)
     data_dir: Path = Field(default=Path(".data"), validation_alias="ORDERSIM_DATA_DIR")
     #: Oldest traces are dropped beyond either bound, so a long load run cannot fill the disk.
     max_traces: int = Field(default=20_000, gt=0)
     max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
-    #: Largest OTLP request accepted (after gzip decompression too); larger ones get 413.
+    #: Largest OTLP request accepted (after decompression too); larger ones get 413
+    #: (RESOURCE_EXHAUSTED over gRPC).
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     @property
@@ -30,6 +32,10 @@ class ViewerSettings(BaseSettings):
     @property
     def otlp_endpoint(self) -> str:
         return f"http://{self.host}:{self.otlp_port}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"http://{self.host}:{self.grpc_port}"
 
     @property
     def ui_url(self) -> str:

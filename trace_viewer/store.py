@@ -1,8 +1,12 @@
 """The trace store: SQLite under ORDERSIM_DATA_DIR, bounded by trace count and bytes.
 
 Spans are kept as their serialized protobuf messages beside the fields the queries index
-(trace id, service, name, start, duration, error). Writes go through one writer thread,
+(trace id, service, name, start, duration, error, injected fault). Resources and scopes are
+stored once each, with the schema URL they came with. Writes go through one writer thread,
 a batch per export request in one transaction; reads open their own connections (WAL).
+
+The schema has a version (``PRAGMA user_version``); a database of an older version is
+migrated in place when the store opens it.
 
 Written on the standard library's sqlite3 rather than SQLAlchemy: the store is SQLite by
 design, its hot path is one ``executemany`` per batch, and it runs in its own thread, so
@@ -12,6 +16,7 @@ an ORM or async driver would only add per-row overhead.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,13 +24,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from trace_viewer.otlp import SpanRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from common.faults import ATTR_INJECTED
+from trace_viewer.otlp import SpanRecord, StoredSpan
+
+logger = logging.getLogger(__name__)
+
+#: 0: the first release; 1: schema URLs on resources and scopes, injected-fault counts.
+SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
     id INTEGER PRIMARY KEY,
     hash BLOB NOT NULL UNIQUE,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    schema_url TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL,
@@ -39,7 +53,8 @@ CREATE TABLE IF NOT EXISTS spans (
     status_code INTEGER NOT NULL,
     resource_id INTEGER NOT NULL REFERENCES blobs(id),
     scope_id INTEGER NOT NULL REFERENCES blobs(id),
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    fault INTEGER NOT NULL DEFAULT 0
 );
 -- A rowid table, not WITHOUT ROWID keyed by the random trace id: span rows are large, and
 -- keyed by trace id every batch rewrote pages all over the table (bench/ingest.py: 20k spans/s
@@ -55,7 +70,8 @@ CREATE TABLE IF NOT EXISTS traces (
     root_name TEXT NOT NULL,
     root_service TEXT NOT NULL,
     services TEXT NOT NULL,
-    bytes INTEGER NOT NULL
+    bytes INTEGER NOT NULL,
+    fault_count INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_by_duration ON traces (duration_ns);
@@ -73,8 +89,16 @@ SELECT s.trace_id, min(s.start_ns), max(s.end_ns) - min(s.start_ns), count(*),
         ORDER BY r.parent_span_id != '', r.start_ns LIMIT 1),
        (SELECT r.service FROM spans r WHERE r.trace_id = s.trace_id
         ORDER BY r.parent_span_id != '', r.start_ns LIMIT 1),
-       group_concat(DISTINCT s.service), sum(length(s.data))
+       group_concat(DISTINCT s.service), sum(length(s.data)), sum(s.fault)
 FROM spans s WHERE s.trace_id = ? GROUP BY s.trace_id
+"""
+
+# Version 0 → 1: new columns at the end (as a fresh database has them), then the injected
+# faults of the spans already stored, found by their attribute.
+_MIGRATE_V1 = """
+ALTER TABLE blobs ADD COLUMN schema_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE spans ADD COLUMN fault INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE traces ADD COLUMN fault_count INTEGER NOT NULL DEFAULT 0;
 """
 
 
@@ -88,6 +112,8 @@ class TraceSummary:
     root_name: str
     root_service: str
     services: list[str]
+    #: Spans an injected fault touched (``ordersim.fault.injected``), apart from errors.
+    fault_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,12 +130,64 @@ class TraceStore:
         self.limits = limits
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
-        self._writer.executescript(SCHEMA)
+        self._open_schema()
         self._blob_ids: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self.spans_received = 0
         self.spans_rejected = 0
+        self.spans_repaired = 0
         self.traces_evicted = 0
+
+    def _open_schema(self) -> None:
+        """Create the tables, or bring an older database up to this version in place, in
+        one transaction."""
+        conn = self._writer
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        (existing,) = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
+        ).fetchone()
+        migrate = bool(existing) and version < 1
+        # executescript runs the whole script; the transaction it opens stays open for the
+        # backfill below.
+        conn.executescript(
+            "BEGIN IMMEDIATE;"
+            + (_MIGRATE_V1 if migrate else "")
+            + SCHEMA
+            + f"PRAGMA user_version = {SCHEMA_VERSION};"
+        )
+        try:
+            if migrate:
+                self._backfill_faults()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _backfill_faults(self) -> None:
+        """Mark the injected faults of the spans a version-0 database holds."""
+        conn = self._writer
+        faulted = [
+            rowid
+            for rowid, data in conn.execute(
+                "SELECT rowid, data FROM spans WHERE instr(data, ?) > 0",
+                (ATTR_INJECTED.encode(),),
+            )
+            if any(
+                kv.key == ATTR_INJECTED and kv.value.bool_value
+                for kv in Span.FromString(data).attributes
+            )
+        ]
+        conn.executemany("UPDATE spans SET fault = 1 WHERE rowid = ?", [(r,) for r in faulted])
+        conn.execute(
+            "UPDATE traces SET fault_count = (SELECT sum(s.fault) FROM spans s "
+            "WHERE s.trace_id = traces.trace_id) WHERE trace_id IN "
+            "(SELECT DISTINCT trace_id FROM spans WHERE fault = 1)"
+        )
+        logger.info(
+            "migrated %s to schema version 1 (%d spans with an injected fault)",
+            self.path,
+            len(faulted),
+        )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -126,13 +204,17 @@ class TraceStore:
         finally:
             conn.close()
 
-    def _blob_id(self, data: bytes) -> int:
-        digest = hashlib.sha1(data).digest()
+    def _blob_id(self, data: bytes, schema_url: str) -> int:
+        # Without a schema URL the hash is the data's alone, as in version 0 of the schema.
+        digest = hashlib.sha1(
+            data + b"\0schema_url\0" + schema_url.encode() if schema_url else data
+        ).digest()
         cached = self._blob_ids.get(digest)
         if cached is not None:
             return cached
         self._writer.execute(
-            "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)", (digest, data)
+            "INSERT OR IGNORE INTO blobs (hash, data, schema_url) VALUES (?, ?, ?)",
+            (digest, data, schema_url),
         )
         (blob_id,) = self._writer.execute(
             "SELECT id FROM blobs WHERE hash = ?", (digest,)
@@ -140,11 +222,13 @@ class TraceStore:
         self._blob_ids[digest] = blob_id
         return int(blob_id)
 
-    def write(self, spans: Sequence[SpanRecord], rejected: int = 0) -> None:
-        """Store one batch in one transaction, then enforce retention."""
+    def write(self, spans: Sequence[SpanRecord], rejected: int = 0, repaired: int = 0) -> None:
+        """Store one batch in one transaction, then enforce retention. ``rejected`` spans
+        were refused at intake, ``repaired`` of ``spans`` stored after a repair."""
         with self._lock:
             self.spans_received += len(spans) + rejected
             self.spans_rejected += rejected
+            self.spans_repaired += repaired
             if not spans:
                 return
             self._writer.execute("BEGIN IMMEDIATE")
@@ -160,14 +244,16 @@ class TraceStore:
                         s.start_ns,
                         s.end_ns,
                         s.status_code,
-                        self._blob_id(s.resource),
-                        self._blob_id(s.scope),
+                        self._blob_id(s.resource, s.resource_schema_url),
+                        self._blob_id(s.scope, s.scope_schema_url),
                         s.span,
+                        int(s.fault),
                     )
                     for s in spans
                 ]
                 self._writer.executemany(
-                    "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
                 self._writer.executemany(_SUMMARISE, [(t,) for t in {s.trace_id for s in spans}])
                 self._enforce_retention()
@@ -201,11 +287,12 @@ class TraceStore:
 
     # -- queries ---------------------------------------------------------------
 
-    def trace(self, trace_id: str) -> list[tuple[bytes, bytes, bytes]]:
-        """(resource, scope, span) messages of a trace, in start order; [] when unknown."""
+    def trace(self, trace_id: str) -> list[StoredSpan]:
+        """(resource, schema URL, scope, schema URL, span) of each span of a trace, in start
+        order; [] when unknown."""
         with self._reader() as conn:
             return conn.execute(
-                "SELECT r.data, sc.data, s.data FROM spans s "
+                "SELECT r.data, r.schema_url, sc.data, sc.schema_url, s.data FROM spans s "
                 "JOIN blobs r ON r.id = s.resource_id JOIN blobs sc ON sc.id = s.scope_id "
                 "WHERE s.trace_id = ? ORDER BY s.start_ns",
                 (trace_id.lower(),),
@@ -238,12 +325,12 @@ class TraceStore:
         with self._reader() as conn:
             rows = conn.execute(
                 "SELECT trace_id, start_ns, duration_ns, span_count, error_count, root_name, "
-                f"root_service, services FROM traces t WHERE {' AND '.join(where)} "
+                f"root_service, services, fault_count FROM traces t WHERE {' AND '.join(where)} "
                 "ORDER BY start_ns DESC LIMIT ?",
                 params,
             ).fetchall()
         return [
-            TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], sorted(r[7].split(",")))
+            TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], sorted(r[7].split(",")), r[8])
             for r in rows
         ]
 
@@ -268,6 +355,7 @@ class TraceStore:
         return {
             "spans_received": self.spans_received,
             "spans_rejected": self.spans_rejected,
+            "spans_repaired": self.spans_repaired,
             "traces_stored": traces,
             "spans_stored": spans,
             "traces_evicted": self.traces_evicted,

@@ -196,12 +196,24 @@ export async function getJSON(url, { signal } = {}) {
 // ---------------------------------------------------------------------------------------------
 // OTLP JSON values
 
+/**
+ * An OTLP JSON double: a number, or a string for NaN and ±Infinity — "NaN", "+Inf", "-Inf" as
+ * Jaeger (and this viewer) write them, "Infinity", "-Infinity" in protobuf's JSON mapping.
+ */
+export function parseDouble(value) {
+  if (typeof value === "number") return value;
+  const text = String(value ?? "").trim();
+  if (/^[+]?inf(inity)?$/i.test(text)) return Infinity;
+  if (/^-inf(inity)?$/i.test(text)) return -Infinity;
+  return Number(text);
+}
+
 /** An OTLP AnyValue as a plain JS value (intValue stays a string: it is an int64). */
 export function anyValue(value) {
   if (!value || typeof value !== "object") return value ?? null;
   if ("stringValue" in value) return value.stringValue;
   if ("intValue" in value) return String(value.intValue);
-  if ("doubleValue" in value) return Number(value.doubleValue);
+  if ("doubleValue" in value) return parseDouble(value.doubleValue);
   if ("boolValue" in value) return Boolean(value.boolValue);
   if ("arrayValue" in value) return (value.arrayValue?.values || []).map(anyValue);
   if ("kvlistValue" in value) {
@@ -215,12 +227,23 @@ export function anyValue(value) {
 
 /** OTLP attributes ([{key, value}]) as [[key, plainValue], ...] in their original order. */
 export function attrList(attributes) {
-  return (attributes || []).map((kv) => [kv.key, anyValue(kv.value)]);
+  return (attributes || []).map((kv) => [kv.key ?? "", anyValue(kv.value)]);
 }
 
-/** Display text for a plain attribute value. */
+/** NaN and ±Infinity as Jaeger writes them ("NaN", "+Inf", "-Inf"), any other number as JS does. */
+function numberText(value) {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+/** Display text for a plain attribute value (JSON.stringify alone would print NaN as null). */
 export function valueText(value) {
   if (value === null || value === undefined) return "";
   if (typeof value === "string") return value;
-  return JSON.stringify(value);
+  if (typeof value === "number") return numberText(value);
+  return JSON.stringify(value, (_, v) =>
+    typeof v === "number" && !Number.isFinite(v) ? numberText(v) : v,
+  );
 }

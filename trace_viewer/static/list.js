@@ -88,12 +88,16 @@ function showStatus(text, bad = false) {
 function traceRow(trace, maxDuration, fresh) {
   const href = `/trace/${trace.traceID}`;
   const errors = Number(trace.errorCount) || 0;
+  const faults = Number(trace.faultCount) || 0;
   const duration = Number(trace.durationNano) || 0;
   const share = maxDuration > 0 ? Math.max(1, (100 * duration) / maxDuration) : 0;
   const row = h(
     "tr",
     {
-      class: [errors ? "has-error" : "", fresh ? "fresh" : ""].join(" ").trim(),
+      class: [errors ? "has-error" : "", faults ? "has-fault" : "", fresh ? "fresh" : ""]
+        .join(" ")
+        .replace(/\s+/g, " ")
+        .trim(),
       "data-trace-id": trace.traceID,
       onclick: (event) => {
         if (event.target.closest("a") || window.getSelection().toString()) return;
@@ -140,6 +144,20 @@ function traceRow(trace, maxDuration, fresh) {
     ),
     h(
       "td",
+      { class: "num faults" },
+      faults
+        ? h(
+            "span",
+            {
+              class: "badge fault",
+              title: `${faults} span(s) an injected fault touched (ordersim.fault.injected)`,
+            },
+            `⚡ ${faults}`,
+          )
+        : h("span", { class: "muted", title: "no injected faults" }, "—"),
+    ),
+    h(
+      "td",
       { class: "num" },
       h(
         "div",
@@ -165,7 +183,7 @@ function emptyRow(text, detail) {
   return h(
     "tr",
     { class: "empty" },
-    h("td", { colspan: "7" }, h("div", {}, text), detail && h("div", { class: "muted" }, detail)),
+    h("td", { colspan: "8" }, h("div", {}, text), detail && h("div", { class: "muted" }, detail)),
   );
 }
 

@@ -3,7 +3,6 @@
 import {
   HttpError,
   ServiceColors,
-  attrList,
   fmtClock,
   fmtMs,
   fmtTick,
@@ -11,250 +10,13 @@ import {
   h,
   niceTicks,
   serviceChip,
-  toBigInt,
   valueText,
 } from "/static/common.js";
+import { FAULT_ATTRIBUTE, KINDS, buildModel, criticalPath, overhangs } from "/static/model.js";
 
-const KINDS = ["unspecified", "internal", "server", "client", "producer", "consumer"];
-const STATUS = ["UNSET", "OK", "ERROR"];
 const INDENT_PX = 14;
 const NOT_FOUND_RETRIES = 4;
 const RETRY_MS = 1500;
-
-// ---------------------------------------------------------------------------------------------
-// Model
-
-function enumIndex(value, names, prefix) {
-  if (typeof value === "number") return value;
-  if (typeof value === "string") {
-    if (/^\d+$/.test(value)) return Number(value);
-    const index = names.findIndex((n) => `${prefix}${n}`.toUpperCase() === value.toUpperCase());
-    return index < 0 ? 0 : index;
-  }
-  return 0;
-}
-
-/**
- * Spans of an OTLP JSON trace, linked into a tree. Times are kept as ns relative to the
- * trace's first start (Numbers: exact for traces up to ~104 days long), from BigInt epochs.
- */
-export function buildModel(traceId, resourceSpans) {
-  const spans = [];
-  const byId = new Map();
-  const warnings = [];
-  let duplicates = 0;
-  for (const rs of resourceSpans || []) {
-    const resource = attrList(rs.resource?.attributes);
-    const serviceAttr = resource.find(([key]) => key === "service.name");
-    const service = serviceAttr ? String(serviceAttr[1]) : "unknown_service";
-    for (const ss of rs.scopeSpans || rs.instrumentationLibrarySpans || []) {
-      const scope = ss.scope || ss.instrumentationLibrary || {};
-      for (const raw of ss.spans || []) {
-        const id = String(raw.spanId || "").toLowerCase();
-        if (!id || byId.has(id)) {
-          duplicates += 1;
-          continue;
-        }
-        const startAbs = toBigInt(raw.startTimeUnixNano);
-        let endAbs = toBigInt(raw.endTimeUnixNano);
-        if (endAbs < startAbs) endAbs = startAbs;
-        const span = {
-          id,
-          traceId: String(raw.traceId || traceId).toLowerCase(),
-          parentId: String(raw.parentSpanId || "").toLowerCase() || null,
-          name: raw.name || "(unnamed)",
-          kind: enumIndex(raw.kind, KINDS, "SPAN_KIND_"),
-          service,
-          resource,
-          scope: { name: scope.name || "", version: scope.version || "" },
-          attributes: attrList(raw.attributes),
-          rawEvents: raw.events || [],
-          links: (raw.links || []).map((link) => ({
-            traceId: String(link.traceId || "").toLowerCase(),
-            spanId: String(link.spanId || "").toLowerCase(),
-            attributes: attrList(link.attributes),
-          })),
-          status: {
-            code: enumIndex(raw.status?.code, STATUS, "STATUS_CODE_"),
-            message: raw.status?.message || "",
-          },
-          startAbs,
-          endAbs,
-          children: [],
-          parent: null,
-          orphan: false,
-          depth: 0,
-          descendants: 0,
-          descendantErrors: 0,
-        };
-        span.error = span.status.code === 2;
-        spans.push(span);
-        byId.set(id, span);
-      }
-    }
-  }
-  if (duplicates)
-    warnings.push(`${duplicates} span(s) with a missing or repeated span id were skipped.`);
-  if (!spans.length) return null;
-
-  const t0 = spans.reduce((min, s) => (s.startAbs < min ? s.startAbs : min), spans[0].startAbs);
-  const tEnd = spans.reduce((max, s) => (s.endAbs > max ? s.endAbs : max), spans[0].endAbs);
-  for (const span of spans) {
-    span.start = Number(span.startAbs - t0);
-    span.end = Number(span.endAbs - t0);
-    span.duration = span.end - span.start;
-    span.events = span.rawEvents
-      .map((event) => {
-        const time = Number(toBigInt(event.timeUnixNano) - t0);
-        return {
-          name: event.name || "(event)",
-          time,
-          offset: time - span.start,
-          attributes: attrList(event.attributes),
-        };
-      })
-      .sort((a, b) => a.time - b.time);
-  }
-
-  const topLevel = [];
-  for (const span of spans) {
-    const parent = span.parentId && span.parentId !== span.id ? byId.get(span.parentId) : undefined;
-    if (parent) {
-      span.parent = parent;
-      parent.children.push(span);
-    } else {
-      span.orphan = Boolean(span.parentId);
-      topLevel.push(span);
-    }
-  }
-  const byStart = (a, b) => a.start - b.start || b.end - a.end || a.name.localeCompare(b.name);
-
-  // Depth-first order; spans caught in a parent cycle are unreachable from the top: lift them.
-  const order = [];
-  const visited = new Set();
-  const walk = (top) => {
-    const stack = [[top, 0]];
-    while (stack.length) {
-      const [span, depth] = stack.pop();
-      if (visited.has(span.id)) continue;
-      visited.add(span.id);
-      span.depth = depth;
-      order.push(span);
-      span.children.sort(byStart);
-      for (let i = span.children.length - 1; i >= 0; i -= 1)
-        stack.push([span.children[i], depth + 1]);
-    }
-  };
-  topLevel.sort(byStart).forEach(walk);
-  const cyclic = spans.filter((s) => !visited.has(s.id));
-  for (const span of cyclic) {
-    if (visited.has(span.id)) continue;
-    if (span.parent) span.parent.children = span.parent.children.filter((c) => c !== span);
-    span.parent = null;
-    span.orphan = true;
-    topLevel.push(span);
-    walk(span);
-  }
-  if (cyclic.length)
-    warnings.push(`${cyclic.length} span(s) form a parent cycle; shown at top level.`);
-  for (let i = order.length - 1; i >= 0; i -= 1) {
-    const span = order[i];
-    span.descendants = span.children.reduce((n, c) => n + 1 + c.descendants, 0);
-    span.descendantErrors = span.children.reduce(
-      (n, c) => n + (c.error ? 1 : 0) + c.descendantErrors,
-      0,
-    );
-  }
-  const orphans = topLevel.filter((s) => s.orphan);
-  if (orphans.length) {
-    warnings.push(
-      `${orphans.length} span(s) reference a parent that is not in this trace (yet) and are shown ` +
-        "at top level, marked “orphan”.",
-    );
-  }
-
-  // The root: a span without a parent (the earliest, longest one if several), else the first.
-  const trueRoots = topLevel.filter((s) => !s.orphan);
-  const root = [...(trueRoots.length ? trueRoots : topLevel)].sort(
-    (a, b) => a.start - b.start || b.duration - a.duration,
-  )[0];
-  if (trueRoots.length > 1)
-    warnings.push(
-      `${trueRoots.length} spans have no parent; the critical path starts at the earliest.`,
-    );
-
-  const services = [];
-  for (const span of order) if (!services.includes(span.service)) services.push(span.service);
-  const serviceCounts = new Map(services.map((s) => [s, 0]));
-  for (const span of spans) serviceCounts.set(span.service, serviceCounts.get(span.service) + 1);
-
-  return {
-    traceId,
-    spans,
-    byId,
-    order,
-    topLevel,
-    root,
-    services,
-    serviceCounts,
-    startAbs: t0,
-    duration: Number(tEnd - t0),
-    errorCount: spans.filter((s) => s.error).length,
-    maxDepth: Math.max(...order.map((s) => s.depth)) + 1,
-    warnings,
-  };
-}
-
-/**
- * The critical path, as Jaeger UI computes it: start at the root's end; the child that finishes
- * last before the current cut-off is on the path — the gap between its end and the cut-off is
- * the parent's own time on the path — then descend into that child. A span with no (more)
- * children finishing before the cut-off is on the path from its start to the cut-off; the
- * cut-off moves to its start and we return to its parent. Children are first clipped to their
- * parent's time range (clock skew), and children entirely outside it are ignored.
- *
- * Returns Map<spanId, [{start, end}]> of the path's segments (trace-relative ns).
- */
-export function criticalPath(model) {
-  const bounds = new Map(); // span -> {start, end, kids sorted by end, latest first}
-  const clip = (span, start, end) => {
-    const kids = [];
-    for (const child of span.children) {
-      if (child.end < start || child.start > end) continue; // entirely outside the parent
-      kids.push(child);
-      clip(child, Math.max(child.start, start), Math.min(child.end, end));
-    }
-    kids.sort((a, b) => bounds.get(b).end - bounds.get(a).end);
-    bounds.set(span, { start, end, kids });
-  };
-  clip(model.root, model.root.start, model.root.end);
-
-  const segments = new Map();
-  const push = (span, start, end) => {
-    if (end <= start) return;
-    if (!segments.has(span.id)) segments.set(span.id, []);
-    segments.get(span.id).push({ start, end });
-  };
-  let span = model.root;
-  let cutoff = null;
-  for (let guard = 0; guard < 4 * model.spans.length + 8; guard += 1) {
-    const b = bounds.get(span);
-    const sectionEnd = cutoff === null ? b.end : cutoff;
-    const last = cutoff === null ? b.kids[0] : b.kids.find((k) => bounds.get(k).end < cutoff);
-    if (last) {
-      push(span, bounds.get(last).end, sectionEnd);
-      span = last;
-      cutoff = null;
-    } else {
-      push(span, b.start, sectionEnd);
-      if (span === model.root || !span.parent) break;
-      cutoff = b.start;
-      span = span.parent;
-    }
-  }
-  for (const list of segments.values()) list.sort((a, b) => a.start - b.start);
-  return segments;
-}
 
 // ---------------------------------------------------------------------------------------------
 // View
@@ -263,6 +25,7 @@ const state = {
   model: null,
   colors: new ServiceColors(),
   critical: new Map(),
+  overhangs: new Map(), // span id -> {before, after, parentId, calledBy}
   rows: new Map(), // span id -> row element
   collapsed: new Set(),
   selected: null,
@@ -272,6 +35,38 @@ const state = {
 
 const pct = (ns) => (state.model.duration > 0 ? (100 * ns) / state.model.duration : 0);
 const kindName = (kind) => KINDS[kind] || `kind ${kind}`;
+
+/** What an injected fault did to a span, from its fault.injected events. */
+function faultText(span) {
+  const kinds = span.events
+    .filter((e) => e.name === "fault.injected")
+    .map((e) => {
+      const get = (key) => e.attributes.find(([k]) => k === key)?.[1];
+      const kind = get("ordersim.fault.kind") || "fault";
+      const delay = get("ordersim.fault.delay_ms");
+      const status = get("ordersim.fault.status_code");
+      return delay !== undefined ? `${kind} ${delay} ms` : status ? `${kind} ${status}` : kind;
+    });
+  return `injected fault${kinds.length ? `: ${kinds.join(", ")}` : ""} (${FAULT_ATTRIBUTE})`;
+}
+
+/** "ends 0.42 ms after its parent" (and/or "starts … before"). */
+function overhangText(overhang) {
+  const parts = [];
+  if (overhang.before) parts.push(`starts ${fmtMs(overhang.before)} before`);
+  if (overhang.after) parts.push(`ends ${fmtMs(overhang.after)} after`);
+  return `${parts.join(" and ")} its parent`;
+}
+
+/** Why a span can stick out of its parent. */
+function overhangCause(overhang) {
+  return overhang.calledBy
+    ? "A SERVER span outliving the CLIENT span that called it: the client saw the whole " +
+        "response before the server's span ended — scheduling on one machine, clock skew " +
+        "between two."
+    : "A child outliving its parent: the parent ended without waiting for it (or, across " +
+        "machines, clock skew).";
+}
 
 function kvTable(pairs, { sort = true } = {}) {
   const rows = sort ? [...pairs].sort((a, b) => a[0].localeCompare(b[0])) : pairs;
@@ -333,6 +128,17 @@ function renderHeader(model) {
             "span",
             { class: "badge error", title: "spans with status ERROR" },
             `⚠ ${model.errorCount} error${model.errorCount > 1 ? "s" : ""}`,
+          )
+        : null,
+      model.faultCount
+        ? h(
+            "span",
+            {
+              class: "badge fault",
+              id: "fault-badge",
+              title: `spans an injected fault touched (${FAULT_ATTRIBUTE})`,
+            },
+            `⚡ ${model.faultCount} injected`,
           )
         : null,
       h(
@@ -444,12 +250,38 @@ function renderHeader(model) {
             "parent span missing",
           )
         : null,
+      model.faultCount
+        ? h(
+            "span",
+            { class: "item" },
+            h("span", { class: "fault-icon", "aria-hidden": "true" }, "⚡"),
+            "injected fault (not a real failure)",
+          )
+        : null,
+      state.overhangs.size
+        ? h(
+            "span",
+            { class: "item", id: "legend-overhang" },
+            h("span", { class: "overhang-icon", "aria-hidden": "true" }, "⇥"),
+            h("span", { class: "swatch overhang", "aria-hidden": "true" }),
+            "outside its parent (scheduling or clock skew)",
+          )
+        : null,
     ),
-    model.warnings.length
+    model.warnings.length || state.overhangs.size
       ? h(
           "div",
           { class: "warnings" },
           model.warnings.map((w) => h("div", {}, `⚠ ${w}`)),
+          state.overhangs.size
+            ? h(
+                "div",
+                { id: "overhang-warning" },
+                `⇥ ${state.overhangs.size} span(s) run outside their parent's time range ` +
+                  "(marked ⇥, the part outside hatched): scheduling on one machine, clock " +
+                  "skew between machines.",
+              )
+            : null,
         )
       : null,
   );
@@ -546,6 +378,9 @@ function spanTitle(span) {
     `${span.service} · ${kindName(span.kind)} · ${fmtMs(span.duration)} at +${fmtMs(span.start)}`,
   ];
   if (span.error) lines.push(`ERROR${span.status.message ? `: ${span.status.message}` : ""}`);
+  if (span.fault) lines.push(faultText(span));
+  const overhang = state.overhangs.get(span.id);
+  if (overhang) lines.push(`${overhangText(overhang)}: scheduling or clock skew`);
   if (span.orphan) lines.push(`orphan: parent ${span.parentId} is not in this trace`);
   if (state.critical.has(span.id)) lines.push("on the critical path");
   return lines.join("\n");
@@ -553,6 +388,7 @@ function spanTitle(span) {
 
 function renderRow(span) {
   const segments = state.critical.get(span.id) || [];
+  const overhang = state.overhangs.get(span.id);
   const showService = !span.parent || span.parent.service !== span.service;
   const left = pct(span.start);
   const width = pct(span.duration);
@@ -576,6 +412,8 @@ function renderRow(span) {
       class: [
         "row",
         span.error ? "error" : "",
+        span.fault ? "fault" : "",
+        overhang ? "overhang" : "",
         segments.length ? "critical" : "",
         span.orphan ? "orphan" : "",
       ]
@@ -591,6 +429,8 @@ function renderRow(span) {
       "data-service": span.service,
       "data-depth": String(span.depth),
       "data-error": span.error ? "true" : null,
+      "data-fault": span.fault ? "true" : null,
+      "data-overhang-ns": overhang ? String(overhang.before + overhang.after) : null,
       "data-critical": segments.length ? "true" : null,
       "data-orphan": span.orphan ? "true" : null,
       style: { "--svc": state.colors.get(span.service) },
@@ -604,6 +444,24 @@ function renderRow(span) {
       h("span", { class: "svc-dot", "aria-hidden": "true" }),
       span.error
         ? h("span", { class: "err-icon", title: "status ERROR", "aria-label": "error" }, "!")
+        : null,
+      span.fault
+        ? h(
+            "span",
+            { class: "fault-icon", title: faultText(span), "aria-label": "injected fault" },
+            "⚡",
+          )
+        : null,
+      overhang
+        ? h(
+            "span",
+            {
+              class: "overhang-icon",
+              title: `${overhangText(overhang)}. ${overhangCause(overhang)}`,
+              "aria-label": "outside its parent",
+            },
+            "⇥",
+          )
         : null,
       span.orphan
         ? h("span", { class: "orphan-icon", title: `parent ${span.parentId} is missing` }, "orphan")
@@ -620,6 +478,18 @@ function renderRow(span) {
       "div",
       { class: "lane", title: spanTitle(span) },
       h("div", { class: "bar", style: { left: `${left}%`, width: `${width}%` } }),
+      overhang?.before
+        ? h("span", {
+            class: "overhang-seg",
+            style: { left: `${left}%`, width: `${pct(overhang.before)}%` },
+          })
+        : null,
+      overhang?.after
+        ? h("span", {
+            class: "overhang-seg",
+            style: { left: `${pct(span.end - overhang.after)}%`, width: `${pct(overhang.after)}%` },
+          })
+        : null,
       segments.map((seg) =>
         h("span", {
           class: "cp-seg",
@@ -636,6 +506,16 @@ function renderRow(span) {
         "span",
         { class: "dur", style: { left: `calc(${left + width}% + 4px)` } },
         fmtMs(span.duration),
+        overhang
+          ? h(
+              "span",
+              {
+                class: "overhang-note",
+                title: `${overhangText(overhang)}. ${overhangCause(overhang)}`,
+              },
+              `⇥ ${fmtMs(overhang.before + overhang.after)} outside parent`,
+            )
+          : null,
       ),
     ),
   );
@@ -803,6 +683,20 @@ function renderDetails(span) {
     ],
     ["Children", String(span.children.length)],
   ];
+  if (span.fault)
+    facts.push(["Injected fault", h("span", { class: "fault-text" }, faultText(span))]);
+  const overhang = state.overhangs.get(span.id);
+  if (overhang) {
+    facts.push([
+      "Outside its parent",
+      h(
+        "span",
+        { class: "overhang-text", id: "overhang-detail" },
+        `${overhangText(overhang)} (${model.byId.get(overhang.parentId)?.name || overhang.parentId}). `,
+        overhangCause(overhang),
+      ),
+    ]);
+  }
   const section = (title, count, ...body) =>
     h(
       "section",
@@ -896,7 +790,14 @@ function renderDetails(span) {
       events.length ? events : h("p", { class: "muted" }, "none"),
     ),
     span.links.length ? section("Links", span.links.length, links) : null,
-    section("Resource", span.resource.length, kvTable(span.resource)),
+    section(
+      "Resource",
+      span.resource.length,
+      kvTable(span.resource),
+      span.resourceSchemaUrl
+        ? h("p", { class: "schema-url" }, "schema URL: ", h("code", {}, span.resourceSchemaUrl))
+        : null,
+    ),
     section(
       "Instrumentation scope",
       null,
@@ -904,6 +805,7 @@ function renderDetails(span) {
         [
           ["name", span.scope.name || "—"],
           ["version", span.scope.version || "—"],
+          ["schema URL", span.scope.schemaUrl || "—"],
         ],
         { sort: false },
       ),
@@ -1019,6 +921,7 @@ function render(model) {
   state.model = model;
   state.rows.clear();
   state.critical = criticalPath(model);
+  state.overhangs = overhangs(model);
   state.colors.add(model.services);
   document.title = `${model.root.name} · ${model.traceId.slice(0, 8)} · trace viewer`;
 

@@ -1,0 +1,140 @@
+// Unit tests of the waterfall's pure transforms (trace_viewer/static/model.js, common.js),
+// run with Node's own test runner: `node --test tests/js/` (tests/test_browser.py runs it).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { anyValue, valueText } from "../../trace_viewer/static/common.js";
+import { buildModel, criticalPath, overhangs } from "../../trace_viewer/static/model.js";
+
+const TRACE = "0af7651916cd43dd8448eb211c80319c";
+const BASE = 1_767_225_600_000_000_000n;
+const SERVER = 2;
+const CLIENT = 3;
+const INTERNAL = 1;
+
+/** An OTLP JSON span; times in µs from BASE, so ns-exact sub-millisecond overhangs. */
+function span(id, name, startUs, endUs, { parent, kind = INTERNAL, attributes = [] } = {}) {
+  return {
+    traceId: TRACE,
+    spanId: id.padStart(16, "0"),
+    parentSpanId: parent ? parent.padStart(16, "0") : "",
+    name,
+    kind,
+    startTimeUnixNano: String(BASE + BigInt(startUs) * 1000n),
+    endTimeUnixNano: String(BASE + BigInt(endUs) * 1000n),
+    attributes,
+  };
+}
+
+function trace(spansByService, { resourceSchemaUrl, scopeSchemaUrl } = {}) {
+  return Object.entries(spansByService).map(([service, spans]) => ({
+    resource: { attributes: [{ key: "service.name", value: { stringValue: service } }] },
+    ...(resourceSchemaUrl ? { schemaUrl: resourceSchemaUrl } : {}),
+    scopeSpans: [
+      { scope: { name: "test" }, ...(scopeSchemaUrl ? { schemaUrl: scopeSchemaUrl } : {}), spans },
+    ],
+  }));
+}
+
+// order-service: a SERVER root, an INTERNAL step, and the CLIENT call it makes; payment: the
+// SERVER span of that call ends 420 µs after the CLIENT span, and a background child of the
+// step outlives it by 3 ms; a span inside its parent is not marked.
+const OVERHANGING = trace({
+  "order-service": [
+    span("1", "POST /orders", 0, 100_000, { kind: SERVER }),
+    span("2", "charge_payment", 10_000, 60_000, { parent: "1" }),
+    span("3", "POST", 11_000, 50_000, { parent: "2", kind: CLIENT }),
+    span("5", "audit", 20_000, 63_000, { parent: "2" }),
+    span("6", "save_order", 61_000, 62_000, { parent: "1" }),
+  ],
+  "payment-service": [span("4", "POST /charges", 12_000, 50_420, { parent: "3", kind: SERVER })],
+});
+
+test("a SERVER span ending after its CLIENT caller is marked, with the overhang in ns", () => {
+  const model = buildModel(TRACE, OVERHANGING);
+  const found = overhangs(model);
+  assert.deepEqual(found.get("0000000000000004"), {
+    before: 0,
+    after: 420_000,
+    parentId: "0000000000000003",
+    calledBy: true,
+  });
+});
+
+test("a child outliving its parent is marked, not as a call", () => {
+  const found = overhangs(buildModel(TRACE, OVERHANGING));
+  assert.deepEqual(found.get("0000000000000005"), {
+    before: 0,
+    after: 3_000_000,
+    parentId: "0000000000000002",
+    calledBy: false,
+  });
+});
+
+test("spans inside their parent, and roots, are not marked", () => {
+  const found = overhangs(buildModel(TRACE, OVERHANGING));
+  assert.deepEqual([...found.keys()].sort(), ["0000000000000004", "0000000000000005"]);
+});
+
+test("a child starting before its parent is marked too", () => {
+  const model = buildModel(
+    TRACE,
+    trace({
+      a: [span("1", "parent", 1_000, 5_000)],
+      b: [span("2", "early", 500, 4_000, { parent: "1" })],
+    }),
+  );
+  assert.deepEqual(overhangs(model).get("0000000000000002"), {
+    before: 500_000,
+    after: 0,
+    parentId: "0000000000000001",
+    calledBy: false,
+  });
+});
+
+test("the critical path still clips an overhanging child to its parent", () => {
+  const model = buildModel(TRACE, OVERHANGING);
+  const segments = criticalPath(model).get("0000000000000005") || [];
+  const end = model.byId.get("0000000000000002").end;
+  assert.ok(segments.length > 0 && segments.every((s) => s.end <= end));
+});
+
+test("spans an injected fault touched are flagged and counted", () => {
+  const fault = { key: "ordersim.fault.injected", value: { boolValue: true } };
+  const model = buildModel(
+    TRACE,
+    trace({
+      payment: [
+        span("1", "POST /charges", 0, 10, { kind: SERVER, attributes: [fault] }),
+        span("2", "authorize_card", 1, 9, { parent: "1" }),
+      ],
+    }),
+  );
+  assert.equal(model.byId.get("0000000000000001").fault, true);
+  assert.equal(model.byId.get("0000000000000002").fault, false);
+  assert.equal(model.faultCount, 1);
+});
+
+test("schema URLs of the resource and the scope reach each span", () => {
+  const model = buildModel(
+    TRACE,
+    trace(
+      { svc: [span("1", "op", 0, 10)] },
+      { resourceSchemaUrl: "https://x/1.26.0", scopeSchemaUrl: "https://x/1.11.0" },
+    ),
+  );
+  const only = model.byId.get("0000000000000001");
+  assert.equal(only.resourceSchemaUrl, "https://x/1.26.0");
+  assert.equal(only.scope.schemaUrl, "https://x/1.11.0");
+});
+
+test("NaN and infinite doubles read and print as Jaeger writes them", () => {
+  assert.ok(Number.isNaN(anyValue({ doubleValue: "NaN" })));
+  assert.equal(anyValue({ doubleValue: "+Inf" }), Infinity);
+  assert.equal(anyValue({ doubleValue: "Infinity" }), Infinity);
+  assert.equal(anyValue({ doubleValue: "-Inf" }), -Infinity);
+  assert.equal(anyValue({ doubleValue: 1.5 }), 1.5);
+  assert.equal(valueText(Number.NaN), "NaN");
+  assert.equal(valueText(Infinity), "+Inf");
+  assert.equal(valueText([1, -Infinity]), '[1,"-Inf"]');
+});
