@@ -10,14 +10,21 @@ callers gave up on have finished too.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from common.concurrency import settle_all
 from common.faults import FaultRule
+from common.http import Timeouts, create_http_client
+from common.telemetry import setup_telemetry
 from tests.conftest import System, down, slow
 from tests.helpers import DECLINED, find, find_all, in_trace, order_body, outliving, service_of
 
@@ -253,3 +260,30 @@ async def test_a_cancelled_saga_step_settles_its_mutation_and_a_read_step_does_n
     assert done == ["charged", "refunded ord_1"]
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert spans["charge_payment"].end_time >= spans["quote_shipping"].end_time
+
+
+async def test_a_client_span_ends_after_the_last_byte_of_the_answer() -> None:
+    """The transport returns at the headers; the CLIENT span must not end there, before
+    the body (and maybe before the server had sent it), but once the body is read."""
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("test-service", processors=[SimpleSpanProcessor(exporter)])
+    last_byte_ns: list[int] = []
+
+    class TrickledBody(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b'{"status":'
+            await asyncio.sleep(0)
+            last_byte_ns.append(time.time_ns())
+            yield b' "ok"}'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=TrickledBody())
+
+    http = create_http_client(
+        "http://inventory", telemetry, timeouts=Timeouts(), transport=httpx.MockTransport(answer)
+    )
+    async with http:
+        response = await http.get("/healthz")
+    assert response.json() == {"status": "ok"}
+    [span] = exporter.get_finished_spans()
+    assert span.end_time is not None and span.end_time >= last_byte_ns[0]
