@@ -130,10 +130,10 @@ class Telemetry:
         use, an in-process ASGI one) is instrumented here even then, or its calls would
         have no CLIENT span and carry no ``traceparent``.
         """
-        patched = isinstance(transport, AsyncHTTPTransport)
         if not self.enabled or {"httpx", "*"} & self.disabled:
             return
-        if patched and HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+        patched = HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+        if patched and isinstance(transport, AsyncHTTPTransport):
             return
         HTTPXClientInstrumentor.instrument_client(
             client, tracer_provider=self.tracer_provider, request_hook=request_hook
