@@ -118,11 +118,19 @@ async def test_downstream_too_slow(start_system: Any) -> None:
     assert outliving(spans) == []
 
 
+#: The order's deadline in the tests below that need it to pass during step 3 or 4: the
+#: steps before must finish within it (tens of milliseconds; this leaves room for a busy
+#: machine), and the call held there from its start for longer than it, so the deadline
+#: passes while that call is in flight whatever the steps before took.
+DEADLINE = 2.0
+HELD = DEADLINE + 0.1
+
+
 async def test_deadline_lets_the_charge_in_flight_settle(start_system: Any) -> None:
     """The order's deadline passes while the charge is in flight: the charge is not cut
     off halfway; the order waits for its answer, then refunds it, knowing it landed."""
     async with start_system(
-        wrap={"payment": slow(0.6, "/charges")}, call_timeout=2.0, order_deadline=0.3
+        wrap={"payment": slow(HELD, "/charges")}, call_timeout=HELD + 2, order_deadline=DEADLINE
     ) as system:
         response = await system.order.post("/orders", json=order_body(PLENTIFUL))
         await system.drain()
@@ -139,8 +147,9 @@ async def test_deadline_lets_the_charge_in_flight_settle(start_system: Any) -> N
 
 
 async def test_deadline_cancels_a_read_and_settles_the_reservation(start_system: Any) -> None:
-    """The deadline passes during step 2: the shipping quote (a read) is cancelled, the
-    reservation beside it finishes, and its stock is released."""
+    """The deadline passes during step 2 (it starts with it, and the reservation is held
+    longer): the shipping quote (a read) is cancelled, the reservation beside it
+    finishes, and its stock is released."""
     async with start_system(
         wrap={"shipping": slow(5.0, "/quotes"), "inventory": slow(0.5, "/reservations")},
         call_timeout=8.0,
@@ -166,9 +175,9 @@ async def test_deadline_during_the_concurrent_mutations(
 ) -> None:
     """Commit and shipment in flight when the deadline passes: both settle, all undone."""
     async with start_system(
-        wrap={"shipping": slow(0.6, "/shipments")},
-        call_timeout=2.0,
-        order_deadline=0.4,
+        wrap={"shipping": slow(HELD, "/shipments")},
+        call_timeout=HELD + 2,
+        order_deadline=DEADLINE,
         scenarios=scenarios,
     ) as system:
         response = await system.order.post("/orders", json=order_body(PLENTIFUL))
