@@ -8,12 +8,14 @@ Each case runs plain, then instrumented as ``common.telemetry`` instruments it, 
 every span sampled, and none sampled (what 99 % of requests cost at 1 % sampling); spans
 go to a processor that discards them. CPU time of this process per call:
 
-- database: the same parameterised SELECT on an aiosqlite engine, with
-  opentelemetry-instrumentation-sqlalchemy's EngineTracer bound to it;
+- database: the same parameterised SELECT (a SQLAlchemy Core statement on one table, as
+  the services issue them) on an aiosqlite engine, instrumented by
+  ``Telemetry.instrument_engine``;
 - server: a FastAPI app shaped like ours (a few routes, a pydantic body), called through
   ASGI directly, under the FastAPI instrumentation (receive/send spans off);
-- client: an httpx client over a transport that answers at once, under the httpx
-  instrumentation.
+- client: an httpx client over a transport that answers at once, instrumented by
+  ``Telemetry.instrument_client`` with the services' request hook, each request carrying
+  its URL template as the typed clients send it.
 
 Encoding: order-shaped spans (bench/ingest.py's) through the OTLP exporter's own encoder
 into protobuf bytes, CPU per span. Medians of the rounds.
@@ -36,27 +38,29 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ingest import order_like_spans
-from common.telemetry import EXCLUDED_URLS
+from common import http
+from common.telemetry import EXCLUDED_URLS, Telemetry
 
 # As common.telemetry sets it: the stable HTTP and database attribute names.
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
 
 MODES = ("plain", "sampled", "unsampled")
 WARMUP = 200  # calls before the clock starts (SQLAlchemy's compiled cache, FastAPI's routes)
-QUERY = text("SELECT v FROM t WHERE id = :id")
+TABLE = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("v", String))
+QUERY = select(TABLE.c.v).where(TABLE.c.id == bindparam("id"))
 BODY = b'{"sku": "SKU-0001", "quantity": 2}'
+PATH = "/reservations/ord_0123456789abcdef/commit"
+HOOK = http.describe_request
+EXTENSIONS = {http.URL_TEMPLATE: "/reservations/{order_id}/commit"}
 
 
 class Discard(SpanExporter):
@@ -75,12 +79,10 @@ async def statement_cpu_us(mode: str, calls: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
         if mode != "plain":
-            usage = NoOpMeterProvider().get_meter(__name__).create_up_down_counter("usage")
-            tracer = provider(mode).get_tracer("bench")
-            EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]
+            Telemetry(provider(mode)).instrument_engine(engine)
         async with engine.begin() as conn:
-            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
-            await conn.execute(text("INSERT INTO t VALUES (1, 'a')"))
+            await conn.run_sync(TABLE.metadata.create_all)
+            await conn.execute(insert(TABLE).values(id=1, v="a"))
         async with engine.connect() as conn:
             for _ in range(WARMUP):
                 await conn.execute(QUERY, {"id": 1})
@@ -159,15 +161,15 @@ async def server_request_cpu_us(mode: str, calls: int) -> float:
 
 
 async def client_request_cpu_us(mode: str, calls: int) -> float:
-    transport = httpx.MockTransport(lambda request: httpx.Response(201, content=BODY))
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=BODY))
     async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as client:
         if mode != "plain":
-            HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider(mode))
+            Telemetry(provider(mode)).instrument_client(client, transport, request_hook=HOOK)
         for _ in range(WARMUP):
-            await client.post("/reservations", content=BODY)
+            await client.post(PATH, content=BODY, extensions=EXTENSIONS)
         started = time.process_time()
         for _ in range(calls):
-            await client.post("/reservations", content=BODY)
+            await client.post(PATH, content=BODY, extensions=EXTENSIONS)
         return (time.process_time() - started) / calls * 1e6
 
 

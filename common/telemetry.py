@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import AsyncBaseTransport, AsyncClient, AsyncHTTPTransport
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -58,8 +58,11 @@ from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Reso
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.semconv.attributes.db_attributes import DB_COLLECTION_NAME, DB_OPERATION_NAME
 from opentelemetry.trace import Span
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import TableClause
 
 logger = logging.getLogger(__name__)
 
@@ -123,32 +126,48 @@ class Telemetry:
     def instrument_client(
         self,
         client: AsyncClient,
+        transport: AsyncBaseTransport,
         request_hook: Callable[[Span, Any], Awaitable[None]] | None = None,
     ) -> None:
-        if not self.instruments("httpx", HTTPXClientInstrumentor()):
+        """Instrument ``client``, which sends through ``transport``.
+
+        ``opentelemetry-instrument`` patches only httpx's own transport class
+        (``AsyncHTTPTransport``); a client over any other (the aiohttp one the services
+        use, an in-process ASGI one) is instrumented here even then, or its calls would
+        have no CLIENT span and carry no ``traceparent``.
+        """
+        if not self.enabled or {"httpx", "*"} & self.disabled:
+            return
+        patched = HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+        if patched and isinstance(transport, AsyncHTTPTransport):
             return
         HTTPXClientInstrumentor.instrument_client(
             client, tracer_provider=self.tracer_provider, request_hook=request_hook
         )
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
-        if not self.instruments("sqlalchemy", SQLAlchemyInstrumentor()):
+        if not self.enabled or {"sqlalchemy", "*"} & self.disabled:
             return
-        # The instrumentor's public entry point also monkey-patches create_engine for the
-        # whole process, once, for the first provider only; binding its EngineTracer to
-        # this one engine keeps each service's DB spans under its own service.name.
-        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-        from opentelemetry.metrics import NoOpMeterProvider
+        if not SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry:
+            # The instrumentor's public entry point also monkey-patches create_engine for
+            # the whole process, once, for the first provider only; binding its
+            # EngineTracer to this one engine keeps each service's DB spans under its own
+            # service.name. (Under opentelemetry-instrument its patched create_async_engine
+            # has already bound one, to the global provider.)
+            from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+            from opentelemetry.metrics import NoOpMeterProvider
 
-        connections_usage = (
-            NoOpMeterProvider()
-            .get_meter(__name__)
-            .create_up_down_counter("db.client.connections.usage")
-        )
-        tracer = self.tracer("opentelemetry.instrumentation.sqlalchemy")
-        self._engine_tracers.append(
-            EngineTracer(tracer, engine.sync_engine, connections_usage)  # type: ignore[no-untyped-call]
-        )
+            connections_usage = (
+                NoOpMeterProvider()
+                .get_meter(__name__)
+                .create_up_down_counter("db.client.connections.usage")
+            )
+            tracer = self.tracer("opentelemetry.instrumentation.sqlalchemy")
+            self._engine_tracers.append(
+                EngineTracer(tracer, engine.sync_engine, connections_usage)  # type: ignore[no-untyped-call]
+            )
+        # After the EngineTracer's own listener, which has started the statement's span.
+        event.listen(engine.sync_engine, "before_cursor_execute", name_statement_span)
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Flush pending spans, for at most ``timeout`` seconds (an unreachable collector
@@ -160,6 +179,38 @@ class Telemetry:
             )
             flush.start()
             flush.join(timeout)
+
+
+def name_statement_span(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """Name a database span ``SELECT products``: operation and table, per the stable
+    database semantic conventions (``db.operation.name``, ``db.collection.name``).
+
+    opentelemetry-instrumentation-sqlalchemy names it after the first word of the SQL and
+    the database name, which for SQLite is the file path (``SELECT .data/inventory.db``,
+    the same on every statement), and puts both words in ``db.operation.name``. SQLAlchemy
+    already knows the table: the compiled statement's state holds the DML target or the
+    FROM list, so nothing is parsed. A statement on several tables, or raw SQL, keeps the
+    instrumentation's name (the conventions' fallback target is the database).
+    """
+    span = getattr(context, "_otel_span", None)  # where the EngineTracer keeps it
+    if span is None or not span.is_recording():
+        return
+    words = statement.split(maxsplit=1)
+    if not words:
+        return
+    operation = words[0]
+    state = getattr(context.compiled, "compile_state", None)
+    table = getattr(state, "dml_table", None)
+    if table is None:
+        froms = getattr(state, "froms", None)
+        table = froms[0] if froms and len(froms) == 1 else None
+    if not isinstance(table, TableClause):
+        span.set_attribute(DB_OPERATION_NAME, operation)
+        return
+    span.update_name(f"{operation} {table.fullname}")
+    span.set_attributes({DB_OPERATION_NAME: operation, DB_COLLECTION_NAME: table.fullname})
 
 
 def _enable_stable_semconv() -> None:

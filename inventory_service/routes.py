@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.concurrency import settle_all
 from common.deps import EngineDep, TracerDep
 from common.errors import ErrorBody, ValidationErrorBody, error_responses
 from common.ids import OrderId, Sku
@@ -82,9 +82,9 @@ async def reserve(body: ReserveRequest, engine: EngineDep, tracer: TracerDep) ->
     """Reserve every item for an order, all or nothing (409 when one is short)."""
     with tracer.start_as_current_span("reserve_items") as span:
         span.set_attributes({"shop.order.id": body.order_id, "shop.item.count": len(body.items)})
-        # Each SKU is checked concurrently (fail fast, visible as sibling spans); the
-        # conditional UPDATEs in storage.reserve are what guarantees no oversell.
-        await asyncio.gather(*(_check_stock(engine, tracer, item) for item in body.items))
+        # Each SKU is checked concurrently (visible as sibling spans, all ended before this
+        # one); the conditional UPDATEs in storage.reserve are what guarantees no oversell.
+        await settle_all(*(_check_stock(engine, tracer, item) for item in body.items))
         reservation = await storage.reserve(engine, body.order_id, body.items)
         span.add_event("reserved", {"shop.units": sum(i.quantity for i in reservation.items)})
         return reservation

@@ -10,6 +10,7 @@ the original request if it arrives late. An undo that fails is deferred to the b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import trace
 
+from common.concurrency import settle_all
 from common.errors import DownstreamUnavailable, ServiceError
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-A = TypeVar("A")
-B = TypeVar("B")
 
 #: An undo action: called with the order id.
 UndoCall = Callable[[str], Awaitable[object]]
@@ -38,17 +38,20 @@ class Undo:
     call: UndoCall
 
 
-async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Run two calls concurrently, wait for *both* to settle, then raise the first failure.
-
-    Plain ``asyncio.gather`` raises as soon as one call fails while the other keeps
-    running; the saga needs to know what both did before it decides what to undo.
-    """
-    a, b = await asyncio.gather(first, second, return_exceptions=True)
-    for outcome in (a, b):
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return a, b  # type: ignore[return-value]
+async def _uncancelled(call: Awaitable[T]) -> T:
+    """Await ``call`` to its end even if the caller is cancelled meanwhile (the order's
+    deadline), then pass the cancellation on: a mutation cut off halfway would leave the
+    saga guessing whether it landed. The call bounds itself (the per-call timeout)."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):  # a second cancellation too
+                await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # its outcome was recorded by the step; no "never retrieved"
+        raise
 
 
 class Saga:
@@ -60,23 +63,40 @@ class Saga:
         self._backlog = backlog
         self._undo: list[Undo] = []
 
-    async def step(self, name: str, call: Awaitable[T], undo: Undo | None = None) -> T:
-        with self._tracer.start_as_current_span(name) as span:
+    async def step(
+        self, name: str, call: Awaitable[T], undo: Undo | None = None, *, read_only: bool = False
+    ) -> T:
+        """One step of the order, as a span. A step that changes something downstream
+        (every one but a ``read_only`` step) is never cut off halfway: cancelled meanwhile
+        (the order's deadline), it waits for its call to settle and records the outcome,
+        then passes the cancellation on. A read-only step is simply cancelled."""
+        with self._tracer.start_as_current_span(
+            name, record_exception=False, set_status_on_exception=False
+        ) as span:
             span.set_attribute("shop.order.id", self.order_id)
             if undo is not None:
                 # Registered before the call: one that times out may still have landed.
                 self._undo.append(undo)
-            try:
-                return await call
-            except ServiceError as exc:
-                if undo is not None and not isinstance(exc, DownstreamUnavailable):
-                    self._undo.remove(undo)  # a definite refusal changed nothing
-                raise
+            outcome = self._outcome(span, call, undo)
+            return await (outcome if read_only else _uncancelled(outcome))
+
+    async def _outcome(self, span: trace.Span, call: Awaitable[T], undo: Undo | None) -> T:
+        """The call's result; a failure is recorded on the step's span and, when it is a
+        definite refusal, takes the step's undo off the list (it changed nothing)."""
+        try:
+            return await call
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+            refused = isinstance(exc, ServiceError) and not isinstance(exc, DownstreamUnavailable)
+            if undo is not None and refused:
+                self._undo.remove(undo)
+            raise
 
     async def compensate(self) -> None:
         """Undo every step that may have landed, concurrently, newest first."""
         undo, self._undo = self._undo[::-1], []
-        await asyncio.gather(*(self._run(u) for u in undo))
+        await settle_all(*(self._run(u) for u in undo))
 
     async def _run(self, undo: Undo) -> None:
         with self._tracer.start_as_current_span(undo.name) as span:

@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.concurrency import settle_all
 from common.errors import DownstreamUnavailable, ServiceError
 from common.ids import new_order_id
 from common.money import Money
@@ -33,7 +34,7 @@ from inventory_service.errors import OutOfStock, UnknownSku
 from inventory_service.models import ItemRequest
 from order_service import storage
 from order_service.backlog import Backlog
-from order_service.compensation import Saga, Undo, UndoCall, both
+from order_service.compensation import Saga, Undo, UndoCall
 from order_service.models import (
     Order,
     OrderError,
@@ -53,10 +54,12 @@ B = TypeVar("B")
 
 
 async def in_turn(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """:func:`both`, but the second call starts only once the first has settled.
+    """:func:`~common.concurrency.settle_all`, but the second call starts only once the
+    first has settled.
 
     The same failure semantics: both calls settle, then the first failure is raised. A
-    cancellation (the order's deadline) stops at once; the second call then never starts.
+    cancellation (the order's deadline) goes to the call in flight (a mutation settles
+    first, see ``Saga.step``); the second call then never starts.
     """
     outcomes: list[object] = []
     for call in (first, second):
@@ -104,7 +107,7 @@ class OrderFlow:
         self.cancel_shipment = Undo("cancel_shipment", shipping.cancel_shipment)
         # Steps 2 and 4 run their two calls concurrently; with the "sequential_calls"
         # scenario they run one after the other.
-        self._both = in_turn if Scenario.SEQUENTIAL_CALLS in scenarios else both
+        self._both = in_turn if Scenario.SEQUENTIAL_CALLS in scenarios else settle_all
 
     def undo_actions(self) -> dict[str, UndoCall]:
         """Every undo by name: what a deferred compensation is retried with."""
@@ -199,6 +202,7 @@ class OrderFlow:
                 self._shipping.quote(
                     request.shipping_address, sum(i.quantity for i in order.items)
                 ),
+                read_only=True,
             ),
         )
         # The reservation's prices are the ones the stock was taken at.

@@ -34,7 +34,12 @@ class PaymentClient(ServiceClient):
         return Payment.model_validate_json(response.content)
 
     async def refund(self, order_id: str) -> Payment:
-        response = await self._request("POST", f"/charges/{order_id}/refund", idempotent=True)
+        response = await self._request(
+            "POST",
+            "/charges/{order_id}/refund",
+            path_params={"order_id": order_id},
+            idempotent=True,
+        )
         if response.status_code != 200:
             raise self._unexpected(response)
         return Payment.model_validate_json(response.content)

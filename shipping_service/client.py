@@ -37,7 +37,12 @@ class ShippingClient(ServiceClient):
         return Shipment.model_validate_json(response.content)
 
     async def cancel_shipment(self, order_id: str) -> Shipment:
-        response = await self._request("POST", f"/shipments/{order_id}/cancel", idempotent=True)
+        response = await self._request(
+            "POST",
+            "/shipments/{order_id}/cancel",
+            path_params={"order_id": order_id},
+            idempotent=True,
+        )
         if response.status_code != 200:
             raise self._unexpected(response)
         return Shipment.model_validate_json(response.content)

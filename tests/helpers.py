@@ -88,6 +88,32 @@ def overlap(a: ReadableSpan, b: ReadableSpan) -> bool:
     return a.start_time < b.end_time and b.start_time < a.end_time
 
 
+def outliving(spans: Sequence[ReadableSpan]) -> list[str]:
+    """The spans that end after their parent, one line each.
+
+    Every span counts (business spans, HTTP and database CLIENT spans, SERVER spans)
+    except one: a SERVER span whose CLIENT parent got no answer (the caller timed out or
+    gave up) goes on after it, as the server's work really did.
+    """
+    by_id = {s.context.span_id: s for s in spans}
+    found = []
+    for span in spans:
+        parent = by_id.get(span.parent.span_id) if span.parent is not None else None
+        if parent is None:
+            continue
+        assert span.end_time is not None and parent.end_time is not None
+        if span.end_time <= parent.end_time:
+            continue
+        if span.kind == SpanKind.SERVER and "http.response.status_code" not in parent.attributes:
+            continue  # an abandoned call: the server did not stop when the caller left
+        late_ms = (span.end_time - parent.end_time) / 1e6
+        found.append(
+            f"{span.name} ({service_of(span)}) ends {late_ms:.3f} ms after its parent "
+            f"{parent.name} ({service_of(parent)})"
+        )
+    return found
+
+
 def is_complete(spans: Sequence[ReadableSpan]) -> bool:
     """Every span of a cross-process trace has arrived.
 

@@ -207,8 +207,66 @@ def test_under_opentelemetry_instrument_nothing_is_doubled(
     assert len(find_all(spans, "GET /products", kind=SpanKind.SERVER)) == 1
     selects = [s for s in spans if s.kind == SpanKind.CLIENT]
     assert len(selects) == 1, [s.name for s in spans]
+    # Its patched create_async_engine bound the EngineTracer; the name is still ours.
+    assert selects[0].name == "SELECT products"
     assert {service_of(s) for s in spans} == {"inventory-service"}
     assert "Attempting to instrument" not in log.read_text()
+
+
+ZERO_CODE_CLIENT = """
+import asyncio, json
+import httpx
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from common.http import Timeouts, create_http_client
+from common.telemetry import setup_telemetry
+from inventory_service.client import InventoryClient
+
+async def main():
+    telemetry = setup_telemetry("order-service")
+    exporter = InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sent = []
+
+    def inventory(request):
+        sent.append(request.headers.get("traceparent"))
+        return httpx.Response(200, json={"order_id": "ord_1", "status": "committed", "items": []})
+
+    http = create_http_client(
+        "http://inventory", telemetry, timeouts=Timeouts(), transport=httpx.MockTransport(inventory)
+    )
+    await InventoryClient(http).commit("ord_0123456789abcdef")
+    spans = [(s.name, s.attributes.get("url.template")) for s in exporter.get_finished_spans()]
+    print(json.dumps({"ours": telemetry.owns_provider, "sent": sent, "spans": spans}))
+
+asyncio.run(main())
+"""
+
+
+def test_under_opentelemetry_instrument_the_service_clients_are_traced(
+    up_env: dict[str, str],
+) -> None:
+    """The agent patches httpx's own transport class only; the services' clients send through
+    another (aiohttp's), so they are instrumented by the services even then: a CLIENT span
+    named after the endpoint's template, and a traceparent on the wire."""
+    up_env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    up_env["OTEL_LOGS_EXPORTER"] = "none"
+    instrument = Path(sys.executable).with_name("opentelemetry-instrument")
+    result = subprocess.run(
+        [str(instrument), sys.executable, "-c", ZERO_CODE_CLIENT],
+        env=up_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen["ours"] is False  # the agent's provider
+    assert seen["spans"] == [
+        ["POST /reservations/{order_id}/commit", "/reservations/{order_id}/commit"]
+    ]
+    assert seen["sent"][0].startswith("00-")
 
 
 def test_sigterm_flushes_the_spans_still_queued(

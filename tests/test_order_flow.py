@@ -97,6 +97,7 @@ async def test_confirmed_order_is_one_trace_across_four_services(any_system: Sys
 
 async def test_spans_follow_stable_semantic_conventions(system: System) -> None:
     response = await system.order.post("/orders", json=order_body())
+    order_id = response.json()["order_id"]
     spans = in_trace(system.spans(), response.json()["trace_id"])
 
     server = find(spans, "POST /orders", kind=SpanKind.SERVER)
@@ -105,18 +106,53 @@ async def test_spans_follow_stable_semantic_conventions(system: System) -> None:
     assert server.attributes["http.route"] == "/orders"
     assert "http.method" not in server.attributes  # the deprecated pre-1.0 names
 
+    # HTTP CLIENT spans: METHOD + url.template, the callee's own route, never an id.
     http_clients = [s for s in spans if s.kind == SpanKind.CLIENT and "url.full" in s.attributes]
-    assert len(http_clients) == 6  # products, reserve, quote, charge, commit, ship
+    assert sorted(s.name for s in http_clients) == [
+        "GET /products",
+        "POST /charges",
+        "POST /quotes",
+        "POST /reservations",
+        "POST /reservations/{order_id}/commit",
+        "POST /shipments",
+    ]
     for span in http_clients:
-        assert span.name == span.attributes["http.request.method"]
+        method, template = span.attributes["http.request.method"], span.attributes["url.template"]
+        assert span.name == f"{method} {template}"
         assert span.attributes["http.response.status_code"] in (200, 201)
+        callee = next(s for s in spans if s.parent and s.parent.span_id == span.context.span_id)
+        assert callee.kind == SpanKind.SERVER
+        assert callee.attributes["http.route"] == template
+        assert order_id not in span.name
 
+    # Database spans: operation + table, as db.operation.name and db.collection.name.
     db_spans = [s for s in spans if "db.system.name" in s.attributes]
-    assert db_spans
     for span in db_spans:
         assert span.kind == SpanKind.CLIENT
+        operation, table = (
+            span.attributes["db.operation.name"],
+            span.attributes["db.collection.name"],
+        )
+        assert span.name == f"{operation} {table}"
         # Parameterised SQL only: no card data, no values in the statement text.
         assert "4242" not in span.attributes.get("db.query.text", "")
+    assert {(service_of(s), s.name) for s in db_spans} >= {
+        ("order-service", "INSERT orders"),
+        ("order-service", "UPDATE orders"),
+        ("inventory-service", "SELECT products"),
+        ("inventory-service", "INSERT reservations"),
+        ("inventory-service", "UPDATE products"),
+        ("inventory-service", "INSERT reservation_items"),
+        ("inventory-service", "UPDATE reservations"),
+        ("inventory-service", "SELECT reservations"),
+        ("inventory-service", "SELECT reservation_items"),
+        ("payment-service", "INSERT payments"),
+        ("payment-service", "SELECT payments"),
+        ("shipping-service", "INSERT quotes"),
+        ("shipping-service", "SELECT quotes"),
+        ("shipping-service", "INSERT shipments"),
+        ("shipping-service", "SELECT shipments"),
+    }
 
 
 async def test_disabled_instrumentation_drops_its_spans_and_nothing_else(
@@ -132,4 +168,4 @@ async def test_disabled_instrumentation_drops_its_spans_and_nothing_else(
     assert not [s for s in spans if s.attributes and "db.system.name" in s.attributes]
     assert {service_of(s) for s in spans} == SERVICES  # one trace: httpx still propagates
     assert find(spans, "reserve_items").kind == SpanKind.INTERNAL
-    assert find_all(spans, "POST", service="order-service", kind=SpanKind.CLIENT)
+    assert find_all(spans, "POST /reservations", service="order-service", kind=SpanKind.CLIENT)

@@ -91,7 +91,7 @@ async def test_sequential_calls_runs_the_concurrent_steps_one_after_the_other(
             name: find(spans, name, service="order-service")
             for name in ("reserve_stock", "quote_shipping", "commit_stock", "create_shipment")
         }
-        shapes[frozenset(scenarios)] = sorted((s.name, s.kind) for s in spans)
+        shapes[frozenset(scenarios)] = sorted((s.name, s.kind.value) for s in spans)
         reserve, quote = steps["reserve_stock"], steps["quote_shipping"]
         commit, ship = steps["commit_stock"], steps["create_shipment"]
         if scenarios:

@@ -1,0 +1,44 @@
+"""Fanning out without leaving anything behind: :func:`settle_all`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar, overload
+
+A = TypeVar("A")
+B = TypeVar("B")
+T = TypeVar("T")
+
+
+@overload
+async def settle_all(first: Awaitable[A], second: Awaitable[B], /) -> tuple[A, B]: ...
+
+
+@overload
+async def settle_all(*calls: Awaitable[T]) -> tuple[T, ...]: ...
+
+
+async def settle_all(*calls: Awaitable[Any]) -> tuple[Any, ...]:
+    """Run the calls concurrently; return once *every one* has finished, with their results
+    in order, or raise the first failure (in argument order).
+
+    Plain ``asyncio.gather`` returns on the first failure while the other calls keep
+    running: their spans then end after their parent's, and a saga cannot know what they
+    did. Here a failure cancels nothing; a cancellation of the caller (a deadline) is
+    passed to every call and waited out. A call that must not be cut off halfway (a
+    mutation) finishes its work before it honours the cancellation; see ``Saga.step``.
+
+    Why a failure does not cancel the other calls, as ``asyncio.TaskGroup`` would: they
+    are database reads and HTTP calls that end within their own timeouts, and cancelling
+    one abandons only the wait, not the work (aiosqlite's thread runs the statement to
+    its end all the same), while a connection cancelled mid-transaction is the one
+    thing that hung the test suite before (stuck in its graceful close).
+
+        reservation, quote = await settle_all(reserve(order), quote(address))
+    """
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return tuple(outcomes)
