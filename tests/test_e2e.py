@@ -230,7 +230,8 @@ async def main():
 
     def inventory(request):
         sent.append(request.headers.get("traceparent"))
-        return httpx.Response(200, json={"order_id": "ord_1", "status": "committed", "items": []})
+        reservation = {"order_id": "ord_0123456789abcdef", "status": "committed", "items": []}
+        return httpx.Response(200, json=reservation)
 
     http = create_http_client(
         "http://inventory", telemetry, timeouts=Timeouts(), transport=httpx.MockTransport(inventory)

@@ -83,8 +83,8 @@ async def test_http_client_spans_are_named_method_and_url_template() -> None:
     def payment(request: httpx.Request) -> httpx.Response:
         paths.append(request.url.raw_path.decode())
         body = {
-            "payment_id": "pay_1",
-            "order_id": "ord_1",
+            "payment_id": "pay_0123456789abcdef",
+            "order_id": "ord_0123456789abcdef",
             "status": "refunded",
             "amount": {"amount": "1.00", "currency": "USD"},
             "card_last4": "4242",

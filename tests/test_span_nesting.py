@@ -233,7 +233,7 @@ async def test_a_cancelled_saga_step_settles_its_mutation_and_a_read_step_does_n
 
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    saga = Saga("ord_1", provider.get_tracer("test"), engine=None)  # type: ignore[arg-type]
+    saga = Saga("ord_0123456789abcdef", provider.get_tracer("test"), backlog=None)  # type: ignore[arg-type]
     started, answer = asyncio.Event(), asyncio.Event()
     done: list[str] = []
 
@@ -266,7 +266,7 @@ async def test_a_cancelled_saga_step_settles_its_mutation_and_a_read_step_does_n
     with pytest.raises(asyncio.CancelledError):
         await steps
     await saga.compensate()  # it landed: the refund is owed
-    assert done == ["charged", "refunded ord_1"]
+    assert done == ["charged", "refunded ord_0123456789abcdef"]
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert spans["charge_payment"].end_time >= spans["quote_shipping"].end_time
 
