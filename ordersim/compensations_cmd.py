@@ -11,39 +11,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ordersim.trace_cmd import _reason, base_url, default_order_url
+from ordersim.admin import AdminError, admin_call, unexpected
+from ordersim.trace_cmd import base_url, default_order_url
 
 PATH = "/admin/compensations"
-#: Seconds the request may take (the admin API is never faulted).
-TIMEOUT = 5.0
-
-
-class BacklogError(Exception):
-    """The order service could not be asked, or answered something unexpected: exit 1."""
+SERVICE = "order-service"
 
 
 def fetch(client: httpx.Client, url: str, limit: int) -> dict[str, Any]:
     """The backlog as the order service at ``url`` reports it."""
-    where = f"order-service at {url}"
-    try:
-        response = client.get(f"{url}{PATH}", params={"limit": limit}, timeout=TIMEOUT)
-    except httpx.InvalidURL as exc:
-        raise BacklogError(f"{url} is not a usable URL: {exc}") from None
-    except httpx.ConnectError as exc:
-        raise BacklogError(
-            f"cannot reach {where} ({_reason(exc)}). Is ordersim running? Start it with "
-            "`ordersim up`, or point --url at it."
-        ) from None
-    except httpx.TimeoutException:
-        raise BacklogError(f"{where} did not answer within {TIMEOUT:g}s") from None
-    except httpx.TransportError as exc:
-        raise BacklogError(f"GET {PATH} on {where} failed: {_reason(exc)}") from None
-    if response.status_code == 404:
-        raise BacklogError(f"{where} has no {PATH} (HTTP 404): is it an ordersim order service?")
+    response = admin_call(client, "GET", url, PATH, service=SERVICE, params={"limit": limit})
     if response.status_code != 200:
-        raise BacklogError(
-            f"{where} answered HTTP {response.status_code} for GET {PATH}: {response.text[:200]}"
-        )
+        raise unexpected(response, SERVICE, url)
     try:
         backlog = response.json()
     except ValueError:
@@ -53,7 +32,9 @@ def fetch(client: httpx.Client, url: str, limit: int) -> dict[str, Any]:
         and isinstance(backlog.get("pending"), int)
         and isinstance(backlog.get("items"), list)
     ):
-        raise BacklogError(f"{where} answered GET {PATH} with something other than a backlog")
+        raise AdminError(
+            f"{SERVICE} at {url} answered GET {PATH} with something other than a backlog"
+        )
     return backlog
 
 
@@ -130,7 +111,7 @@ def show(
     with client or httpx.Client() as http:
         try:
             backlog = fetch(http, url, limit)
-        except BacklogError as exc:
+        except AdminError as exc:
             errors.print(Text(f"error: {exc}", style="red"))
             return 1
     if as_json:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from common.faults import ADMIN_PATH, FaultRule
+from ordersim.admin import AdminError, admin_call, unexpected
 from ordersim.trace_cmd import base_url
 
 #: Short name → (service.name, the variable that sets its port, the default port).
@@ -24,8 +25,6 @@ SERVICES: dict[str, tuple[str, str, int]] = {
     "payment": ("payment-service", "PAYMENT_SERVICE_PORT", 8002),
     "shipping": ("shipping-service", "SHIPPING_SERVICE_PORT", 8003),
 }
-#: Seconds one admin request may take (the admin API is never faulted).
-ADMIN_TIMEOUT = 5.0
 #: FaultRule field → the ``ordersim faults set`` option that sets it.
 OPTIONS = {
     "endpoint": "--endpoint",
@@ -42,10 +41,6 @@ _INJECTING = ("latency_ms", "jitter_ms", "error_rate", "timeout_rate", "hang")
 
 class UsageError(Exception):
     """A bad argument: exit status 2."""
-
-
-class AdminError(Exception):
-    """A service could not be asked, or answered something unexpected: exit status 1."""
 
 
 def default_url(service: str) -> str:
@@ -76,32 +71,14 @@ class Admin:
         return self._call("DELETE")
 
     def _call(self, method: str, body: Any = None) -> list[dict[str, Any]]:
+        response = admin_call(
+            self.client, method, self.url, ADMIN_PATH, service=self.name, json=body
+        )
         where = f"{self.name} at {self.url}"
-        try:
-            response = self.client.request(
-                method, f"{self.url}{ADMIN_PATH}", json=body, timeout=ADMIN_TIMEOUT
-            )
-        except httpx.InvalidURL as exc:
-            raise AdminError(f"{self.url} is not a usable URL: {exc}") from None
-        except httpx.ConnectError as exc:
-            reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
-            raise AdminError(
-                f"cannot reach {where} ({reason}). Is ordersim running? Start it with "
-                "`ordersim up`, or point --url at it."
-            ) from None
-        except httpx.TimeoutException:
-            raise AdminError(f"{where} did not answer within {ADMIN_TIMEOUT:g}s") from None
-        except httpx.TransportError as exc:
-            raise AdminError(f"{method} {ADMIN_PATH} on {where} failed: {exc}") from None
-        if response.status_code == 404:
-            raise AdminError(f"{where} has no {ADMIN_PATH} (HTTP 404): is it an ordersim service?")
         if response.status_code == 422:
             raise UsageError(f"{where} refused the rules: {response.text[:500]}")
         if response.status_code != 200:
-            raise AdminError(
-                f"{where} answered HTTP {response.status_code} for {method} {ADMIN_PATH}: "
-                f"{response.text[:200]}"
-            )
+            raise unexpected(response, self.name, self.url)
         try:
             rules = response.json()
         except ValueError:

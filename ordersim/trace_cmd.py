@@ -20,6 +20,7 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
+from ordersim.admin import reason
 from ordersim.samples import DEFAULT_ITEMS, order_body
 from ordersim.waterfall import KIND_SERVER, Span, Trace, Waterfall, parse_otlp, plural
 from payment_service import cards
@@ -133,7 +134,7 @@ class Viewer:
             ) from None
         except httpx.TransportError as exc:
             raise ViewerError(
-                f"cannot reach the trace viewer at {self.endpoint}: {_reason(exc)}"
+                f"cannot reach the trace viewer at {self.endpoint}: {reason(exc)}"
             ) from None
         if response.status_code == 404:
             return None
@@ -166,14 +167,6 @@ class Viewer:
         if not isinstance(document, dict) or not document.get("data"):
             return None
         return document
-
-
-def _reason(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "connection refused" if "refused" in str(exc).lower() else f"cannot connect ({exc})"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return str(exc) or type(exc).__name__
 
 
 # --- ordersim trace ---------------------------------------------------------------------------
@@ -361,14 +354,14 @@ def _place(
     except httpx.ConnectError as exc:
         errors.print(
             Text(
-                f"error: cannot reach the order service at {url} ({_reason(exc)}).\n"
+                f"error: cannot reach the order service at {url} ({reason(exc)}).\n"
                 "Is ordersim running? Start it with `make up` or `ordersim up`, "
                 "or point --url at it.",
                 style="red",
             )
         )
     except httpx.TransportError as exc:
-        errors.print(Text(f"error: POST {url}/orders failed: {_reason(exc)}", style="red"))
+        errors.print(Text(f"error: POST {url}/orders failed: {reason(exc)}", style="red"))
     return None
 
 

@@ -37,6 +37,7 @@ from tests.processes import (
     stop,
     wait_answering,
 )
+from tests.test_intake import stored
 
 MAX_BODY = 256 * 1024
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -62,17 +63,6 @@ def sdk_spans(
             with tracer.start_as_current_span(name):
                 pass
     return list(memory.get_finished_spans())
-
-
-def stored(viewer: Viewer, trace_id: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{viewer.ui}/api/v3/traces/{trace_id}")
-    assert response.status_code == 200, response.text
-    return [
-        span
-        for rs in response.json()["result"]["resourceSpans"]
-        for ss in rs["scopeSpans"]
-        for span in ss["spans"]
-    ]
 
 
 def raw_export(
