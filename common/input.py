@@ -2,7 +2,7 @@
 
 - :class:`StrictInput` is the base of every request body model: a string where a number
   belongs (``"quantity": "2"``) is a 422, never silently converted.
-- :class:`Printable` marks a free-text field (a name, an address line): printable, so it can be
+- :data:`Printable` marks a free-text field (a name, an address line): printable, so it can be
   stored (PostgreSQL refuses NUL), encoded (UTF-8 refuses a lone surrogate) and echoed.
 - :class:`StrictBody` answers before any handler runs: a body that is not JSON is a 415,
   one over the limit a 413, both in the usual error shape (:mod:`common.errors`).
@@ -10,16 +10,12 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import BodyTooLarge, UnsupportedMediaType, error_response
+from common.ids import Grammar
 
 
 class StrictInput(BaseModel):
@@ -29,35 +25,15 @@ class StrictInput(BaseModel):
     model_config = ConfigDict(strict=True)
 
 
-# C0 and C1 control characters (NUL, newline, escape ...) and lone UTF-16 surrogates, which
-# json.loads lets through ("\ud800") but no UTF-8 encoder takes.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-class Printable:
-    """``Annotated[str, Printable()]``: free text (a name, an address line) without control
-    characters, so it can be stored (PostgreSQL refuses NUL), encoded (UTF-8 refuses a lone
-    surrogate) and echoed."""
-
-    @staticmethod
-    def check(value: str) -> str:
-        if _UNPRINTABLE.search(value):
-            raise PydanticCustomError(
-                "printable_text", "Input should be printable text, without control characters"
-            )
-        return value
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        json_schema["pattern"] = r"^[^\u0000-\u001f\u007f-\u009f]*$"
-        return json_schema
+#: ``Annotated[str, Printable]``: free text (a name, an address line) without C0 or C1
+#: control characters (NUL, newline, escape ...) or lone UTF-16 surrogates (which json.loads
+#: lets through as "\ud800"), so it can be stored (PostgreSQL refuses NUL), encoded (no UTF-8
+#: encoder takes a lone surrogate) and echoed.
+Printable = Grammar(
+    r"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]*",
+    "printable text, without control characters",
+    "12 St James's Sq",
+)
 
 
 def is_json(content_type: str | None) -> bool:

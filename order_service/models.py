@@ -23,7 +23,7 @@ class OrderLine(StrictInput):
 class OrderRequest(StrictInput):
     """The body of ``POST /orders``."""
 
-    customer_id: Annotated[str, Field(min_length=1, max_length=64), Printable()] = Field(
+    customer_id: Annotated[str, Field(min_length=1, max_length=64), Printable] = Field(
         examples=["cust-42"]
     )
     items: list[OrderLine] = Field(min_length=1, max_length=MAX_ITEMS)

@@ -13,17 +13,17 @@ from common.money import Money
 Country = Annotated[
     str, Grammar(r"[A-Z]{2}", "a two-letter ISO 3166-1 country code in capitals", "GB")
 ]
-Line = Annotated[str, Field(min_length=1, max_length=200), Printable()]
+Line = Annotated[str, Field(min_length=1, max_length=200), Printable]
 
 
 class Address(StrictInput):
     name: Line = Field(examples=["Ada Lovelace"])
     line1: Line = Field(examples=["12 St James's Sq"])
-    line2: Annotated[str, Field(max_length=200), Printable()] | None = None
-    city: Annotated[str, Field(min_length=1, max_length=100), Printable()] = Field(
+    line2: Annotated[str, Field(max_length=200), Printable] | None = None
+    city: Annotated[str, Field(min_length=1, max_length=100), Printable] = Field(
         examples=["London"]
     )
-    postal_code: Annotated[str, Field(min_length=1, max_length=20), Printable()] = Field(
+    postal_code: Annotated[str, Field(min_length=1, max_length=20), Printable] = Field(
         examples=["SW1Y 4JH"]
     )
     country: Country
