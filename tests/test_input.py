@@ -517,7 +517,11 @@ async def test_the_viewer_declares_its_404s_and_400s(viewer: httpx.AsyncClient) 
         assert (await viewer.get(path.format(trace_id="ab" * 16))).status_code == 404
     for path in ("/api/summaries", "/api/traces"):
         assert "400" in openapi["paths"][path]["get"]["responses"]
-        assert (await viewer.get(path, params={"minDuration": "null"})).status_code == 400
+        for bad in ("null", "99999999999999999999999s", "9223372036854776us", "1" * 400):
+            response = await viewer.get(path, params={"minDuration": bad})
+            assert response.status_code == 400, (bad, response.text)
+        assert (await viewer.get(path, params={"minDuration": "292y"})).status_code == 400
+        assert (await viewer.get(path, params={"minDuration": "250ms"})).status_code == 200
 
 
 def test_the_readme_states_the_grammar_and_limits_in_force() -> None:

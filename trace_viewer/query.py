@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any
 
@@ -26,8 +27,20 @@ from trace_viewer.store import TraceStore, TraceSummary
 STATIC = resources.files("trace_viewer") / "static"
 Limit = Annotated[int, Query(ge=1, le=1000)]
 TraceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{32}$", description="32 hex digits")]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$")
+_DURATION_PATTERN = r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$"
+_DURATION = re.compile(_DURATION_PATTERN)
 _UNIT_NS = {"us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, None: 1_000}
+#: The longest duration the store can compare against (SQLite's INTEGER, in ns: 292 years).
+MAX_DURATION_NS = 2**63 - 1
+#: Jaeger's minDuration: declared with its pattern, parsed by :func:`parse_duration` (a
+#: mismatch is Jaeger's 400, not FastAPI's 422).
+MinDuration = Annotated[
+    str | None,
+    Query(
+        description="e.g. 250ms, 1.5s or 800us; a bare number is µs",
+        json_schema_extra={"pattern": _DURATION_PATTERN},
+    ),
+]
 #: What the OpenAPI declares besides success, so that a client (or a fuzzer) knows them.
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No trace with this id."}}
 BAD_QUERY: dict[int | str, dict[str, Any]] = {
@@ -42,7 +55,11 @@ def parse_duration(text: str | None) -> int:
     match = _DURATION.match(text.strip())
     if not match:
         raise HTTPException(400, f"minDuration {text!r}: use e.g. 250ms, 1.5s or 800us")
-    return int(float(match.group(1)) * _UNIT_NS[match.group(2)])
+    # Decimal, not float: "1" followed by 400 digits is a number too, and no float holds it.
+    nanos = int(Decimal(match.group(1)) * _UNIT_NS[match.group(2)])
+    if nanos > MAX_DURATION_NS:
+        raise HTTPException(400, f"minDuration {text!r} is longer than any trace (292 years)")
+    return nanos
 
 
 def summary_json(summary: TraceSummary) -> dict[str, Any]:
@@ -109,7 +126,7 @@ def create_query_app(store: TraceStore) -> FastAPI:
     async def summaries(
         service: str | None = None,
         operation: str | None = None,
-        minDuration: str | None = None,  # Jaeger's parameter name
+        minDuration: MinDuration = None,  # Jaeger's parameter name
         error: bool = False,
         limit: Limit = 50,
     ) -> dict[str, Any]:
@@ -121,7 +138,7 @@ def create_query_app(store: TraceStore) -> FastAPI:
     async def find_traces(
         service: str | None = None,
         operation: str | None = None,
-        minDuration: str | None = None,  # Jaeger's parameter name
+        minDuration: MinDuration = None,  # Jaeger's parameter name
         error: bool = False,
         limit: Limit = 20,
     ) -> dict[str, Any]:
