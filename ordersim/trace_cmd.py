@@ -91,7 +91,7 @@ def parse_card(text: str) -> str:
     if text in cards.BY_OUTCOME:
         return cards.BY_OUTCOME[text]
     number = text.replace(" ", "").replace("-", "")
-    if not number.isdigit():
+    if not (number.isascii() and number.isdigit()):
         raise UsageError(
             f"argument --card: {text!r} is not {', '.join(cards.BY_OUTCOME)} or a card number"
         )

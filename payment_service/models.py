@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -23,9 +24,16 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
+#: ASCII digits only: ``str.isdigit`` also takes "٤" and "４", which no card network does.
+_CARD_NUMBER = re.compile(r"[0-9]{12,19}")
+_CVC = re.compile(r"[0-9]{3,4}")
+
+
 class Card(StrictInput):
     card_number: SecretStr = Field(
-        description="12-19 digits, Luhn-valid", examples=["4242424242424242"]
+        description="12-19 digits (spaces between them allowed), Luhn-valid",
+        examples=["4242424242424242"],
+        json_schema_extra={"pattern": "^[0-9 ]{12,}$"},
     )
     expiry_month: int = Field(ge=1, le=12, examples=[12])
     expiry_year: int = Field(ge=2000, le=2100, examples=[2099])
@@ -37,7 +45,7 @@ class Card(StrictInput):
     @classmethod
     def _valid_number(cls, value: SecretStr) -> SecretStr:
         number = value.get_secret_value().replace(" ", "")
-        if not (number.isdigit() and 12 <= len(number) <= 19):
+        if not _CARD_NUMBER.fullmatch(number):
             raise ValueError("card number must be 12 to 19 digits")
         if not luhn_valid(number):
             raise ValueError("card number fails the Luhn check")
@@ -47,7 +55,7 @@ class Card(StrictInput):
     @classmethod
     def _valid_cvc(cls, value: SecretStr) -> SecretStr:
         cvc = value.get_secret_value()
-        if not (cvc.isdigit() and len(cvc) in (3, 4)):
+        if not _CVC.fullmatch(cvc):
             raise ValueError("cvc must be 3 or 4 digits")
         return value
 

@@ -180,6 +180,10 @@ async def test_order_deadline_fails_the_order_and_compensates(start_system: Any)
     ("change", "field"),
     [
         ({"payment": {"card_number": "4242424242424241"}}, ["body", "payment", "card_number"]),
+        # Digits of other scripts pass str.isdigit (and int()), not a card network.
+        ({"payment": {"card_number": "\u0664\u0662" * 8}}, ["body", "payment", "card_number"]),
+        ({"payment": {"card_number": "\uff14\uff12" * 8}}, ["body", "payment", "card_number"]),
+        ({"payment": {"cvc": "\u0661\u0662\u0663"}}, ["body", "payment", "cvc"]),
         ({"items": [{"sku": "SKU-9999", "quantity": 1}]}, ["body", "items", 0, "sku"]),
         ({"items": [{"sku": "SKU-0001", "quantity": 0}]}, ["body", "items", 0, "quantity"]),
         ({"items": []}, ["body", "items"]),
