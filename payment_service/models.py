@@ -24,7 +24,8 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
-#: ASCII digits only: ``str.isdigit`` also takes "٤" and "４", which no card network does.
+#: ASCII digits only: ``str.isdigit`` also takes Arabic-Indic and full-width digits, which no
+#: card network does.
 _CARD_NUMBER = re.compile(r"[0-9]{12,19}")
 _CVC = re.compile(r"[0-9]{3,4}")
 
