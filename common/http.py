@@ -77,14 +77,15 @@ def create_http_client(
 
     ``transport`` lets tests route the client to an in-process ASGI app.
     """
-    transport = WholeResponses(transport or default_transport())
+    inner = transport or default_transport()
     client = httpx.AsyncClient(
         base_url=base_url,
-        transport=transport,
+        transport=WholeResponses(inner),
         timeout=httpx.Timeout(timeouts.call, connect=timeouts.connect),
         limits=LIMITS,
     )
-    telemetry.instrument_client(client, transport, request_hook=describe_request)
+    # The transport that really sends: opentelemetry-instrument may have patched its class.
+    telemetry.instrument_client(client, inner, request_hook=describe_request)
     return client
 
 

@@ -213,7 +213,7 @@ def test_under_opentelemetry_instrument_nothing_is_doubled(
     assert "Attempting to instrument" not in log.read_text()
 
 
-ZERO_CODE_CLIENT = """
+ZERO_CODE_CLIENT = r"""
 import asyncio, json
 import httpx
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -238,7 +238,29 @@ async def main():
     )
     await InventoryClient(http).commit("ord_0123456789abcdef")
     spans = [(s.name, s.attributes.get("url.template")) for s in exporter.get_finished_spans()]
-    print(json.dumps({"ours": telemetry.owns_provider, "sent": sent, "spans": spans}))
+
+    # Over httpx's own transport, which the agent patched: its span, not a second one of ours.
+    async def serve(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        body = json.dumps({"order_id": "ord_0123456789abcdef", "status": "committed",
+                           "items": []}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    exporter.clear()
+    native = create_http_client(
+        f"http://127.0.0.1:{port}", telemetry, timeouts=Timeouts(),
+        transport=httpx.AsyncHTTPTransport(),
+    )
+    await InventoryClient(native).commit("ord_0123456789abcdef")
+    server.close()
+    native_clients = [s.name for s in exporter.get_finished_spans()]
+    print(json.dumps({"ours": telemetry.owns_provider, "sent": sent, "spans": spans,
+                      "native": native_clients}))
 
 asyncio.run(main())
 """
@@ -268,6 +290,7 @@ def test_under_opentelemetry_instrument_the_service_clients_are_traced(
         ["POST /reservations/{order_id}/commit", "/reservations/{order_id}/commit"]
     ]
     assert seen["sent"][0].startswith("00-")
+    assert len(seen["native"]) == 1, seen["native"]  # one CLIENT span per call, never two
 
 
 def test_sigterm_flushes_the_spans_still_queued(
