@@ -142,7 +142,7 @@ class OrderFlow:
 
             saga = Saga(order.order_id, self._tracer, self._backlog)
             try:
-                async with asyncio.timeout(self._deadline):
+                async with self.deadline():
                     await self._fulfil(order, request, saga, span)
             except Exception as exc:
                 if not isinstance(exc, ServiceError | TimeoutError):
@@ -152,6 +152,11 @@ class OrderFlow:
                 await saga.compensate()
                 return await self._finish(order, _status_for(exc), exc)
             return await self._finish(order, "confirmed")
+
+    def deadline(self) -> asyncio.Timeout:
+        """The order's deadline, from the start of step 2 (tests replace it with one they
+        fire at the moment they choose)."""
+        return asyncio.timeout(self._deadline)
 
     async def _price(self, request: OrderRequest) -> list[OrderItem]:
         """Look every SKU up in the catalogue; an unknown one is a 422 naming its field."""

@@ -118,20 +118,50 @@ async def test_downstream_too_slow(start_system: Any) -> None:
     assert outliving(spans) == []
 
 
-#: The order's deadline in the tests below that need it to pass during step 3 or 4: the
-#: steps before must finish within it (tens of milliseconds; this leaves room for a busy
-#: machine), and the call held there from its start for longer than it, so the deadline
-#: passes while that call is in flight whatever the steps before took.
-DEADLINE = 2.0
-HELD = DEADLINE + 0.1
+class Deadline:
+    """The order's deadline, passing when the test says: the moment a call reaches the
+    service that ``on(path)`` wraps, so it passes while that call is in flight whatever the
+    steps before took.
+
+        deadline = Deadline()
+        async with start_system(wrap={"payment": deadline.on("/charges")}) as system:
+            deadline.install(system)
+    """
+
+    def __init__(self) -> None:
+        self.scopes: list[asyncio.Timeout] = []
+
+    def install(self, system: System) -> None:
+        system.apps["order"].state.flow.deadline = self.scope
+
+    def scope(self) -> asyncio.Timeout:
+        timeout = asyncio.timeout(None)
+        self.scopes.append(timeout)
+        return timeout
+
+    def on(self, path: str) -> Any:
+        deadline = self
+
+        class PassesOnArrival(httpx.AsyncBaseTransport):
+            def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+                self.inner = inner
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                if request.url.path == path:
+                    now = asyncio.get_running_loop().time()
+                    for timeout in deadline.scopes:
+                        timeout.reschedule(now)
+                return await self.inner.handle_async_request(request)
+
+        return PassesOnArrival
 
 
 async def test_deadline_lets_the_charge_in_flight_settle(start_system: Any) -> None:
     """The order's deadline passes while the charge is in flight: the charge is not cut
     off halfway; the order waits for its answer, then refunds it, knowing it landed."""
-    async with start_system(
-        wrap={"payment": slow(HELD, "/charges")}, call_timeout=HELD + 2, order_deadline=DEADLINE
-    ) as system:
+    deadline = Deadline()
+    async with start_system(wrap={"payment": deadline.on("/charges")}) as system:
+        deadline.install(system)
         response = await system.order.post("/orders", json=order_body(PLENTIFUL))
         await system.drain()
         body = response.json()
@@ -174,12 +204,11 @@ async def test_deadline_during_the_concurrent_mutations(
     start_system: Any, scenarios: set[str]
 ) -> None:
     """Commit and shipment in flight when the deadline passes: both settle, all undone."""
+    deadline = Deadline()
     async with start_system(
-        wrap={"shipping": slow(HELD, "/shipments")},
-        call_timeout=HELD + 2,
-        order_deadline=DEADLINE,
-        scenarios=scenarios,
+        wrap={"shipping": deadline.on("/shipments")}, scenarios=scenarios
     ) as system:
+        deadline.install(system)
         response = await system.order.post("/orders", json=order_body(PLENTIFUL))
         await system.drain()
         body = response.json()
