@@ -46,17 +46,19 @@ class InventoryClient(ServiceClient):
         return Reservation.model_validate_json(response.content)
 
     async def commit(self, order_id: str) -> Reservation:
-        return await self._reservation_action("/reservations/{order_id}/commit", order_id)
+        return await self._reservation_action("commit", order_id)
 
     async def release(self, order_id: str) -> Reservation:
-        return await self._reservation_action("/reservations/{order_id}/release", order_id)
+        return await self._reservation_action("release", order_id)
 
-    async def _reservation_action(self, template: str, order_id: str) -> Reservation:
+    async def _reservation_action(self, action: str, order_id: str) -> Reservation:
         response = await self._request(
-            "POST", template, path_params={"order_id": order_id}, idempotent=True
+            "POST",
+            f"/reservations/{{order_id}}/{action}",  # the template; the id fills it in
+            path_params={"order_id": order_id},
+            idempotent=True,
         )
         if response.status_code == 409:
-            action = template.rsplit("/", 1)[-1]
             raise Conflict(response.json().get("detail", f"{action} refused"))
         if response.status_code != 200:
             raise self._unexpected(response)

@@ -16,7 +16,7 @@ MAX_ITEMS = 50
 MAX_QUANTITY = 1000
 
 Quantity = Annotated[
-    int, Field(ge=1, le=MAX_QUANTITY, description="Units, 1 to 1000", examples=[2])
+    int, Field(ge=1, le=MAX_QUANTITY, description=f"Units, 1 to {MAX_QUANTITY}", examples=[2])
 ]
 
 

@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from common.app import create_service_app
 from common.db import create_engine, create_tables
 from common.http import create_http_client
+from common.scenarios import Scenario
 from common.telemetry import Telemetry
 from inventory_service.client import InventoryClient
 from order_service import admin, storage
@@ -76,7 +77,7 @@ def create_app(
                 tracer,
                 deadline=settings.order_deadline,
                 backlog=backlog,
-                scenarios=settings.scenarios,
+                sequential_calls=settings.planted(Scenario.SEQUENTIAL_CALLS),
             )
             compensations = CompensationWorker(
                 backlog,

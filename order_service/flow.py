@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import logging
 import warnings
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable
 from decimal import Decimal
 from typing import TypeVar
 
@@ -28,7 +28,6 @@ from common.concurrency import settle_all
 from common.errors import DownstreamUnavailable, ServiceError
 from common.ids import new_order_id
 from common.money import Money
-from common.scenarios import Scenario
 from inventory_service.client import InventoryClient
 from inventory_service.errors import OutOfStock, UnknownSku
 from inventory_service.models import ItemRequest
@@ -93,7 +92,7 @@ class OrderFlow:
         *,
         deadline: float,
         backlog: Backlog,
-        scenarios: Collection[str] = (),
+        sequential_calls: bool = False,
     ) -> None:
         self._engine = engine
         self._backlog = backlog
@@ -106,8 +105,8 @@ class OrderFlow:
         self.refund_payment = Undo("refund_payment", payment.refund)
         self.cancel_shipment = Undo("cancel_shipment", shipping.cancel_shipment)
         # Steps 2 and 4 run their two calls concurrently; with the "sequential_calls"
-        # scenario they run one after the other.
-        self._both = in_turn if Scenario.SEQUENTIAL_CALLS in scenarios else settle_all
+        # scenario planted, one after the other.
+        self._both = in_turn if sequential_calls else settle_all
 
     def undo_actions(self) -> dict[str, UndoCall]:
         """Every undo by name: what a deferred compensation is retried with."""

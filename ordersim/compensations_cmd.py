@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ordersim.admin import AdminError, admin_call, unexpected
+from ordersim.calls import AdminError, admin_call, unexpected
 from ordersim.trace_cmd import base_url, default_order_url
 
 PATH = "/admin/compensations"

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from common.faults import ADMIN_PATH, FaultRule
-from ordersim.admin import AdminError, admin_call, unexpected
+from ordersim.calls import AdminError, admin_call, unexpected
 from ordersim.trace_cmd import base_url
 
 #: Short name → (service.name, the variable that sets its port, the default port).

@@ -2,8 +2,8 @@
 test keeps equal to :func:`order_body`), and what ``ordersim order``, ``ordersim load`` and
 the tests send.
 
-Sample cards never expire: their expiry is December 2099, the last year before the contract's
-limit (2100), so the quick start keeps working whatever year it is run in
+Sample cards do not expire in practice: their expiry is December 2099, the latest the card
+model takes (years up to 2100), so the quick start keeps working until 2100
 (tests/test_samples.py places every sample order with the clock moved 50 years ahead).
 """
 

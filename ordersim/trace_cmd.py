@@ -20,7 +20,7 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
-from ordersim.admin import reason
+from ordersim.calls import reason
 from ordersim.samples import DEFAULT_ITEMS, order_body
 from ordersim.waterfall import KIND_SERVER, Span, Trace, Waterfall, parse_otlp, plural
 from payment_service import cards

@@ -94,7 +94,7 @@ async def test_a_path_id_in_the_grammar_reaches_the_handler(
     assert response.json()["code" if response.status_code == 404 else "order_id"]
 
 
-async def test_undo_endpoints_answer_ids_with_non_ascii_and_control_characters_over_http(
+async def test_undo_endpoints_answer_percent_encoded_non_ascii_and_control_characters(
     system: System,
 ) -> None:
     """The reported case, percent-encoded as curl sent it."""

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import text
 
 from tests.conftest import FaultyTransport, System
-from tests.helpers import DECLINED, INSUFFICIENT_FUNDS, order_body
+from tests.helpers import APPROVED, DECLINED, INSUFFICIENT_FUNDS, order_body
 
 
 class Erratic(httpx.AsyncBaseTransport):
@@ -34,7 +34,7 @@ async def rows(system: System, service: str, sql: str) -> list[Any]:
 
 
 def mix(i: int) -> dict[str, Any]:
-    card = DECLINED if i % 7 == 3 else INSUFFICIENT_FUNDS if i % 11 == 5 else "4242424242424242"
+    card = DECLINED if i % 7 == 3 else INSUFFICIENT_FUNDS if i % 11 == 5 else APPROVED
     return order_body(
         [("SKU-0001", 1 + i % 3), ("SKU-0017", 1), ("SKU-0019", 1 + i % 2)], card=card
     )

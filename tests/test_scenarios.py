@@ -31,6 +31,7 @@ from inventory_service.app import create_app as create_inventory
 from inventory_service.settings import InventorySettings
 from order_service.flow import in_turn
 from order_service.settings import OrderSettings
+from payment_service import cards
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from shipping_service.settings import ShippingSettings
@@ -41,7 +42,7 @@ from tests.test_e2e import Up
 
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
 LEGACY_CARD = "5555555555554444"  # Luhn-valid, in the 5555 BIN range
-APPROVED_CARD = "4242424242424242"
+APPROVED_CARD = cards.APPROVED
 
 StartSystem = Callable[..., AbstractAsyncContextManager[System]]
 

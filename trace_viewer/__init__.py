@@ -1,2 +1,3 @@
-"""The embedded trace viewer: OTLP/HTTP intake (4318), SQLite store, Jaeger-shaped query API
-and a self-contained waterfall UI (16686). No Docker, no Jaeger binary needed."""
+"""The embedded trace viewer: OTLP intake over HTTP (4318) and gRPC (4317), SQLite store,
+Jaeger-shaped query API and a self-contained waterfall UI (16686). No Docker, no Jaeger
+binary needed."""

@@ -104,7 +104,6 @@ LenientRequest = _lenient("opentelemetry.proto.collector.trace.v1.ExportTraceSer
 LenientResourceSpans = _lenient("opentelemetry.proto.trace.v1.ResourceSpans")
 LenientScopeSpans = _lenient("opentelemetry.proto.trace.v1.ScopeSpans")
 LenientSpan = _lenient("opentelemetry.proto.trace.v1.Span")
-LenientAnyValue = _lenient("opentelemetry.proto.common.v1.AnyValue")
 
 
 # --- UTF-8 repair, as Jaeger's sanitizer does it ----------------------------------------------

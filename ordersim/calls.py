@@ -1,5 +1,6 @@
-"""Calls to a running service's ``/admin`` API, shared by ``ordersim faults`` and
-``ordersim compensations``: what cannot be reached or is not there becomes an
+"""The command line's calls to running services: why a call failed, in a few words (every
+command says it the same way), and calls to a service's ``/admin`` API (``ordersim faults``,
+``ordersim compensations``), where what cannot be reached or is not there becomes an
 :class:`AdminError` that says what to do about it."""
 
 from __future__ import annotations
