@@ -520,6 +520,9 @@ async def test_the_viewer_declares_its_404s_and_400s(viewer: httpx.AsyncClient) 
         for bad in ("null", "99999999999999999999999s", "9223372036854776us", "1" * 400):
             response = await viewer.get(path, params={"minDuration": bad})
             assert response.status_code == 400, (bad, response.text)
+            # Jaeger's error shape (its query API's structuredResponse), as DESIGN.md says.
+            [error] = response.json()["errors"]
+            assert error["code"] == 400 and "minDuration" in error["msg"]
         assert (await viewer.get(path, params={"minDuration": "292y"})).status_code == 400
         assert (await viewer.get(path, params={"minDuration": "250ms"})).status_code == 200
 

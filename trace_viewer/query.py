@@ -16,7 +16,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -48,17 +48,28 @@ BAD_QUERY: dict[int | str, dict[str, Any]] = {
 }
 
 
+class BadQuery(ValueError):
+    """A malformed search parameter: a 400 in Jaeger's error shape (:func:`jaeger_error`)."""
+
+
+def jaeger_error(status: int, message: str) -> JSONResponse:
+    """An error as Jaeger's query API answers one (its ``structuredResponse``)."""
+    errors = [{"code": status, "msg": message}]
+    body = {"data": None, "total": 0, "limit": 0, "offset": 0, "errors": errors}
+    return JSONResponse(body, status_code=status)
+
+
 def parse_duration(text: str | None) -> int:
     """Jaeger-style durations ("250ms", "1.5s", "800us"; a bare number is µs) in ns."""
     if not text:
         return 0
     match = _DURATION.match(text.strip())
     if not match:
-        raise HTTPException(400, f"minDuration {text!r}: use e.g. 250ms, 1.5s or 800us")
+        raise BadQuery(f"minDuration {text!r}: use e.g. 250ms, 1.5s or 800us")
     # Decimal, not float: "1" followed by 400 digits is a number too, and no float holds it.
     nanos = int(Decimal(match.group(1)) * _UNIT_NS[match.group(2)])
     if nanos > MAX_DURATION_NS:
-        raise HTTPException(400, f"minDuration {text!r} is longer than any trace (292 years)")
+        raise BadQuery(f"minDuration {text!r} is longer than any trace (292 years)")
     return nanos
 
 
@@ -81,6 +92,10 @@ def create_query_app(store: TraceStore) -> FastAPI:
         title="ordersim trace viewer", docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
 
+    @app.exception_handler(BadQuery)
+    async def bad_query(request: Request, exc: BadQuery) -> JSONResponse:
+        return jaeger_error(400, str(exc))
+
     async def otlp_trace(trace_id: str) -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(store.trace, trace_id)
         return await asyncio.to_thread(resource_spans_json, rows) if rows else []
@@ -100,10 +115,7 @@ def create_query_app(store: TraceStore) -> FastAPI:
         """One trace as Jaeger JSON, loadable by Jaeger UI's "upload JSON"."""
         resource_spans = await otlp_trace(trace_id)
         if not resource_spans:
-            return JSONResponse(
-                {"data": None, "errors": [{"code": 404, "msg": "trace not found"}]},
-                status_code=404,
-            )
+            return jaeger_error(404, "trace not found")
         return JSONResponse({"data": [to_jaeger(trace_id.lower(), resource_spans)]})
 
     async def search(
