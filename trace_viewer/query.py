@@ -27,8 +27,9 @@ from trace_viewer.store import TraceStore, TraceSummary
 STATIC = resources.files("trace_viewer") / "static"
 Limit = Annotated[int, Query(ge=1, le=1000)]
 TraceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{32}$", description="32 hex digits")]
-_DURATION_PATTERN = r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$"
-_DURATION = re.compile(_DURATION_PATTERN)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$")
+#: What the OpenAPI declares: the same, or empty (no minimum).
+_DURATION_PATTERN = r"^(\d+(\.\d+)?(us|µs|ms|s)?)?$"
 _UNIT_NS = {"us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, None: 1_000}
 #: The longest duration the store can compare against (SQLite's INTEGER, in ns: 292 years).
 MAX_DURATION_NS = 2**63 - 1
@@ -63,7 +64,7 @@ def parse_duration(text: str | None) -> int:
     """Jaeger-style durations ("250ms", "1.5s", "800us"; a bare number is µs) in ns."""
     if not text:
         return 0
-    match = _DURATION.match(text.strip())
+    match = _DURATION.match(text)
     if not match:
         raise BadQuery(f"minDuration {text!r}: use e.g. 250ms, 1.5s or 800us")
     # Decimal, not float: "1" followed by 400 digits is a number too, and no float holds it.
