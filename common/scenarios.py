@@ -34,7 +34,7 @@ REGISTRY: dict[Scenario, Planted] = {
     Scenario.SEQUENTIAL_CALLS: Planted(
         "order-service",
         "two pairs of calls that should overlap run one after the other",
-        "steps 2 and 4 await in_turn instead of both (OrderFlow, order_service/flow.py)",
+        "steps 2 and 4 await in_turn instead of settle_all (OrderFlow, order_service/flow.py)",
     ),
     Scenario.POOL_OF_ONE: Planted(
         "inventory-service",
