@@ -9,6 +9,9 @@ four services can live in one process (the tests) each under its own ``service.n
 Defaults (each overridable by its standard variable):
 
 - ``service.name`` is the service's own; ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` win.
+- ``service.instance.id`` is a random UUID per service instance (a process, or each
+  service of an in-process system), so replicas of one service are told apart;
+  ``OTEL_RESOURCE_ATTRIBUTES=service.instance.id=…`` wins.
 - Export: BatchSpanProcessor → OTLP/HTTP to http://localhost:4318 (``OTEL_EXPORTER_OTLP_*``,
   ``OTEL_BSP_*``); ``OTEL_EXPORTER_OTLP_PROTOCOL`` (or ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``)
   ``grpc`` exports OTLP/gRPC instead (to http://localhost:4317 unless an endpoint is set);
@@ -31,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +63,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.semconv.attributes.db_attributes import DB_COLLECTION_NAME, DB_OPERATION_NAME
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_INSTANCE_ID
 from opentelemetry.trace import Span
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -264,10 +269,12 @@ def _exporter_processors() -> Sequence[SpanProcessor]:
 
 
 def build_resource(service_name: str) -> Resource:
-    """The service's resource: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override the default."""
-    from_env = OTELResourceDetector().detect()
-    attributes = {} if SERVICE_NAME in from_env.attributes else {SERVICE_NAME: service_name}
-    return Resource.create(attributes)
+    """The service's resource: its name and a fresh ``service.instance.id`` (a UUID, as the
+    semantic conventions recommend), unless OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES
+    set them."""
+    defaults = {SERVICE_NAME: service_name, SERVICE_INSTANCE_ID: str(uuid.uuid4())}
+    from_env = OTELResourceDetector().detect().attributes
+    return Resource.create({k: v for k, v in defaults.items() if k not in from_env})
 
 
 def setup_telemetry(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from common.telemetry import build_resource
 from tests.conftest import System
 from tests.helpers import (
     SERVICES,
@@ -169,3 +171,30 @@ async def test_disabled_instrumentation_drops_its_spans_and_nothing_else(
     assert {service_of(s) for s in spans} == SERVICES  # one trace: httpx still propagates
     assert find(spans, "reserve_items").kind == SpanKind.INTERNAL
     assert find_all(spans, "POST /reservations", service="order-service", kind=SpanKind.CLIENT)
+
+
+async def test_every_service_instance_has_its_own_service_instance_id(system: System) -> None:
+    response = await system.order.post("/orders", json=order_body())
+    spans = in_trace(system.spans(), response.json()["trace_id"])
+    instances: dict[str, set[str]] = {}
+    for span in spans:
+        instance = str(span.resource.attributes.get("service.instance.id"))
+        instances.setdefault(service_of(span), set()).add(instance)
+    # One id per service instance, a UUID, and no two instances alike.
+    assert all(len(ids) == 1 for ids in instances.values()), instances
+    ids = [next(iter(i)) for i in instances.values()]
+    assert len(set(ids)) == len(SERVICES)
+    assert all(uuid.UUID(i).version == 4 for i in ids)
+
+
+def test_replicas_are_told_apart_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = build_resource("inventory-service"), build_resource("inventory-service")
+    assert first.attributes["service.name"] == second.attributes["service.name"]
+    assert first.attributes["service.instance.id"] != second.attributes["service.instance.id"]
+
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=inv-0,team=shop")
+    chosen = build_resource("inventory-service").attributes
+    assert (chosen["service.instance.id"], chosen["team"]) == ("inv-0", "shop")
+    assert chosen["service.name"] == "inventory-service"
