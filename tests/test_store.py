@@ -212,7 +212,8 @@ def test_both_plans_find_the_same_traces(tmp_path: Path, monkeypatch: pytest.Mon
     for trace in range(1, 61):
         status = 402 if trace % 7 == 0 else 201
         spans = [attributed(trace, 1, trace * 10_000, status=status)]
-        spans.append(replace(record(trace, 2, parent=1, start=trace * 10_000 + 5), name="child"))
+        child = record(trace, 2, parent=1, start=trace * 10_000 + 5, error=trace % 5 == 0)
+        spans.append(replace(child, name="child"))
         store.write(spans)
     queries = [
         TraceQuery(attributes={"status": "402"}, limit=5),
@@ -220,13 +221,15 @@ def test_both_plans_find_the_same_traces(tmp_path: Path, monkeypatch: pytest.Mon
         TraceQuery(attributes={"status": "402"}, start_max_ns=300_000, limit=100),
         TraceQuery(service="svc", operation="child", limit=7),
         TraceQuery(service="svc", operation="child", min_duration_ns=2000, limit=7),
+        TraceQuery(operation="child", attributes={"error": "true"}, limit=100),
+        TraceQuery(attributes={"span.status": "ERROR", "status": "402"}, limit=100),
     ]
     answers = {}
-    for threshold in (0, 10**9):  # never the index; the index whenever it can
-        monkeypatch.setattr(module, "_INDEX_DRIVES_BELOW", threshold)
-        answers[threshold] = [[s.trace_id for s in store.search(q)] for q in queries]
+    for weight in (0, 10**9):  # never the index; the index whenever it can
+        monkeypatch.setattr(module, "_WALK_COST_PER_ROW", weight)
+        answers[weight] = [[s.trace_id for s in store.search(q)] for q in queries]
     assert answers[0] == answers[10**9]
-    assert [len(a) for a in answers[0]] == [5, 52, 4, 7, 0]
+    assert [len(a) for a in answers[0]] == [5, 52, 4, 7, 0, 12, 0]
     store.close()
 
 

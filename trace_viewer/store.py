@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -76,6 +77,8 @@ CREATE TABLE IF NOT EXISTS spans (
 -- then, 33k now). New spans now append; only this index takes the random keys.
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_id ON spans (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, name);
+-- Jaeger UI's favourite tag, error=true: the few ERROR spans, by service.
+CREATE INDEX IF NOT EXISTS spans_by_error ON spans (service) WHERE status_code = 2;
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY,
     start_ns INTEGER NOT NULL,
@@ -224,11 +227,13 @@ _GO_BOOLS = {
     **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
 }
 _SPAN_STATUS = {"OK": 1, "ERROR": 2}
+#: Attribute keys Jaeger reads as fields of the span or of its scope, not as attributes.
+_SPECIAL_KEYS = ("error", "span.status", "span.kind", "scope.name", "scope.version")
 _SPAN_KIND = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
-#: Below this many index rows, a search starts from the index; above, it walks the traces
-#: newest first (the condition is common, so the first ones match). bench/search.py
-#: measures both sides.
-_INDEX_DRIVES_BELOW = 20_000
+#: What walking one trace costs against following one index row (bench/search.py: ~100 µs
+#: for a trace's ~47 spans, ~7 µs a row), doubled for the rows a matching trace has in the
+#: index (a 402 is on three spans of a trace). _cheapest_driver weighs the plans with it.
+_WALK_COST_PER_ROW = 30
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,8 @@ class TraceStore:
         self.spans_rejected = 0
         self.spans_repaired = 0
         self.traces_evicted = 0
+        #: Traces stored, as the writer last counted them (what a search plan weighs).
+        (self.trace_count,) = self._writer.execute("SELECT count(*) FROM traces").fetchone()
 
     def _open_schema(self) -> None:
         """Create the tables, or bring an older database up to this version in place, in
@@ -457,6 +464,7 @@ class TraceStore:
         count, size = self._writer.execute(
             "SELECT count(*), coalesce(sum(bytes), 0) FROM traces"
         ).fetchone()
+        self.trace_count = count
         excess = count - self.limits.max_traces
         if size > self.limits.max_bytes:
             # Drop the oldest tenth of what is over, at least one trace, in one go.
@@ -513,19 +521,20 @@ class TraceStore:
     def search(self, query: TraceQuery | None = None) -> list[TraceSummary]:
         """The traces that match, newest first, at most ``query.limit``.
 
-        Two plans. With a condition the index can answer that few spans meet (an attribute
-        value, or a service's operation, under :data:`_INDEX_DRIVES_BELOW` spans), start
-        from those spans, check the rest of the conditions on each, and sort their traces.
-        Otherwise walk the traces newest first, skip those whose summary rules them out
-        (too short, no span short enough, outside the time range, not that service), and
-        stop at the limit: a common condition is met within the first few traces.
+        Two plans. With a condition an index answers that few spans meet (an attribute
+        value, an operation, an ERROR status), start from those spans, check the rest of the
+        conditions on each, and sort their traces. Otherwise walk the traces newest first,
+        skip those whose summary rules them out (too short, no span short enough, outside
+        the time range, not that service), check the others' spans, and stop at the limit:
+        a common condition is met within the first few traces. _cheapest_driver weighs the
+        two.
         """
         query = query or TraceQuery()
         with self._reader() as conn:
             span_conditions, span_params = _span_conditions(query)
             span_where = " AND ".join(span_conditions) or "1"
             trace_where, trace_params = _trace_conditions(query)
-            driver = _cheapest_driver(conn, query)
+            driver = _cheapest_driver(conn, query, self.trace_count)
             if driver is not None:
                 source, source_params = driver
                 sql = (
@@ -535,8 +544,11 @@ class TraceStore:
                 )
                 params = [*source_params, *span_params, *trace_params, query.limit]
             else:
+                # By the trace's own spans (spans_by_id), never by a service's: SQLite would
+                # otherwise read every span of that service for each trace.
                 exists = (
-                    f"EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {span_where})"
+                    "EXISTS (SELECT 1 FROM spans s INDEXED BY spans_by_id "
+                    f"WHERE s.trace_id = t.trace_id AND {span_where})"
                     if span_conditions
                     else "1"
                 )
@@ -551,7 +563,7 @@ class TraceStore:
 
     def services(self) -> list[str]:
         with self._reader() as conn:
-            return [r[0] for r in conn.execute("SELECT DISTINCT service FROM spans ORDER BY 1")]
+            return _services(conn)
 
     def operations(self, service: str) -> list[str]:
         with self._reader() as conn:
@@ -663,22 +675,55 @@ def _trace_conditions(query: TraceQuery) -> tuple[str, list[object]]:
     return " AND ".join(where), params
 
 
+def _services(conn: sqlite3.Connection) -> list[str]:
+    """The services, in order: one seek in spans_by_service per service (a skip-scan),
+    where SELECT DISTINCT would read the whole index."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "WITH RECURSIVE names(service) AS (SELECT min(service) FROM spans UNION ALL "
+            "SELECT (SELECT min(service) FROM spans WHERE service > names.service) FROM names "
+            "WHERE names.service IS NOT NULL) SELECT service FROM names WHERE service IS NOT NULL"
+        )
+    ]
+
+
 def _cheapest_driver(
-    conn: sqlite3.Connection, query: TraceQuery
+    conn: sqlite3.Connection, query: TraceQuery, traces: int
 ) -> tuple[str, list[object]] | None:
-    """The index source of spans (``FROM … WHERE …`` on ``s``) that the fewest spans come
-    from, if under :data:`_INDEX_DRIVES_BELOW`; None when walking the traces is cheaper."""
+    """The index source of spans (``FROM … WHERE …`` on ``s``) to start the search from,
+    or None when walking the traces is cheaper.
+
+    Starting from the index costs each row it lists. Walking stops after ``limit``
+    matching traces, having walked about limit * traces / matching traces, and a matching
+    trace has at least one row: so the index drives while
+    rows^2 < limit * traces * _WALK_COST_PER_ROW (at 20,000 traces and a limit of 50,
+    under ~5,500 rows), counted up to that bound and no further.
+    """
     candidates: list[tuple[str, list[object]]] = []
-    if query.service and query.operation:
+    if query.operation:
+        services = [query.service] if query.service else _services(conn)
         candidates.append(
             (
-                "spans s INDEXED BY spans_by_service WHERE s.service = ? AND s.name = ?",
-                [query.service, query.operation],
+                "spans s INDEXED BY spans_by_service WHERE s.service IN "
+                f"({', '.join('?' * len(services))}) AND s.name = ?",
+                [*services, query.operation],
             )
         )
     for key, text in query.attributes.items():
-        special = key in ("error", "span.status", "span.kind", "scope.name", "scope.version")
-        if special or key.startswith("resource."):
+        errors = (key == "error" and _GO_BOOLS.get(text) is True) or (
+            key == "span.status" and text.upper() == "ERROR"
+        )
+        if errors and query.service:
+            candidates.append(
+                (
+                    "spans s INDEXED BY spans_by_error WHERE s.status_code = 2 AND s.service = ?",
+                    [query.service],
+                )
+            )
+        elif errors:
+            candidates.append(("spans s INDEXED BY spans_by_error WHERE s.status_code = 2", []))
+        if key in _SPECIAL_KEYS or key.startswith("resource."):
             continue
         hashed = attribute_key(key, text)
         # A key that some resource or scope carries holds for all of its spans: the span
@@ -693,12 +738,12 @@ def _cheapest_driver(
                     [hashed],
                 )
             )
+    cap = int(math.sqrt(query.limit * max(traces, 1) * _WALK_COST_PER_ROW))
     best: tuple[int, tuple[str, list[object]]] | None = None
     for source, params in candidates:
         (count,) = conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {source} LIMIT ?)",
-            [*params, _INDEX_DRIVES_BELOW],
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} LIMIT ?)", [*params, cap]
         ).fetchone()
-        if count < _INDEX_DRIVES_BELOW and (best is None or count < best[0]):
+        if count < cap and (best is None or count < best[0]):
             best = (count, (source, params))
     return None if best is None else best[1]
