@@ -172,6 +172,10 @@ class TraceSummary:
     order_status: str | None = None
 
 
+_SPAN_COLUMNS = (
+    "trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns, status_code, "
+    "resource_id, scope_id, data, fault, attribute_keys, http_status, order_status"
+)
 _SUMMARY_COLUMNS = (
     "t.trace_id, t.start_ns, t.duration_ns, t.span_count, t.real_error_count, t.root_name, "
     "t.root_service, t.services, t.fault_count, t.root_status, t.order_status"
@@ -413,8 +417,14 @@ class TraceStore:
                 return
             self._writer.execute("BEGIN IMMEDIATE")
             try:
+                # Each new span takes the next rowid (a rowid table without AUTOINCREMENT), so
+                # that its index rows are known before it is inserted.
+                (last,) = self._writer.execute(
+                    "SELECT coalesce(max(rowid), 0) FROM spans"
+                ).fetchone()
                 rows = [
                     (
+                        last + 1 + i,
                         s.trace_id,
                         s.span_id,
                         s.parent_span_id,
@@ -432,25 +442,28 @@ class TraceStore:
                         s.http_status,
                         s.order_status,
                     )
-                    for s in spans
+                    for i, s in enumerate(spans)
                 ]
-                # New rows take rowids past the largest (a rowid table without AUTOINCREMENT):
-                # those are the spans inserted, not the duplicates ignored.
-                (last,) = self._writer.execute(
-                    "SELECT coalesce(max(rowid), 0) FROM spans"
-                ).fetchone()
-                self._writer.executemany(
-                    "INSERT OR IGNORE INTO spans VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                inserted = self._writer.executemany(
+                    f"INSERT OR IGNORE INTO spans (rowid, {_SPAN_COLUMNS}) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
-                )
+                ).rowcount
                 postings = [
                     posting
-                    for rowid, keys in self._writer.execute(
-                        "SELECT rowid, attribute_keys FROM spans WHERE rowid > ?", (last,)
-                    )
-                    for posting in _postings(rowid, keys)
+                    for i, s in enumerate(spans)
+                    for posting in _postings(last + 1 + i, s.attribute_keys)
                 ]
+                if inserted < len(rows):  # spans sent again were ignored, and so are their keys
+                    kept = {
+                        rowid
+                        for (rowid,) in self._writer.execute(
+                            "SELECT rowid FROM spans WHERE rowid > ?", (last,)
+                        )
+                    }
+                    postings = [posting for posting in postings if posting[1] in kept]
+                # In key order: each key's rows are then written in one visit to its page.
+                postings.sort()
                 self._writer.executemany("INSERT INTO span_attributes VALUES (?, ?)", postings)
                 self._writer.executemany(_SUMMARISE, [(t,) for t in {s.trace_id for s in spans}])
                 self._enforce_retention()
@@ -479,14 +492,15 @@ class TraceStore:
                 "SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?", (excess,)
             )
         ]
-        postings = [
+        postings = sorted(
             posting
-            for trace_id in oldest
             for rowid, keys in self._writer.execute(
-                "SELECT rowid, attribute_keys FROM spans WHERE trace_id = ?", trace_id
+                "SELECT s.rowid, s.attribute_keys FROM spans s WHERE s.trace_id IN "
+                "(SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?)",
+                (excess,),
             )
             for posting in _postings(rowid, keys)
-        ]
+        )
         self._writer.executemany("DELETE FROM span_attributes WHERE key = ? AND span = ?", postings)
         self._writer.executemany("DELETE FROM spans WHERE trace_id = ?", oldest)
         self._writer.executemany("DELETE FROM traces WHERE trace_id = ?", oldest)
