@@ -319,6 +319,7 @@ async def test_time_range_lookback_and_limit(api: httpx.AsyncClient) -> None:
         "confirmed",
     ]
     assert await listed(api, limit="2") == ["catalogue", "outage"]
+    assert await listed(api, limit="0002") == ["catalogue", "outage"]
 
 
 async def test_trace_ids_are_answered_whatever_else_is_asked(api: httpx.AsyncClient) -> None:
@@ -357,6 +358,7 @@ async def test_v1_answers_in_jaegers_envelope_and_ignores_unknown_parameters(
         ("lookback", "1y", "'lookback'"),
         ("limit", "0", "'limit'"),
         ("limit", "ten", "'limit'"),
+        ("limit", "9" * 5000, "'limit'"),  # more digits than Python reads as an int
         ("traceID", "xyz", "traceID"),
         ("traceID", "a" * 33, "traceID"),
         ("error", "maybe", "'error'"),

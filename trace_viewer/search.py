@@ -132,12 +132,23 @@ def _micros(text: str | None, name: str) -> int | None:
     return nanos
 
 
+def _count(text: str, highest: int) -> int | None:
+    """A whole number from 1 to ``highest`` written in digits (leading zeros allowed), or
+    None. (Python refuses to read an integer of over 4,300 digits: the digits that matter
+    are read, not the string.)"""
+    digits = text.lstrip("0") if _DIGITS.match(text) else ""
+    if not digits or len(digits) > len(str(highest)) or int(digits) > highest:
+        return None
+    return int(digits)
+
+
 def _limit(text: str | None, name: str, default: int) -> int:
     if not text:
         return default
-    if not _DIGITS.match(text) or not 1 <= int(text[:12]) <= MAX_LIMIT:
+    limit = _count(text, MAX_LIMIT)
+    if limit is None:
         raise BadQuery(f"unable to parse param '{name}': {text[:80]!r}: use 1 to {MAX_LIMIT}")
-    return int(text)
+    return limit
 
 
 def _tags(json_tags: Sequence[str], simple_tags: Sequence[str], name: str) -> dict[str, str]:
@@ -268,9 +279,10 @@ def v3_search(params: Mapping[str, str], max_depth: int = MAX_LIMIT) -> Search:
         depth_text, depth_name = params["query.num_traces"], "query.num_traces"
     depth = DEFAULT_SEARCH_DEPTH
     if depth_text:
-        if not _DIGITS.match(depth_text) or not 1 <= int(depth_text[:12]) <= max_depth:
+        counted = _count(depth_text, max_depth)
+        if counted is None:
             raise BadQuery(f"malformed parameter {depth_name}: use 1 to {max_depth}")
-        depth = int(depth_text)
+        depth = counted
     durations = [_v3(params, f"query.duration{end}") for end in ("Min", "Max")]
     for text, name in durations:
         try:
