@@ -8,6 +8,7 @@ path is known by construction, so the test checks the UI's path span by span.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -431,7 +432,9 @@ def test_trace_list_counts_injected_faults_apart_from_errors(browser: Browser) -
 
 
 def test_model_unit_tests_pass_in_node() -> None:
-    """The pure transforms of the waterfall (static/model.js) against small fixture traces."""
+    """The pure transforms of the trace page (static/trace/: the model, critical path,
+    statistics, flame graph, minimap range, rows) against small fixture traces: every test
+    in tests/js runs, and passes."""
     node = shutil.which("node")
     if node is None:
         pytest.fail(
@@ -445,4 +448,9 @@ def test_model_unit_tests_pass_in_node() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "# fail 0" in result.stdout and "# pass 8" in result.stdout
+    written = sum(
+        len(re.findall(r"^test\(", path.read_text(), re.MULTILINE))
+        for path in (ROOT / "tests" / "js").rglob("*.test.mjs")
+    )
+    assert written >= 39
+    assert "# fail 0" in result.stdout and f"# pass {written}\n" in result.stdout

@@ -292,6 +292,8 @@ class SpanRecord:
     scope_schema_url: str = ""
     #: An injected fault touched it (attribute ``ordersim.fault.injected = true``).
     fault: bool = False
+    #: (trace id, span id) of each span it links to, hex; links with invalid ids left out.
+    links: list[tuple[str, str]] | None = None
 
 
 def service_name(resource: Resource) -> str:
@@ -305,6 +307,21 @@ def _fault_injected(span: Span, encoded: bytes) -> bool:
     if _FAULT_MARK not in encoded:  # the common case, without walking the attributes
         return False
     return any(kv.key == ATTR_INJECTED and kv.value.bool_value for kv in span.attributes)
+
+
+def link_targets(span: Span) -> list[tuple[str, str]] | None:
+    """Where a span's links point, for the store's reverse index (None: no links, the
+    common case)."""
+    if not span.links:
+        return None
+    return [
+        (link.trace_id.hex(), link.span_id.hex())
+        for link in span.links
+        if len(link.trace_id) == 16
+        and any(link.trace_id)
+        and len(link.span_id) == 8
+        and any(link.span_id)
+    ]
 
 
 def _invalid(span: Span, trace_id: bytes, span_id: bytes, start: int, end: int) -> str | None:
@@ -357,6 +374,7 @@ def records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[
                         resource_schema_url=resource_schema_url,
                         scope_schema_url=scope_schema_url,
                         fault=_fault_injected(span, encoded),
+                        links=link_targets(span),
                     )
                 )
     return kept, rejected

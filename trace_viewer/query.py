@@ -2,6 +2,7 @@
 
 - ``GET /api/v3/traces/{id}``: OTLP JSON ``{"result": {"resourceSpans": [...]}}`` (Jaeger v2)
 - ``GET /api/traces/{id}``: Jaeger JSON ``{"data": [trace]}`` (Jaeger UI's "upload JSON")
+- ``GET /api/traces/{id}/linked``: the spans of other traces that link to this one's spans
 - ``GET /api/traces?service=&operation=&minDuration=&error=&limit=``: search, Jaeger JSON
 - ``GET /api/summaries?…``: the same search, one compact row per trace (the trace list)
 - ``GET /api/services``, ``/api/v3/services``, ``/api/v3/operations?service=``, ``/api/stats``
@@ -22,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from trace_viewer.jaeger import to_jaeger
 from trace_viewer.otlp import resource_spans_json
-from trace_viewer.store import TraceStore, TraceSummary
+from trace_viewer.store import LinkingSpan, TraceStore, TraceSummary
 
 STATIC = resources.files("trace_viewer") / "static"
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -88,6 +89,22 @@ def summary_json(summary: TraceSummary) -> dict[str, Any]:
     }
 
 
+def linking_span_json(span: LinkingSpan) -> dict[str, Any]:
+    return {
+        "traceID": span.trace_id,
+        "spanID": span.span_id,
+        "linkedSpanID": span.linked_span_id,
+        "name": span.name,
+        "service": span.service,
+        "kind": span.kind,
+        "startTimeUnixNano": str(span.start_ns),
+        "durationNano": str(span.end_ns - span.start_ns),
+        "statusCode": span.status_code,
+        "rootName": span.root_name,
+        "rootService": span.root_service,
+    }
+
+
 def create_query_app(store: TraceStore) -> FastAPI:
     app = FastAPI(
         title="ordersim trace viewer", docs_url="/api/docs", openapi_url="/api/openapi.json"
@@ -118,6 +135,15 @@ def create_query_app(store: TraceStore) -> FastAPI:
         if not resource_spans:
             return jaeger_error(404, "trace not found")
         return JSONResponse({"data": [to_jaeger(trace_id.lower(), resource_spans)]})
+
+    @app.get("/api/traces/{trace_id}/linked", responses=NOT_FOUND)
+    async def linked_from(trace_id: TraceId, limit: Limit = 100) -> JSONResponse:
+        """The spans of other traces that link to spans of this one, oldest first: span links
+        read forward (a failed order's trace to its compensation retries)."""
+        found = await asyncio.to_thread(store.linking_spans, trace_id, limit)
+        if found is None:
+            return jaeger_error(404, "trace not found")
+        return JSONResponse({"data": [linking_span_json(s) for s in found]})
 
     async def search(
         service: str | None,

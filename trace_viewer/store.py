@@ -27,12 +27,13 @@ from pathlib import Path
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from common.faults import ATTR_INJECTED
-from trace_viewer.otlp import SpanRecord, StoredSpan
+from trace_viewer.otlp import SpanRecord, StoredSpan, link_targets
 
 logger = logging.getLogger(__name__)
 
-#: 0: the first release; 1: schema URLs on resources and scopes, injected-fault counts.
-SCHEMA_VERSION = 1
+#: 0: the first release; 1: schema URLs on resources and scopes, injected-fault counts;
+#: 2: the reverse index of span links.
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -76,6 +77,24 @@ CREATE TABLE IF NOT EXISTS traces (
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_by_duration ON traces (duration_ns);
 CREATE INDEX IF NOT EXISTS traces_by_error ON traces (error_count);
+-- The reverse index of span links: span (trace_id, span_id) links to span (linked_trace_id,
+-- linked_span_id). A link points backward (a compensation retry to the order span that
+-- deferred it); this finds it forward. Filled at ingest, deleted with the linking trace.
+CREATE TABLE IF NOT EXISTS links (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    linked_trace_id TEXT NOT NULL,
+    linked_span_id TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id, linked_trace_id, linked_span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_by_target ON links (linked_trace_id, linked_span_id);
+"""
+
+# The links of a span that is stored as given: a span delivered again with other content
+# (and so other links) is not stored again, and its links are not indexed.
+_INDEX_LINK = """
+INSERT OR IGNORE INTO links
+SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ? AND data = ?)
 """
 
 # One summary row per touched trace, recomputed from its spans (so a span delivered twice
@@ -117,6 +136,25 @@ class TraceSummary:
 
 
 @dataclass(frozen=True)
+class LinkingSpan:
+    """A span of another trace that links to a span of this one."""
+
+    trace_id: str
+    span_id: str
+    #: The span of this trace it links to.
+    linked_span_id: str
+    name: str
+    service: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    #: Its trace's root (as the trace list names it).
+    root_name: str
+    root_service: str
+
+
+@dataclass(frozen=True)
 class Limits:
     max_traces: int
     max_bytes: int
@@ -148,7 +186,7 @@ class TraceStore:
         ).fetchone()
         migrate = bool(existing) and version < 1
         # executescript runs the whole script; the transaction it opens stays open for the
-        # backfill below.
+        # backfills below.
         conn.executescript(
             "BEGIN IMMEDIATE;"
             + (_MIGRATE_V1 if migrate else "")
@@ -158,6 +196,8 @@ class TraceStore:
         try:
             if migrate:
                 self._backfill_faults()
+            if existing and version < 2:  # SCHEMA made the links table
+                self._backfill_links()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -188,6 +228,21 @@ class TraceStore:
             self.path,
             len(faulted),
         )
+
+    def _backfill_links(self) -> None:
+        """Index the links of the spans a database of version 1 or older holds."""
+        conn = self._writer
+        # A span with links holds the tag byte of field 13 (links), length-delimited: 0x6a.
+        # Most spans do not, and are not decoded.
+        rows = [
+            (trace_id, span_id, *target)
+            for trace_id, span_id, data in conn.execute(
+                "SELECT trace_id, span_id, data FROM spans WHERE instr(data, x'6a') > 0"
+            )
+            for target in link_targets(Span.FromString(data)) or ()
+        ]
+        conn.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", rows)
+        logger.info("migrated %s to schema version 2 (%d span links)", self.path, len(rows))
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -255,6 +310,15 @@ class TraceStore:
                     "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                self._writer.executemany(
+                    _INDEX_LINK,
+                    [
+                        (s.trace_id, s.span_id, *target, s.trace_id, s.span_id, s.span)
+                        for s in spans
+                        if s.links
+                        for target in s.links
+                    ],
+                )
                 self._writer.executemany(_SUMMARISE, [(t,) for t in {s.trace_id for s in spans}])
                 self._enforce_retention()
                 self._writer.execute("COMMIT")
@@ -283,6 +347,7 @@ class TraceStore:
         ]
         self._writer.executemany("DELETE FROM spans WHERE trace_id = ?", [(t,) for t in oldest])
         self._writer.executemany("DELETE FROM traces WHERE trace_id = ?", [(t,) for t in oldest])
+        self._writer.executemany("DELETE FROM links WHERE trace_id = ?", [(t,) for t in oldest])
         self.traces_evicted += len(oldest)
 
     # -- queries ---------------------------------------------------------------
@@ -333,6 +398,25 @@ class TraceStore:
             TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], sorted(r[7].split(",")), r[8])
             for r in rows
         ]
+
+    def linking_spans(self, trace_id: str, limit: int = 100) -> list[LinkingSpan] | None:
+        """The spans of other traces that link to spans of this one, oldest first; None when
+        the trace is not stored."""
+        trace_id = trace_id.lower()
+        with self._reader() as conn:
+            if not conn.execute("SELECT 1 FROM traces WHERE trace_id = ?", (trace_id,)).fetchone():
+                return None
+            rows = conn.execute(
+                "SELECT s.trace_id, s.span_id, l.linked_span_id, s.name, s.service, s.kind, "
+                "s.start_ns, s.end_ns, s.status_code, coalesce(t.root_name, ''), "
+                "coalesce(t.root_service, '') FROM links l "
+                "JOIN spans s ON s.trace_id = l.trace_id AND s.span_id = l.span_id "
+                "LEFT JOIN traces t ON t.trace_id = l.trace_id "
+                "WHERE l.linked_trace_id = ? AND l.trace_id != ? "
+                "ORDER BY s.start_ns, s.trace_id, s.span_id LIMIT ?",
+                (trace_id, trace_id, limit),
+            ).fetchall()
+        return [LinkingSpan(*row) for row in rows]
 
     def services(self) -> list[str]:
         with self._reader() as conn:
