@@ -1,7 +1,8 @@
 """Two traces merged into one tree (ordersim/trace_diff.py) and ``ordersim trace diff``.
 
 The fixtures in tests/fixtures/trace_diff/ are shared with the viewer's comparison page:
-both must give expected.json's rows for a.json against b.json."""
+both must give expected.json's rows for a.json against b.json, and edge-expected.json's for
+edge-a.json against edge-b.json."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ def rows(a: Any, b: Any) -> list[dict[str, Any]]:
 
 def test_spans_are_matched_by_their_path_with_counts() -> None:
     assert rows(fixture("a.json"), fixture("b.json")) == fixture("expected.json")["rows"]
+
+
+def test_the_edge_cases_give_their_expected_rows() -> None:
+    """Siblings starting together (code-point order), a missing parent, a repeated span id,
+    an empty service name, a node only in B: edge-expected.json, for the viewer's too."""
+    expected = fixture("edge-expected.json")["rows"]
+    assert rows(fixture("edge-a.json"), fixture("edge-b.json")) == expected
 
 
 def test_concurrent_siblings_compare_stably_whatever_order_they_ran_in() -> None:

@@ -6,7 +6,8 @@
 - ``GET /api/traces?service=&operation=&minDuration=&error=&limit=``: search, Jaeger JSON
 - ``GET /api/summaries?…``: the same search, one compact row per trace (the trace list)
 - ``GET /api/services``, ``/api/v3/services``, ``/api/v3/operations?service=``, ``/api/stats``
-- ``GET /`` the recent traces, ``GET /trace/{id}`` the waterfall
+- ``GET /`` the recent traces, ``GET /trace/{id}`` the waterfall, ``GET /trace/{a}...{b}``
+  two traces compared
 """
 
 from __future__ import annotations
@@ -212,6 +213,13 @@ def create_query_app(store: TraceStore) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"))
+
+    # Before /trace/{trace_id}, which would answer a 422 for "a...b".
+    @app.get("/trace/{trace_a}...{trace_b}", include_in_schema=False)
+    async def compare_page(trace_a: str, trace_b: str) -> FileResponse:
+        # Jaeger UI's compare URL. Any pair gets the page, which says which id is malformed or
+        # unknown and offers to correct it.
+        return FileResponse(str(STATIC / "compare.html"))
 
     @app.get("/trace/{trace_id}", include_in_schema=False)
     async def trace_page(trace_id: TraceId) -> FileResponse:

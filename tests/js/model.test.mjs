@@ -183,3 +183,10 @@ test("sanitized bounds drop a child entirely outside its parent, with its descen
   assert.deepEqual(bounds.get(id("4")), { start: 10e6, end: 12e6 }, "early is cut at S's start");
   assert.equal(bounds.size, 3);
 });
+
+test("a missing or empty service.name is unknown_service, as OpenTelemetry defaults it", () => {
+  const empty = trace({ "": [span("1", "root", 0, 10)] });
+  const missing = [{ resource: {}, scopeSpans: [{ spans: [span("2", "other", 0, 10)] }] }];
+  assert.deepEqual(buildModel(TRACE, empty).services, ["unknown_service"]);
+  assert.deepEqual(buildModel(TRACE, missing).services, ["unknown_service"]);
+});

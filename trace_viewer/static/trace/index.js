@@ -12,6 +12,7 @@
 //   details.js                  the selected span's panel
 //   location.js                 the page state in the URL's fragment
 import { HttpError, ServiceColors, fmtClock, fmtMs, getJSON, h, serviceChip } from "../common.js";
+import { compareAction } from "../compare/picker.js";
 import { criticalPath } from "./critical-path/compute.js";
 import { copyButton, renderDetails } from "./details.js";
 import { FlamegraphView } from "./flamegraph/render.js";
@@ -119,6 +120,7 @@ function renderHeader(model) {
           },
         }),
         h("span", { class: "find-count muted", id: "find-count", "aria-live": "polite" }),
+        compareAction(model),
         h(
           "a",
           {

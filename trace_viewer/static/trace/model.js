@@ -50,8 +50,9 @@ export function buildModel(traceId, resourceSpans) {
   for (const rs of resourceSpans || []) {
     const resource = attrList(rs.resource?.attributes);
     const resourceSchemaUrl = rs.schemaUrl || "";
+    // A missing or empty service.name is OpenTelemetry's default, as ordersim/waterfall.py reads it.
     const serviceAttr = resource.find(([key]) => key === "service.name");
-    const service = serviceAttr ? String(serviceAttr[1]) : "unknown_service";
+    const service = String(serviceAttr?.[1] ?? "") || "unknown_service";
     for (const ss of rs.scopeSpans || rs.instrumentationLibrarySpans || []) {
       const scope = ss.scope || ss.instrumentationLibrary || {};
       for (const raw of ss.spans || []) {
