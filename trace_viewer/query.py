@@ -20,13 +20,23 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from trace_viewer.jaeger import to_jaeger
+from trace_viewer.jaeger import to_jaeger, trace_id_from_text
 from trace_viewer.otlp import resource_spans_json
 from trace_viewer.store import TraceStore, TraceSummary
 
 STATIC = resources.files("trace_viewer") / "static"
 Limit = Annotated[int, Query(ge=1, le=1000)]
 TraceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{32}$", description="32 hex digits")]
+#: A trace id as Jaeger's query API takes it: 1 to 32 hex digits, a shorter one (a 64-bit
+#: id) left-padded with zeros. Declared with its pattern, parsed by
+#: :func:`~trace_viewer.jaeger.trace_id_from_text` (a mismatch is Jaeger's 400, not 422).
+JaegerTraceId = Annotated[
+    str,
+    Path(
+        description="1 to 32 hex digits; a 64-bit id (16) is left-padded with zeros",
+        json_schema_extra={"pattern": r"^[0-9a-fA-F]{1,32}$"},
+    ),
+]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$")
 #: What the OpenAPI declares: the same, or empty (no minimum).
 _DURATION_PATTERN = r"^(\d+(\.\d+)?(us|µs|ms|s)?)?$"
@@ -44,6 +54,10 @@ MinDuration = Annotated[
 ]
 #: What the OpenAPI declares besides success, so that a client (or a fuzzer) knows them.
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No trace with this id."}}
+TRACE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Not a trace id (1 to 32 hex digits)."},
+    **NOT_FOUND,
+}
 BAD_QUERY: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed parameter, e.g. minDuration (use 250ms, 1.5s, 800us)."}
 }
@@ -53,11 +67,23 @@ class BadQuery(ValueError):
     """A malformed search parameter: a 400 in Jaeger's error shape (:func:`jaeger_error`)."""
 
 
+def jaeger_response(data: Any, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Jaeger's v1 envelope (its ``structuredResponse``): ``total``, ``limit`` and
+    ``offset`` are always 0 in what Jaeger's handlers fill in, ``errors`` null without one."""
+    return {"data": data, "total": 0, "limit": 0, "offset": 0, "errors": errors}
+
+
 def jaeger_error(status: int, message: str) -> JSONResponse:
-    """An error as Jaeger's query API answers one (its ``structuredResponse``)."""
-    errors = [{"code": status, "msg": message}]
-    body = {"data": None, "total": 0, "limit": 0, "offset": 0, "errors": errors}
-    return JSONResponse(body, status_code=status)
+    """An error as Jaeger's v1 query API answers one: the envelope with ``data`` null and
+    the status as ``code`` (Jaeger's ``handleError``)."""
+    return JSONResponse(
+        jaeger_response(None, [{"code": status, "msg": message}]), status_code=status
+    )
+
+
+def v3_error(status: int, message: str) -> JSONResponse:
+    """An error as Jaeger's API v3 HTTP gateway answers one (``GRPCGatewayError``)."""
+    return JSONResponse({"error": {"httpCode": status, "message": message}}, status_code=status)
 
 
 def parse_duration(text: str | None) -> int:
@@ -101,23 +127,29 @@ def create_query_app(store: TraceStore) -> FastAPI:
         rows = await asyncio.to_thread(store.trace, trace_id)
         return await asyncio.to_thread(resource_spans_json, rows) if rows else []
 
-    @app.get("/api/v3/traces/{trace_id}", responses=NOT_FOUND)
-    async def get_trace_otlp(trace_id: TraceId) -> JSONResponse:
+    @app.get("/api/v3/traces/{trace_id}", responses=TRACE_RESPONSES)
+    async def get_trace_otlp(trace_id: JaegerTraceId) -> JSONResponse:
         """One trace as OTLP JSON, the shape Jaeger v2's query API returns."""
-        resource_spans = await otlp_trace(trace_id)
+        try:
+            full_id = trace_id_from_text(trace_id)
+        except ValueError as exc:
+            return v3_error(400, f"malformed parameter trace_id: {exc}")
+        resource_spans = await otlp_trace(full_id)
         if not resource_spans:
-            return JSONResponse(
-                {"error": {"httpCode": 404, "message": "trace not found"}}, status_code=404
-            )
+            return v3_error(404, "No traces found")  # Jaeger's returnTraces, for none
         return JSONResponse({"result": {"resourceSpans": resource_spans}})
 
-    @app.get("/api/traces/{trace_id}", responses=NOT_FOUND)
-    async def get_trace_jaeger(trace_id: TraceId) -> JSONResponse:
+    @app.get("/api/traces/{trace_id}", responses=TRACE_RESPONSES)
+    async def get_trace_jaeger(trace_id: JaegerTraceId) -> JSONResponse:
         """One trace as Jaeger JSON, loadable by Jaeger UI's "upload JSON"."""
-        resource_spans = await otlp_trace(trace_id)
+        try:
+            full_id = trace_id_from_text(trace_id)
+        except ValueError as exc:
+            return jaeger_error(400, str(exc))
+        resource_spans = await otlp_trace(full_id)
         if not resource_spans:
-            return jaeger_error(404, "trace not found")
-        return JSONResponse({"data": [to_jaeger(trace_id.lower(), resource_spans)]})
+            return jaeger_error(404, "trace not found")  # Jaeger's spanstore.ErrTraceNotFound
+        return JSONResponse(jaeger_response([to_jaeger(full_id, resource_spans)]))
 
     async def search(
         service: str | None,
