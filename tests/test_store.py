@@ -10,7 +10,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from trace_viewer.otlp import SpanRecord
-from trace_viewer.store import Limits, TraceStore
+from trace_viewer.store import SCHEMA_VERSION, Limits, TraceStore
 
 RESOURCE = Resource(
     attributes=[KeyValue(key="service.name", value=AnyValue(string_value="svc"))]
@@ -133,7 +133,8 @@ def test_a_database_of_the_previous_version_is_migrated_in_place(tmp_path: Path)
     store.write([record(7, 3, parent=1, start=9)])
     store.write([replace(record(8, 1), resource_schema_url="https://example.com/s/1")])
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        # Through every step since (version 2: the calls and operations indexes).
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         blobs = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
     assert blobs == 3
     assert store.trace(f"{8:032x}")[0][1] == "https://example.com/s/1"
