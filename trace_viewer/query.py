@@ -97,7 +97,10 @@ DEFAULT_DEPENDENCY_LOOKBACK_MS = 24 * 3600 * 1000
 #: pattern, parsed by :func:`parse_millis` (a mismatch is Jaeger's 400, not FastAPI's 422).
 Millis = Annotated[
     str | None,
-    Query(description="milliseconds", json_schema_extra={"pattern": r"^[+-]?[0-9]+$"}),
+    Query(
+        description="milliseconds; empty for the default",
+        json_schema_extra={"pattern": r"^([+-]?[0-9]+)?$"},
+    ),
 ]
 SpanKindParam = Annotated[
     str | None,
