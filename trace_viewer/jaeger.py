@@ -6,7 +6,8 @@ of them (the README's table lists each rule with its test):
 1. At ingest, the sanitizers of ``internal/jptrace/sanitizer`` (jaegertracing/jaeger) name a
    resource without a string ``service.name`` (``missing-service-name``,
    ``empty-service-name``, ``service-name-wrong-type``) and a span without a name
-   (``empty-span-name``). We keep what clients send in the store and apply the names here.
+   (``empty-span-name``). The stored messages stay as clients sent them; the store's
+   service and name columns and this output use the names.
 2. At query time, the standard adjusters (``jaegerquery/internal/adjuster``) sort
    attributes by key and events by time (``SortCollections``) and drop links to an all-zero
    trace id with a span warning (``RemoveEmptySpanLinks``). Not applied: clock-skew
