@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +181,10 @@ async def test_counts_errors_and_p99_of_known_calls(graph: Graph) -> None:
             graph.store.write([root, client])
             graph.store.write([server])
     # In-process children, a database query and a SERVER span under an INTERNAL one are
-    # no calls.
+    # no calls; a SERVER span whose parent id is all zeros is a root, awaiting nothing.
     graph.store.write(
         [
-            span(500, 1, "orders", SERVER),
+            replace(span(500, 1, "orders", SERVER), parent_span_id="0" * 16),
             span(500, 2, "orders", INTERNAL, parent=1),
             span(500, 3, "orders", CLIENT, parent=2, error=True, **{"db.system.name": "sqlite"}),
             span(500, 4, "payments", SERVER, parent=2),
@@ -192,6 +193,8 @@ async def test_counts_errors_and_p99_of_known_calls(graph: Graph) -> None:
     assert await graph.get() == [
         {"parent": "orders", "child": "payments", "callCount": 100, "errorCount": 3, "p99Ms": 99.0}
     ]
+    with sqlite3.connect(graph.store.path) as conn:
+        assert conn.execute("SELECT count(*) FROM awaited_calls").fetchone() == (0,)
 
 
 async def test_a_call_nobody_answered_counts_as_a_failure_of_its_callee(graph: Graph) -> None:

@@ -137,7 +137,7 @@ _BACKFILL_CALLS = (
     WHERE s.kind = 2 AND c.kind = 3""",
     """INSERT OR IGNORE INTO awaited_calls
     SELECT s.trace_id, s.parent_span_id, s.service, s.status_code = 2 FROM spans s
-    WHERE s.kind = 2 AND s.parent_span_id != '' AND NOT EXISTS
+    WHERE s.kind = 2 AND trim(s.parent_span_id, '0') != '' AND NOT EXISTS
         (SELECT 1 FROM spans c WHERE c.trace_id = s.trace_id AND c.span_id = s.parent_span_id)""",
 )
 
@@ -349,7 +349,7 @@ class TraceStore:
         servers = {
             (s.trace_id, s.parent_span_id): s
             for s in spans
-            if s.kind == KIND_SERVER and s.parent_span_id
+            if s.kind == KIND_SERVER and s.parent_span_id.strip("0")  # not a root
         }
         calls = [
             _call_row(client, server.service, server.status_code == 2)
