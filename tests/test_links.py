@@ -174,7 +174,7 @@ def test_an_older_database_gets_its_links_indexed_when_migrated(
     assert linked(store, 1) == [(tid(2), sid(7), sid(1)), (tid(3), sid(8), sid(1))]
     store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     again = TraceStore(path, Limits(100, 10**9))  # opening it again changes nothing
     assert len(linked(again, 1) or []) == 2
     again.close()

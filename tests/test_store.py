@@ -133,6 +133,7 @@ def test_a_database_of_the_previous_version_is_migrated_in_place(tmp_path: Path)
     store.write([record(7, 3, parent=1, start=9)])
     store.write([replace(record(8, 1), resource_schema_url="https://example.com/s/1")])
     with sqlite3.connect(path) as conn:
+        # Through every step since (2: the links index; 3: the calls and operations indexes).
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         blobs = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
     assert blobs == 3

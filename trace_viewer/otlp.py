@@ -296,11 +296,23 @@ class SpanRecord:
     links: list[tuple[str, str]] | None = None
 
 
+#: What Jaeger v2 names a resource without a usable ``service.name`` and a span without a
+#: name (its ingest sanitizers, ``internal/jptrace/sanitizer`` in jaegertracing/jaeger).
+MISSING_SERVICE_NAME = "missing-service-name"
+EMPTY_SERVICE_NAME = "empty-service-name"
+SERVICE_NAME_WRONG_TYPE = "service-name-wrong-type"
+EMPTY_SPAN_NAME = "empty-span-name"
+
+
 def service_name(resource: Resource) -> str:
+    """The resource's ``service.name``, or Jaeger's placeholder when it is missing, empty
+    or not a string."""
     for kv in resource.attributes:
         if kv.key == "service.name":
-            return str(kv.value.string_value)
-    return "unknown_service"
+            if kv.value.WhichOneof("value") != "string_value":
+                return SERVICE_NAME_WRONG_TYPE
+            return str(kv.value.string_value) or EMPTY_SERVICE_NAME
+    return MISSING_SERVICE_NAME
 
 
 def _fault_injected(span: Span, encoded: bytes) -> bool:
@@ -362,7 +374,7 @@ def records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[
                         trace_id=trace_id.hex(),
                         span_id=span_id.hex(),
                         parent_span_id=span.parent_span_id.hex(),
-                        name=span.name,
+                        name=span.name or EMPTY_SPAN_NAME,
                         service=service,
                         kind=span.kind,
                         start_ns=start,

@@ -19,21 +19,26 @@ import hashlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from common.faults import ATTR_INJECTED
+from trace_viewer.dependencies import Call, address, peer_service
 from trace_viewer.otlp import SpanRecord, StoredSpan, link_targets
 
 logger = logging.getLogger(__name__)
 
+KIND_SERVER, KIND_CLIENT = 2, 3  # OTLP Span.SpanKind
+
 #: 0: the first release; 1: schema URLs on resources and scopes, injected-fault counts;
-#: 2: the reverse index of span links.
-SCHEMA_VERSION = 2
+#: 2: the reverse index of span links; 3: operations with their span kind, the service
+#: graph's indexes.
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -61,7 +66,36 @@ CREATE TABLE IF NOT EXISTS spans (
 -- keyed by trace id every batch rewrote pages all over the table (bench/ingest.py: 20k spans/s
 -- then, 33k now). New spans now append; only this index takes the random keys.
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_id ON spans (trace_id, span_id);
-CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, name);
+-- Operations with their span kind (GET /api/v3/operations) read this index alone.
+CREATE INDEX IF NOT EXISTS spans_by_operation ON spans (service, name, kind);
+-- The failed CLIENT spans by start: the calls a callee may never have answered (the
+-- service graph, TraceStore.calls). Partial, so it holds only those.
+CREATE INDEX IF NOT EXISTS spans_by_failed_call
+    ON spans (start_ns) WHERE kind = 3 AND status_code = 2;
+-- One row per answered call, a CLIENT span and its SERVER child, added with the batch that
+-- stores the second of the two: the service graph reads this table and not the spans,
+-- whose rows for a day of calls are hundreds of MB read at random.
+CREATE TABLE IF NOT EXISTS calls (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    failed INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS calls_by_start
+    ON calls (start_ns, parent, child, failed, duration_ns);
+-- SERVER spans whose parent has not arrived yet (a service exports its spans when they end,
+-- so a callee's usually come first): the calls its CLIENT span will complete.
+CREATE TABLE IF NOT EXISTS awaited_calls (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    child TEXT NOT NULL,
+    failed INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY,
     start_ns INTEGER NOT NULL,
@@ -112,6 +146,20 @@ SELECT s.trace_id, min(s.start_ns), max(s.end_ns) - min(s.start_ns), count(*),
 FROM spans s WHERE s.trace_id = ? GROUP BY s.trace_id
 """
 
+# Version 2 → 3, after SCHEMA: the calls already stored (CLIENT spans with a SERVER child),
+# and the SERVER spans whose parent has not arrived.
+_BACKFILL_CALLS = (
+    """INSERT OR IGNORE INTO calls
+    SELECT c.trace_id, c.span_id, c.start_ns, c.service, s.service, s.status_code = 2,
+           c.end_ns - c.start_ns
+    FROM spans s JOIN spans c ON c.trace_id = s.trace_id AND c.span_id = s.parent_span_id
+    WHERE s.kind = 2 AND c.kind = 3""",
+    """INSERT OR IGNORE INTO awaited_calls
+    SELECT s.trace_id, s.parent_span_id, s.service, s.status_code = 2 FROM spans s
+    WHERE s.kind = 2 AND trim(s.parent_span_id, '0') != '' AND NOT EXISTS
+        (SELECT 1 FROM spans c WHERE c.trace_id = s.trace_id AND c.span_id = s.parent_span_id)""",
+)
+
 # Version 0 → 1: new columns at the end (as a fresh database has them), then the injected
 # faults of the spans already stored, found by their attribute.
 _MIGRATE_V1 = """
@@ -119,6 +167,30 @@ ALTER TABLE blobs ADD COLUMN schema_url TEXT NOT NULL DEFAULT '';
 ALTER TABLE spans ADD COLUMN fault INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE traces ADD COLUMN fault_count INTEGER NOT NULL DEFAULT 0;
 """
+
+# Version 1 → 2 only adds the links table, which SCHEMA creates; _backfill_links fills it.
+
+# Version 2 → 3: the operations index gains the span kind (SCHEMA creates it, the calls
+# tables and the failed-call index), then _BACKFILL_CALLS finds the calls stored so far.
+_MIGRATE_V3 = """
+DROP INDEX IF EXISTS spans_by_service;
+"""
+
+#: Each version's step, applied in order to a database older than it.
+_MIGRATIONS = ((1, _MIGRATE_V1), (3, _MIGRATE_V3))
+
+
+def _call_row(client: SpanRecord, child: str, failed: bool) -> tuple[object, ...]:
+    """A row of ``calls``: the CLIENT span, the service that answered, whether it failed."""
+    return (
+        client.trace_id,
+        client.span_id,
+        client.start_ns,
+        client.service,
+        child,
+        failed,
+        client.end_ns - client.start_ns,
+    )
 
 
 @dataclass(frozen=True)
@@ -184,20 +256,27 @@ class TraceStore:
         (existing,) = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
         ).fetchone()
-        migrate = bool(existing) and version < 1
+        steps = [script for step, script in _MIGRATIONS if existing and version < step]
         # executescript runs the whole script; the transaction it opens stays open for the
         # backfills below.
         conn.executescript(
             "BEGIN IMMEDIATE;"
-            + (_MIGRATE_V1 if migrate else "")
+            + "".join(steps)
             + SCHEMA
             + f"PRAGMA user_version = {SCHEMA_VERSION};"
         )
         try:
-            if migrate:
+            if existing and version < 1:
                 self._backfill_faults()
             if existing and version < 2:  # SCHEMA made the links table
                 self._backfill_links()
+            if existing and version < 3:
+                for statement in _BACKFILL_CALLS:
+                    conn.execute(statement)
+            if existing and version < SCHEMA_VERSION:
+                logger.info(
+                    "migrated %s from schema version %d to %d", self.path, version, SCHEMA_VERSION
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -320,12 +399,86 @@ class TraceStore:
                     ],
                 )
                 self._writer.executemany(_SUMMARISE, [(t,) for t in {s.trace_id for s in spans}])
+                self._add_calls(spans)
                 self._enforce_retention()
                 self._writer.execute("COMMIT")
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 self._blob_ids.clear()  # the rolled-back blobs are gone
                 raise
+
+    def _add_calls(self, spans: Sequence[SpanRecord]) -> None:
+        """The calls this batch completes: a CLIENT span and its SERVER child, whichever of
+        the two is stored first (the SERVER span waits in ``awaited_calls``). A few
+        statements per batch, never a read of whole traces: this runs for every batch."""
+        clients = {(s.trace_id, s.span_id): s for s in spans if s.kind == KIND_CLIENT}
+        servers = {
+            (s.trace_id, s.parent_span_id): s
+            for s in spans
+            if s.kind == KIND_SERVER and s.parent_span_id.strip("0")  # not a root
+        }
+        calls = [
+            _call_row(client, server.service, server.status_code == 2)
+            for key, server in servers.items()
+            if (client := clients.get(key)) is not None
+        ]
+        # SERVER spans whose parent came in an earlier batch, or has yet to come.
+        earlier = [key for key in servers if key not in clients]
+        awaited = []
+        parents = self._spans(earlier)
+        for key in earlier:
+            server, parent = servers[key], parents.get(key)
+            if parent is None:
+                awaited.append((*key, server.service, server.status_code == 2))
+            elif parent[0] == KIND_CLIENT:
+                _, service, start, end = parent
+                calls.append(
+                    (*key, start, service, server.service, server.status_code == 2, end - start)
+                )
+        # CLIENT spans whose SERVER child came in an earlier batch.
+        answered = self._awaited(list(clients))
+        calls += [
+            _call_row(clients[key], child, bool(failed))
+            for key, (child, failed) in answered.items()
+        ]
+        write = self._writer.executemany
+        write("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)", calls)
+        write("INSERT OR IGNORE INTO awaited_calls VALUES (?, ?, ?, ?)", awaited)
+        write("DELETE FROM awaited_calls WHERE trace_id = ? AND span_id = ?", list(answered))
+
+    def _spans(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        """(kind, service, start_ns, end_ns) of the stored spans with these (trace id, span
+        id), by id: one index lookup each, in one statement per 400."""
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            # CROSS JOIN: the ids drive, each looked up by spans_by_id (a row-value IN would
+            # scan the table).
+            for trace_id, span_id, *row in self._writer.execute(
+                "SELECT s.trace_id, s.span_id, s.kind, s.service, s.start_ns, s.end_ns "
+                f"FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) v CROSS JOIN spans s "
+                "ON s.trace_id = v.column1 AND s.span_id = v.column2",
+                [part for key in chunk for part in key],
+            ):
+                found[(trace_id, span_id)] = tuple(row)
+        return found
+
+    def _awaited(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        """(child, failed) of the awaited calls of these CLIENT spans, by id. The table is
+        small: one statement reads what it holds for the batch's traces."""
+        wanted = set(keys)
+        traces = sorted({trace_id for trace_id, _ in keys})
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for i in range(0, len(traces), 500):
+            chunk = traces[i : i + 500]
+            for trace_id, span_id, *row in self._writer.execute(
+                "SELECT trace_id, span_id, child, failed FROM awaited_calls "
+                f"WHERE trace_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ):
+                if (trace_id, span_id) in wanted:
+                    found[(trace_id, span_id)] = tuple(row)
+        return found
 
     def _enforce_retention(self) -> None:
         count, size = self._writer.execute(
@@ -347,7 +500,10 @@ class TraceStore:
         ]
         self._writer.executemany("DELETE FROM spans WHERE trace_id = ?", [(t,) for t in oldest])
         self._writer.executemany("DELETE FROM traces WHERE trace_id = ?", [(t,) for t in oldest])
-        self._writer.executemany("DELETE FROM links WHERE trace_id = ?", [(t,) for t in oldest])
+        for table in ("links", "calls", "awaited_calls"):
+            self._writer.executemany(
+                f"DELETE FROM {table} WHERE trace_id = ?", [(t,) for t in oldest]
+            )
         self.traces_evicted += len(oldest)
 
     # -- queries ---------------------------------------------------------------
@@ -422,14 +578,71 @@ class TraceStore:
         with self._reader() as conn:
             return [r[0] for r in conn.execute("SELECT DISTINCT service FROM spans ORDER BY 1")]
 
-    def operations(self, service: str) -> list[str]:
+    def operations(
+        self, service: str, kinds: Collection[int] | None = None
+    ) -> list[tuple[str, int]]:
+        """(name, OTLP span kind) of each operation of a service, by name then kind; only
+        those of ``kinds`` when given."""
+        if kinds is not None and not kinds:
+            return []
+        where, params = "service = ?", [service, *(kinds or ())]
+        if kinds is not None:
+            where += f" AND kind IN ({', '.join('?' * len(kinds))})"
         with self._reader() as conn:
-            return [
-                r[0]
-                for r in conn.execute(
-                    "SELECT DISTINCT name FROM spans WHERE service = ? ORDER BY 1", (service,)
-                )
-            ]
+            return conn.execute(
+                f"SELECT DISTINCT name, kind FROM spans WHERE {where} ORDER BY name, kind", params
+            ).fetchall()
+
+    def calls(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int, int]]:
+        """Every call whose CLIENT span started in ``[start_ns, end_ns]``, as (parent,
+        child, failed, duration_ns), for the service graph (:mod:`trace_viewer.dependencies`
+        says what a call is): the answered ones from the ``calls`` table, then the failed
+        CLIENT spans no SERVER span answered, read one by one to name the service they
+        called."""
+        with self._reader() as conn:
+            calls: list[tuple[str, str, int, int]] = conn.execute(
+                "SELECT parent, child, failed, duration_ns FROM calls "
+                "INDEXED BY calls_by_start WHERE start_ns BETWEEN ? AND ?",
+                (start_ns, end_ns),
+            ).fetchall()
+            unanswered = conn.execute(
+                "SELECT c.service, c.end_ns - c.start_ns, c.data FROM spans c "
+                "INDEXED BY spans_by_failed_call "
+                "WHERE c.kind = 3 AND c.status_code = 2 AND c.start_ns BETWEEN ? AND ? "
+                "AND NOT EXISTS (SELECT 1 FROM calls k "
+                "WHERE k.trace_id = c.trace_id AND k.span_id = c.span_id)",
+                (start_ns, end_ns),
+            ).fetchall()
+            if unanswered:
+                calls += self._unanswered(conn, start_ns, end_ns, unanswered)
+        return calls
+
+    @staticmethod
+    def _unanswered(
+        conn: sqlite3.Connection, start_ns: int, end_ns: int, failed: list[tuple[str, int, bytes]]
+    ) -> list[Call]:
+        """Failed CLIENT spans without an answer, as calls to the service they addressed:
+        its ``peer.service``, else the service one answered call of each edge in the window
+        reached at the same address, else the address."""
+        services: dict[str, str] = {}
+        for child, data in conn.execute(
+            # One answered call per edge (SQLite takes the bare columns from one row).
+            "SELECT k.child, s.data FROM (SELECT child, trace_id, span_id FROM calls "
+            "WHERE start_ns BETWEEN ? AND ? GROUP BY parent, child) k "
+            "JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id",
+            (start_ns, end_ns),
+        ):
+            at = address(Span.FromString(data))
+            if at:
+                services.setdefault(at, child)
+        calls = []
+        for parent, duration, data in failed:
+            client = Span.FromString(data)
+            at = address(client)
+            callee = peer_service(client) or (services.get(at, at) if at else None)
+            if callee:
+                calls.append(Call(parent, callee, 1, duration))
+        return calls
 
     def stats(self) -> dict[str, int]:
         with self._reader() as conn:
