@@ -23,7 +23,7 @@ from tests.helpers import order_body
 from trace_viewer.dependencies import Call, Dependency, address, dependency_links, nearest_rank
 from trace_viewer.otlp import SpanRecord, records
 from trace_viewer.query import create_query_app
-from trace_viewer.store import Limits, TraceStore
+from trace_viewer.store import SCHEMA_VERSION, Limits, TraceStore
 
 SERVER, CLIENT, INTERNAL = 2, 3, 1
 T0 = 1_700_000_000_000_000_000  # ns
@@ -297,7 +297,7 @@ async def test_the_defaults_are_now_and_a_day(graph: Graph) -> None:
 # --- migration ------------------------------------------------------------------------------
 
 
-def test_a_version_1_database_gets_its_calls_and_operation_kinds(tmp_path: Path) -> None:
+def test_a_version_1_database_gets_its_links_calls_and_operation_kinds(tmp_path: Path) -> None:
     path = tmp_path / "traces.db"
     store = TraceStore(path, Limits(100, 10**9))
     store.write([*call(1, 4), span(1, 1, "orders", SERVER, duration_ms=10)])
@@ -307,6 +307,7 @@ def test_a_version_1_database_gets_its_calls_and_operation_kinds(tmp_path: Path)
     with sqlite3.connect(path) as old:
         old.executescript(
             "DROP TABLE calls; DROP TABLE awaited_calls; DROP INDEX spans_by_failed_call;"
+            "DROP TABLE links;"
             "DROP INDEX spans_by_operation;"
             "CREATE INDEX spans_by_service ON spans (service, name); PRAGMA user_version = 1;"
         )
@@ -322,7 +323,7 @@ def test_a_version_1_database_gets_its_calls_and_operation_kinds(tmp_path: Path)
     with sqlite3.connect(path) as conn:
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "spans_by_service" not in indexes and "spans_by_operation" in indexes
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     store.close()
 
 
