@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 
@@ -31,12 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trace = commands.add_parser(
         "trace",
-        help="print a stored trace as a waterfall (or as OTLP/Jaeger JSON)",
+        help="print a stored trace as a waterfall (or as OTLP/Jaeger JSON); "
+        "`trace diff A B` compares two",
+        usage="ordersim trace [-h] [--json | --jaeger] [--endpoint URL] TRACE_ID\n"
+        "       ordersim trace diff [--endpoint URL] TRACE_A TRACE_B",
         description="Fetch a trace from the embedded trace viewer or Jaeger and print its span "
-        "tree on a time axis: services, durations, errors. Exit status 1 if the trace is not "
-        "found or the viewer cannot be reached.",
+        "tree on a time axis: services, durations, errors. `ordersim trace diff A B` merges "
+        "two traces into one tree (spans matched by their path of service and operation from "
+        "the root): spans only in A (-, red), only in B (+, green), and in both with each "
+        "side's count and time and the difference. Exit status 1 if a trace is not found or "
+        "the viewer cannot be reached.",
     )
-    trace.add_argument("trace_id", metavar="TRACE_ID", help="32 hex digits")
+    trace.add_argument("trace_id", metavar="TRACE_ID", help="32 hex digits (or: diff A B)")
+    trace.add_argument("others", nargs="*", help=argparse.SUPPRESS)
     output = trace.add_mutually_exclusive_group()
     output.add_argument(
         "--json",
@@ -264,9 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return up(viewer=not args.no_viewer)
     if args.command == "trace":
-        from ordersim.trace_cmd import trace
-
-        return trace(args.trace_id, output=args.output, endpoint=args.endpoint)
+        return _trace(args)
     if args.command == "order":
         from ordersim.trace_cmd import order
 
@@ -282,6 +288,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return show(url=args.url, limit=args.limit, as_json=args.json)
     raise AssertionError(args.command)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    if args.trace_id == "diff":
+        if len(args.others) != 2 or args.output != "waterfall":
+            print(
+                "ordersim trace diff: error: give two trace ids, e.g. "
+                "ordersim trace diff TRACE_A TRACE_B (--json and --jaeger do not apply)",
+                file=sys.stderr,
+            )
+            return 2
+        from ordersim.diff_cmd import diff
+
+        return diff(args.others[0], args.others[1], endpoint=args.endpoint)
+    if args.others:
+        print(f"ordersim trace: error: unexpected {' '.join(args.others)!r}", file=sys.stderr)
+        return 2
+    from ordersim.trace_cmd import trace
+
+    return trace(args.trace_id, output=args.output, endpoint=args.endpoint)
 
 
 def _load(args: argparse.Namespace) -> int:

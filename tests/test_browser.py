@@ -432,8 +432,9 @@ def test_trace_list_counts_injected_faults_apart_from_errors(browser: Browser) -
 
 
 def test_model_unit_tests_pass_in_node() -> None:
-    """The pure parts of the pages (static/model.js, static/search.js) against small fixtures,
-    every test in tests/js/ run and passed."""
+    """The pure parts of the pages (static/trace/: the model, critical path, statistics,
+    flame graph, minimap range, rows; static/compare/; static/search.js) against small
+    fixtures: every test in tests/js runs, and passes."""
     node = shutil.which("node")
     if node is None:
         pytest.fail(
@@ -449,6 +450,7 @@ def test_model_unit_tests_pass_in_node() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     written = sum(
         len(re.findall(r"^test\(", path.read_text(), re.MULTILINE))
-        for path in (ROOT / "tests" / "js").glob("*.test.mjs")
+        for path in (ROOT / "tests" / "js").rglob("*.test.mjs")
     )
+    assert written >= 39
     assert "# fail 0" in result.stdout and f"# pass {written}\n" in result.stdout

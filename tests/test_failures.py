@@ -119,13 +119,15 @@ async def test_payment_down_is_503_and_compensates(start_system: Any) -> None:
 
 
 async def test_slow_shipping_after_charge_is_503_and_refunds(start_system: Any) -> None:
-    async with start_system(wrap={"shipping": slow(1.0, "/shipments")}, call_timeout=0.3) as system:
+    async with start_system(
+        wrap={"shipping": slow(30.0, "/shipments")}, call_timeout=1.0
+    ) as system:
         before = await system.stock(*SKUS)
         status, body, spans = await place(system, order_body(ITEMS))
 
         assert status == 503
         assert body["status"] == "failed"
-        assert "within 0.3s" in body["error"]["message"]
+        assert "within 1s" in body["error"]["message"]
         assert await stored_status(system, body["order_id"]) == "failed"
         assert is_error(find(spans, "create_shipment", service="order-service"))
         assert not is_error(find(spans, "commit_stock"))

@@ -245,7 +245,7 @@ async def test_injected_payment_errors_fail_the_order_and_release_the_stock(
 async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
     start_system: Any,
 ) -> None:
-    async with start_system(call_timeout=0.3) as system:
+    async with start_system(call_timeout=1.0) as system:
         faults(system).replace([FaultRule(endpoint="POST /charges", timeout_rate=1.0)])
         before = await system.stock(*SKUS)
         status, body, spans = await place(system)
@@ -253,7 +253,7 @@ async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
         assert (status, body["status"]) == (503, "failed")
         # The payment service holds each request 30 s; the order gives up on it after its
         # call timeout, once (a call that timed out is not retried).
-        assert "no answer within 0.3s" in body["error"]["message"]
+        assert "no answer within 1s" in body["error"]["message"]
         assert len(order_calls(spans, "POST", "/charges")) == 1
         assert find(spans, "charge_payment").status.status_code == StatusCode.ERROR
         assert await system.stock(*SKUS) == before
@@ -278,13 +278,13 @@ async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
 async def test_hang_fails_the_order_after_the_call_timeout_and_leaves_no_task(
     start_system: Any,
 ) -> None:
-    async with start_system(call_timeout=0.3) as system:
+    async with start_system(call_timeout=1.0) as system:
         faults(system).replace([FaultRule(hang=True)])
         before = await system.stock(*SKUS)
         status, body, spans = await place(system)
 
         assert (status, body["status"]) == (503, "failed")
-        assert "no answer within 0.3s" in body["error"]["message"]
+        assert "no answer within 1s" in body["error"]["message"]
         assert len(order_calls(spans, "POST", "/charges")) == 1
         # The caller gave up, so the hung requests see their client disconnect.
         await eventually(lambda: not hang_tasks(), 5, "the hung requests to end")

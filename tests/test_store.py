@@ -10,6 +10,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.old_schemas import SCHEMA_V0, SCHEMA_V1
 from trace_viewer.otlp import SpanRecord
 from trace_viewer.store import SCHEMA_VERSION, Limits, TraceQuery, TraceStore
 
@@ -75,28 +76,6 @@ def test_retention_bounds_the_bytes(tmp_path: Path) -> None:
     assert newest == 40  # the newest survive
 
 
-# The schema as the first release wrote it (PRAGMA user_version 0), before schema URLs and
-# injected-fault counts.
-SCHEMA_V0 = """
-CREATE TABLE blobs (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, data BLOB NOT NULL);
-CREATE TABLE spans (
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT NOT NULL,
-    name TEXT NOT NULL, service TEXT NOT NULL, kind INTEGER NOT NULL,
-    start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, status_code INTEGER NOT NULL,
-    resource_id INTEGER NOT NULL REFERENCES blobs(id),
-    scope_id INTEGER NOT NULL REFERENCES blobs(id), data BLOB NOT NULL
-);
-CREATE UNIQUE INDEX spans_by_id ON spans (trace_id, span_id);
-CREATE INDEX spans_by_service ON spans (service, name);
-CREATE TABLE traces (
-    trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,
-    span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, root_name TEXT NOT NULL,
-    root_service TEXT NOT NULL, services TEXT NOT NULL, bytes INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX traces_by_start ON traces (start_ns);
-"""
-
-
 def test_a_database_of_the_previous_version_is_migrated_in_place(tmp_path: Path) -> None:
     import hashlib
     import sqlite3
@@ -134,6 +113,8 @@ def test_a_database_of_the_previous_version_is_migrated_in_place(tmp_path: Path)
     store.write([record(7, 3, parent=1, start=9)])
     store.write([replace(record(8, 1), resource_schema_url="https://example.com/s/1")])
     with sqlite3.connect(path) as conn:
+        # Through every step since (2: the links index; 3: the calls and operations indexes;
+        # 4: the attribute index).
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         blobs = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
     assert blobs == 3
@@ -233,24 +214,6 @@ def test_both_plans_find_the_same_traces(tmp_path: Path, monkeypatch: pytest.Mon
     store.close()
 
 
-# The schema as version 1 wrote it, before the attribute index and the outcomes.
-SCHEMA_V1 = (
-    SCHEMA_V0.replace(
-        "data BLOB NOT NULL);", "data BLOB NOT NULL, schema_url TEXT NOT NULL DEFAULT '');"
-    )
-    .replace(
-        "scope_id INTEGER NOT NULL REFERENCES blobs(id), data BLOB NOT NULL\n);",
-        "scope_id INTEGER NOT NULL REFERENCES blobs(id), data BLOB NOT NULL,\n"
-        "    fault INTEGER NOT NULL DEFAULT 0\n);",
-    )
-    .replace(
-        "root_service TEXT NOT NULL, services TEXT NOT NULL, bytes INTEGER NOT NULL\n)",
-        "root_service TEXT NOT NULL, services TEXT NOT NULL, bytes INTEGER NOT NULL,\n"
-        "    fault_count INTEGER NOT NULL DEFAULT 0\n)",
-    )
-)
-
-
 def test_a_version_1_database_gets_its_index_and_outcomes_in_place(tmp_path: Path) -> None:
     import hashlib
     import sqlite3
@@ -258,7 +221,7 @@ def test_a_version_1_database_gets_its_index_and_outcomes_in_place(tmp_path: Pat
     path = tmp_path / "traces.db"
     root = attributed(9, 1, 0, **{"http.response.status_code": 402, "shop.order.id": "ord_9"})
     with sqlite3.connect(path) as old:
-        old.executescript(SCHEMA_V1 + "PRAGMA user_version = 1;")
+        old.executescript(SCHEMA_V1)
         for blob in (RESOURCE, SCOPE):
             old.execute(
                 "INSERT INTO blobs (hash, data) VALUES (?, ?)", (hashlib.sha1(blob).digest(), blob)

@@ -306,13 +306,27 @@ class SpanRecord:
     http_status: int | None = None
     #: ``shop.order.status`` when it is order-service's ``place_order`` span.
     order_status: str | None = None
+    #: (trace id, span id) of each span it links to, hex; links with invalid ids left out.
+    links: list[tuple[str, str]] | None = None
+
+
+#: What Jaeger v2 names a resource without a usable ``service.name`` and a span without a
+#: name (its ingest sanitizers, ``internal/jptrace/sanitizer`` in jaegertracing/jaeger).
+MISSING_SERVICE_NAME = "missing-service-name"
+EMPTY_SERVICE_NAME = "empty-service-name"
+SERVICE_NAME_WRONG_TYPE = "service-name-wrong-type"
+EMPTY_SPAN_NAME = "empty-span-name"
 
 
 def service_name(resource: Resource) -> str:
+    """The resource's ``service.name``, or Jaeger's placeholder when it is missing, empty
+    or not a string."""
     for kv in resource.attributes:
         if kv.key == "service.name":
-            return str(kv.value.string_value)
-    return "unknown_service"
+            if kv.value.WhichOneof("value") != "string_value":
+                return SERVICE_NAME_WRONG_TYPE
+            return str(kv.value.string_value) or EMPTY_SERVICE_NAME
+    return MISSING_SERVICE_NAME
 
 
 @dataclass(slots=True)
@@ -347,6 +361,21 @@ def index_span(span: Span, service: str) -> SpanIndex:
         attribute_keys(link.attributes, keys)
     found.keys = array("q", keys).tobytes()
     return found
+
+
+def link_targets(span: Span) -> list[tuple[str, str]] | None:
+    """Where a span's links point, for the store's reverse index (None: no links, the
+    common case)."""
+    if not span.links:
+        return None
+    return [
+        (link.trace_id.hex(), link.span_id.hex())
+        for link in span.links
+        if len(link.trace_id) == 16
+        and any(link.trace_id)
+        and len(link.span_id) == 8
+        and any(link.span_id)
+    ]
 
 
 def _invalid(span: Span, trace_id: bytes, span_id: bytes, start: int, end: int) -> str | None:
@@ -388,7 +417,7 @@ def records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[
                         trace_id=trace_id.hex(),
                         span_id=span_id.hex(),
                         parent_span_id=span.parent_span_id.hex(),
-                        name=span.name,
+                        name=span.name or EMPTY_SPAN_NAME,
                         service=service,
                         kind=span.kind,
                         start_ns=start,
@@ -403,6 +432,7 @@ def records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[
                         attribute_keys=indexed.keys,
                         http_status=indexed.http_status,
                         order_status=indexed.order_status,
+                        links=link_targets(span),
                     )
                 )
     return kept, rejected

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
+from trace_viewer.jaeger import trace_id_from_text
 from trace_viewer.store import TraceQuery
 
 #: The longest duration the store can compare against (SQLite's INTEGER, in ns: 292 years).
@@ -54,7 +55,6 @@ _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TRACE_ID = re.compile(r"^[0-9a-fA-F]{1,32}$")
 _DIGITS = re.compile(r"^\d+$")
 _MICROS = re.compile(r"^-?\d+$")
 #: Go's strconv.ParseBool.
@@ -204,9 +204,10 @@ def v1_search(
     window is two days: the store's retention bounds ours)."""
     ids = []
     for value in trace_ids:
-        if not _TRACE_ID.match(value):
-            raise BadQuery(f"cannot parse traceID param: {value[:80]!r} is not a trace id")
-        ids.append(value.lower().rjust(32, "0"))
+        try:
+            ids.append(trace_id_from_text(value))
+        except ValueError as exc:
+            raise BadQuery(f"cannot parse traceID param: {str(exc)[:120]}") from None
     low, high = _durations(min_duration, max_duration, ("minDuration", "maxDuration"))
     start_ns, end_ns = _micros(start, "start"), _micros(end, "end")
     reach = 0 if lookback == "custom" else parse_duration(lookback, "lookback", _LOOKBACK_NS)

@@ -27,11 +27,11 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -39,13 +39,18 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from common.faults import ATTR_INJECTED
 from trace_viewer.attributes import attribute_key, attribute_keys
-from trace_viewer.otlp import SpanRecord, StoredSpan, index_span
+from trace_viewer.dependencies import Call, address, peer_service
+from trace_viewer.otlp import SpanRecord, StoredSpan, index_span, link_targets
 
 logger = logging.getLogger(__name__)
 
+KIND_SERVER, KIND_CLIENT = 2, 3  # OTLP Span.SpanKind
+
 #: 0: the first release; 1: schema URLs on resources and scopes, injected-fault counts;
-#: 2: the attribute index, outcomes (root HTTP status, order status) and real-error counts.
-SCHEMA_VERSION = 2
+#: 2: the reverse index of span links; 3: operations with their span kind, the service
+#: graph's indexes; 4: the attribute index, outcomes (root HTTP status, order status) and
+#: real-error counts.
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -76,7 +81,37 @@ CREATE TABLE IF NOT EXISTS spans (
 -- keyed by trace id every batch rewrote pages all over the table (bench/ingest.py: 20k spans/s
 -- then, 33k now). New spans now append; only this index takes the random keys.
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_id ON spans (trace_id, span_id);
-CREATE INDEX IF NOT EXISTS spans_by_service ON spans (service, name);
+-- Operations with their span kind (GET /api/v3/operations) read this index alone; the
+-- search reads it for an operation in any service.
+CREATE INDEX IF NOT EXISTS spans_by_operation ON spans (service, name, kind);
+-- The failed CLIENT spans by start: the calls a callee may never have answered (the
+-- service graph, TraceStore.calls). Partial, so it holds only those.
+CREATE INDEX IF NOT EXISTS spans_by_failed_call
+    ON spans (start_ns) WHERE kind = 3 AND status_code = 2;
+-- One row per answered call, a CLIENT span and its SERVER child, added with the batch that
+-- stores the second of the two: the service graph reads this table and not the spans,
+-- whose rows for a day of calls are hundreds of MB read at random.
+CREATE TABLE IF NOT EXISTS calls (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    failed INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS calls_by_start
+    ON calls (start_ns, parent, child, failed, duration_ns);
+-- SERVER spans whose parent has not arrived yet (a service exports its spans when they end,
+-- so a callee's usually come first): the calls its CLIENT span will complete.
+CREATE TABLE IF NOT EXISTS awaited_calls (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    child TEXT NOT NULL,
+    failed INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
 -- Jaeger UI's favourite tag, error=true: the few ERROR spans, by service.
 CREATE INDEX IF NOT EXISTS spans_by_error ON spans (service) WHERE status_code = 2;
 CREATE TABLE IF NOT EXISTS traces (
@@ -112,6 +147,24 @@ CREATE TABLE IF NOT EXISTS blob_attributes (
     blob INTEGER NOT NULL,
     PRIMARY KEY (key, blob)
 ) WITHOUT ROWID;
+-- The reverse index of span links: span (trace_id, span_id) links to span (linked_trace_id,
+-- linked_span_id). A link points backward (a compensation retry to the order span that
+-- deferred it); this finds it forward. Filled at ingest, deleted with the linking trace.
+CREATE TABLE IF NOT EXISTS links (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    linked_trace_id TEXT NOT NULL,
+    linked_span_id TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id, linked_trace_id, linked_span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_by_target ON links (linked_trace_id, linked_span_id);
+"""
+
+# The links of a span that is stored as given: a span delivered again with other content
+# (and so other links) is not stored again, and its links are not indexed.
+_INDEX_LINK = """
+INSERT OR IGNORE INTO links
+SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ? AND data = ?)
 """
 
 # One summary row per touched trace, recomputed from its spans (so a span delivered twice
@@ -132,6 +185,20 @@ FROM spans s,
 WHERE s.trace_id = ?1 GROUP BY s.trace_id
 """
 
+# Version 2 → 3, after SCHEMA: the calls already stored (CLIENT spans with a SERVER child),
+# and the SERVER spans whose parent has not arrived.
+_BACKFILL_CALLS = (
+    """INSERT OR IGNORE INTO calls
+    SELECT c.trace_id, c.span_id, c.start_ns, c.service, s.service, s.status_code = 2,
+           c.end_ns - c.start_ns
+    FROM spans s JOIN spans c ON c.trace_id = s.trace_id AND c.span_id = s.parent_span_id
+    WHERE s.kind = 2 AND c.kind = 3""",
+    """INSERT OR IGNORE INTO awaited_calls
+    SELECT s.trace_id, s.parent_span_id, s.service, s.status_code = 2 FROM spans s
+    WHERE s.kind = 2 AND trim(s.parent_span_id, '0') != '' AND NOT EXISTS
+        (SELECT 1 FROM spans c WHERE c.trace_id = s.trace_id AND c.span_id = s.parent_span_id)""",
+)
+
 # Version 0 → 1: new columns at the end (as a fresh database has them), then the injected
 # faults of the spans already stored, found by their attribute.
 _MIGRATE_V1 = """
@@ -140,9 +207,17 @@ ALTER TABLE spans ADD COLUMN fault INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE traces ADD COLUMN fault_count INTEGER NOT NULL DEFAULT 0;
 """
 
-# Version 1 → 2: the columns of the attribute index and of the outcomes; the index itself
+# Version 1 → 2 only adds the links table, which SCHEMA creates; _backfill_links fills it.
+
+# Version 2 → 3: the operations index gains the span kind (SCHEMA creates it, the calls
+# tables and the failed-call index), then _BACKFILL_CALLS finds the calls stored so far.
+_MIGRATE_V3 = """
+DROP INDEX IF EXISTS spans_by_service;
+"""
+
+# Version 3 → 4: the columns of the attribute index and of the outcomes; the index itself
 # is filled from the stored spans (:meth:`TraceStore._backfill_index`).
-_MIGRATE_V2 = """
+_MIGRATE_V4 = """
 ALTER TABLE spans ADD COLUMN attribute_keys BLOB NOT NULL DEFAULT x'';
 ALTER TABLE spans ADD COLUMN http_status INTEGER;
 ALTER TABLE spans ADD COLUMN order_status TEXT;
@@ -151,6 +226,19 @@ ALTER TABLE traces ADD COLUMN root_status INTEGER;
 ALTER TABLE traces ADD COLUMN order_status TEXT;
 ALTER TABLE traces ADD COLUMN min_span_ns INTEGER NOT NULL DEFAULT 0;
 """
+
+
+def _call_row(client: SpanRecord, child: str, failed: bool) -> tuple[object, ...]:
+    """A row of ``calls``: the CLIENT span, the service that answered, whether it failed."""
+    return (
+        client.trace_id,
+        client.span_id,
+        client.start_ns,
+        client.service,
+        child,
+        failed,
+        client.end_ns - client.start_ns,
+    )
 
 
 @dataclass(frozen=True)
@@ -241,6 +329,25 @@ _WALK_COST_PER_ROW = 30
 
 
 @dataclass(frozen=True)
+class LinkingSpan:
+    """A span of another trace that links to a span of this one."""
+
+    trace_id: str
+    span_id: str
+    #: The span of this trace it links to.
+    linked_span_id: str
+    name: str
+    service: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    #: Its trace's root (as the trace list names it).
+    root_name: str
+    root_service: str
+
+
+@dataclass(frozen=True)
 class Limits:
     max_traces: int
     max_bytes: int
@@ -272,8 +379,14 @@ class TraceStore:
         (existing,) = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
         ).fetchone()
-        # Each step: the version it reaches, its DDL, and the backfill after it.
-        steps = [(1, _MIGRATE_V1, self._backfill_faults), (2, _MIGRATE_V2, self._backfill_index)]
+        # Each step: the version it reaches, its DDL, and the backfill after it (once SCHEMA
+        # has made the new tables).
+        steps = [
+            (1, _MIGRATE_V1, self._backfill_faults),
+            (2, "", self._backfill_links),
+            (3, _MIGRATE_V3, self._backfill_calls),
+            (4, _MIGRATE_V4, self._backfill_index),
+        ]
         pending = [step for step in steps if existing and version < step[0]]
         # executescript runs the whole script; the transaction it opens stays open for the
         # backfills below.
@@ -286,6 +399,10 @@ class TraceStore:
         try:
             for _, _, backfill in pending:
                 backfill()
+            if pending:
+                logger.info(
+                    "migrated %s from schema version %d to %d", self.path, version, SCHEMA_VERSION
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -317,9 +434,29 @@ class TraceStore:
             len(faulted),
         )
 
+    def _backfill_links(self) -> None:
+        """Index the links of the spans a database of version 1 or older holds."""
+        conn = self._writer
+        # A span with links holds the tag byte of field 13 (links), length-delimited: 0x6a.
+        # Most spans do not, and are not decoded.
+        rows = [
+            (trace_id, span_id, *target)
+            for trace_id, span_id, data in conn.execute(
+                "SELECT trace_id, span_id, data FROM spans WHERE instr(data, x'6a') > 0"
+            )
+            for target in link_targets(Span.FromString(data)) or ()
+        ]
+        conn.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", rows)
+        logger.info("migrated %s to schema version 2 (%d span links)", self.path, len(rows))
+
+    def _backfill_calls(self) -> None:
+        """Find the calls a database of version 2 or older holds."""
+        for statement in _BACKFILL_CALLS:
+            self._writer.execute(statement)
+
     def _backfill_index(self) -> None:
-        """Index the attributes and outcomes of the spans a version-1 database holds, then
-        summarise every trace again."""
+        """Index the attributes and outcomes of the spans a database of version 3 or older
+        holds, then summarise every trace again."""
         conn = self._writer
         spans = 0
         cursor = conn.execute("SELECT rowid, service, data FROM spans")
@@ -348,7 +485,7 @@ class TraceStore:
         traces = [row[0] for row in conn.execute("SELECT trace_id FROM traces")]
         conn.executemany(_SUMMARISE, [(t,) for t in traces])
         logger.info(
-            "migrated %s to schema version 2 (attributes of %d spans in %d traces indexed)",
+            "migrated %s to schema version 4 (attributes of %d spans in %d traces indexed)",
             self.path,
             spans,
             len(traces),
@@ -465,13 +602,96 @@ class TraceStore:
                 # In key order: each key's rows are then written in one visit to its page.
                 postings.sort()
                 self._writer.executemany("INSERT INTO span_attributes VALUES (?, ?)", postings)
+                self._writer.executemany(
+                    _INDEX_LINK,
+                    [
+                        (s.trace_id, s.span_id, *target, s.trace_id, s.span_id, s.span)
+                        for s in spans
+                        if s.links
+                        for target in s.links
+                    ],
+                )
                 self._writer.executemany(_SUMMARISE, [(t,) for t in {s.trace_id for s in spans}])
+                self._add_calls(spans)
                 self._enforce_retention()
                 self._writer.execute("COMMIT")
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 self._blob_ids.clear()  # the rolled-back blobs are gone
                 raise
+
+    def _add_calls(self, spans: Sequence[SpanRecord]) -> None:
+        """The calls this batch completes: a CLIENT span and its SERVER child, whichever of
+        the two is stored first (the SERVER span waits in ``awaited_calls``). A few
+        statements per batch, never a read of whole traces: this runs for every batch."""
+        clients = {(s.trace_id, s.span_id): s for s in spans if s.kind == KIND_CLIENT}
+        servers = {
+            (s.trace_id, s.parent_span_id): s
+            for s in spans
+            if s.kind == KIND_SERVER and s.parent_span_id.strip("0")  # not a root
+        }
+        calls = [
+            _call_row(client, server.service, server.status_code == 2)
+            for key, server in servers.items()
+            if (client := clients.get(key)) is not None
+        ]
+        # SERVER spans whose parent came in an earlier batch, or has yet to come.
+        earlier = [key for key in servers if key not in clients]
+        awaited = []
+        parents = self._spans(earlier)
+        for key in earlier:
+            server, parent = servers[key], parents.get(key)
+            if parent is None:
+                awaited.append((*key, server.service, server.status_code == 2))
+            elif parent[0] == KIND_CLIENT:
+                _, service, start, end = parent
+                calls.append(
+                    (*key, start, service, server.service, server.status_code == 2, end - start)
+                )
+        # CLIENT spans whose SERVER child came in an earlier batch.
+        answered = self._awaited(list(clients))
+        calls += [
+            _call_row(clients[key], child, bool(failed))
+            for key, (child, failed) in answered.items()
+        ]
+        write = self._writer.executemany
+        write("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)", calls)
+        write("INSERT OR IGNORE INTO awaited_calls VALUES (?, ?, ?, ?)", awaited)
+        write("DELETE FROM awaited_calls WHERE trace_id = ? AND span_id = ?", list(answered))
+
+    def _spans(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        """(kind, service, start_ns, end_ns) of the stored spans with these (trace id, span
+        id), by id: one index lookup each, in one statement per 400."""
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            # CROSS JOIN: the ids drive, each looked up by spans_by_id (a row-value IN would
+            # scan the table).
+            for trace_id, span_id, *row in self._writer.execute(
+                "SELECT s.trace_id, s.span_id, s.kind, s.service, s.start_ns, s.end_ns "
+                f"FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) v CROSS JOIN spans s "
+                "ON s.trace_id = v.column1 AND s.span_id = v.column2",
+                [part for key in chunk for part in key],
+            ):
+                found[(trace_id, span_id)] = tuple(row)
+        return found
+
+    def _awaited(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        """(child, failed) of the awaited calls of these CLIENT spans, by id. The table is
+        small: one statement reads what it holds for the batch's traces."""
+        wanted = set(keys)
+        traces = sorted({trace_id for trace_id, _ in keys})
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for i in range(0, len(traces), 500):
+            chunk = traces[i : i + 500]
+            for trace_id, span_id, *row in self._writer.execute(
+                "SELECT trace_id, span_id, child, failed FROM awaited_calls "
+                f"WHERE trace_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ):
+                if (trace_id, span_id) in wanted:
+                    found[(trace_id, span_id)] = tuple(row)
+        return found
 
     def _enforce_retention(self) -> None:
         count, size = self._writer.execute(
@@ -504,6 +724,8 @@ class TraceStore:
         self._writer.executemany("DELETE FROM span_attributes WHERE key = ? AND span = ?", postings)
         self._writer.executemany("DELETE FROM spans WHERE trace_id = ?", oldest)
         self._writer.executemany("DELETE FROM traces WHERE trace_id = ?", oldest)
+        for table in ("links", "calls", "awaited_calls"):
+            self._writer.executemany(f"DELETE FROM {table} WHERE trace_id = ?", oldest)
         self.traces_evicted += len(oldest)
 
     # -- queries ---------------------------------------------------------------
@@ -575,18 +797,94 @@ class TraceStore:
                 params = [*trace_params, *span_params, query.limit]
             return [_summary(row) for row in conn.execute(sql, params)]
 
+    def linking_spans(self, trace_id: str, limit: int = 100) -> list[LinkingSpan] | None:
+        """The spans of other traces that link to spans of this one, oldest first; None when
+        the trace is not stored."""
+        trace_id = trace_id.lower()
+        with self._reader() as conn:
+            if not conn.execute("SELECT 1 FROM traces WHERE trace_id = ?", (trace_id,)).fetchone():
+                return None
+            rows = conn.execute(
+                "SELECT s.trace_id, s.span_id, l.linked_span_id, s.name, s.service, s.kind, "
+                "s.start_ns, s.end_ns, s.status_code, coalesce(t.root_name, ''), "
+                "coalesce(t.root_service, '') FROM links l "
+                "JOIN spans s ON s.trace_id = l.trace_id AND s.span_id = l.span_id "
+                "LEFT JOIN traces t ON t.trace_id = l.trace_id "
+                "WHERE l.linked_trace_id = ? AND l.trace_id != ? "
+                "ORDER BY s.start_ns, s.trace_id, s.span_id LIMIT ?",
+                (trace_id, trace_id, limit),
+            ).fetchall()
+        return [LinkingSpan(*row) for row in rows]
+
     def services(self) -> list[str]:
         with self._reader() as conn:
             return _services(conn)
 
-    def operations(self, service: str) -> list[str]:
+    def operations(
+        self, service: str, kinds: Collection[int] | None = None
+    ) -> list[tuple[str, int]]:
+        """(name, OTLP span kind) of each operation of a service, by name then kind; only
+        those of ``kinds`` when given."""
+        if kinds is not None and not kinds:
+            return []
+        where, params = "service = ?", [service, *(kinds or ())]
+        if kinds is not None:
+            where += f" AND kind IN ({', '.join('?' * len(kinds))})"
         with self._reader() as conn:
-            return [
-                r[0]
-                for r in conn.execute(
-                    "SELECT DISTINCT name FROM spans WHERE service = ? ORDER BY 1", (service,)
-                )
-            ]
+            return conn.execute(
+                f"SELECT DISTINCT name, kind FROM spans WHERE {where} ORDER BY name, kind", params
+            ).fetchall()
+
+    def calls(self, start_ns: int, end_ns: int) -> list[tuple[str, str, int, int]]:
+        """Every call whose CLIENT span started in ``[start_ns, end_ns]``, as (parent,
+        child, failed, duration_ns), for the service graph (:mod:`trace_viewer.dependencies`
+        says what a call is): the answered ones from the ``calls`` table, then the failed
+        CLIENT spans no SERVER span answered, read one by one to name the service they
+        called."""
+        with self._reader() as conn:
+            calls: list[tuple[str, str, int, int]] = conn.execute(
+                "SELECT parent, child, failed, duration_ns FROM calls "
+                "INDEXED BY calls_by_start WHERE start_ns BETWEEN ? AND ?",
+                (start_ns, end_ns),
+            ).fetchall()
+            unanswered = conn.execute(
+                "SELECT c.service, c.end_ns - c.start_ns, c.data FROM spans c "
+                "INDEXED BY spans_by_failed_call "
+                "WHERE c.kind = 3 AND c.status_code = 2 AND c.start_ns BETWEEN ? AND ? "
+                "AND NOT EXISTS (SELECT 1 FROM calls k "
+                "WHERE k.trace_id = c.trace_id AND k.span_id = c.span_id)",
+                (start_ns, end_ns),
+            ).fetchall()
+            if unanswered:
+                calls += self._unanswered(conn, start_ns, end_ns, unanswered)
+        return calls
+
+    @staticmethod
+    def _unanswered(
+        conn: sqlite3.Connection, start_ns: int, end_ns: int, failed: list[tuple[str, int, bytes]]
+    ) -> list[Call]:
+        """Failed CLIENT spans without an answer, as calls to the service they addressed:
+        its ``peer.service``, else the service one answered call of each edge in the window
+        reached at the same address, else the address."""
+        services: dict[str, str] = {}
+        for child, data in conn.execute(
+            # One answered call per edge (SQLite takes the bare columns from one row).
+            "SELECT k.child, s.data FROM (SELECT child, trace_id, span_id FROM calls "
+            "WHERE start_ns BETWEEN ? AND ? GROUP BY parent, child) k "
+            "JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id",
+            (start_ns, end_ns),
+        ):
+            at = address(Span.FromString(data))
+            if at:
+                services.setdefault(at, child)
+        calls = []
+        for parent, duration, data in failed:
+            client = Span.FromString(data)
+            at = address(client)
+            callee = peer_service(client) or (services.get(at, at) if at else None)
+            if callee:
+                calls.append(Call(parent, callee, 1, duration))
+        return calls
 
     def stats(self) -> dict[str, int]:
         with self._reader() as conn:
@@ -690,7 +988,7 @@ def _trace_conditions(query: TraceQuery) -> tuple[str, list[object]]:
 
 
 def _services(conn: sqlite3.Connection) -> list[str]:
-    """The services, in order: one seek in spans_by_service per service (a skip-scan),
+    """The services, in order: one seek in spans_by_operation per service (a skip-scan),
     where SELECT DISTINCT would read the whole index."""
     return [
         row[0]
@@ -719,7 +1017,7 @@ def _cheapest_driver(
         services = [query.service] if query.service else _services(conn)
         candidates.append(
             (
-                "spans s INDEXED BY spans_by_service WHERE s.service IN "
+                "spans s INDEXED BY spans_by_operation WHERE s.service IN "
                 f"({', '.join('?' * len(services))}) AND s.name = ?",
                 [*services, query.operation],
             )

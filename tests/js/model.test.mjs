@@ -1,10 +1,17 @@
-// Unit tests of the waterfall's pure transforms (trace_viewer/static/model.js, common.js),
-// run with Node's own test runner: `node --test tests/js/` (tests/test_browser.py runs it).
+// Unit tests of the trace model (trace_viewer/static/trace/model.js) and common.js, run with
+// Node's own test runner: `node --test tests/js/` (tests/test_browser.py runs it).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { anyValue, valueText } from "../../trace_viewer/static/common.js";
-import { buildModel, criticalPath, overhangs } from "../../trace_viewer/static/model.js";
+import { criticalPath } from "../../trace_viewer/static/trace/critical-path/compute.js";
+import {
+  buildModel,
+  httpStatus,
+  overhangs,
+  sanitizedBounds,
+} from "../../trace_viewer/static/trace/model.js";
+import { loadFixture } from "./fixtures.mjs";
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c";
 const BASE = 1_767_225_600_000_000_000n;
@@ -137,4 +144,49 @@ test("NaN and infinite doubles read and print as Jaeger writes them", () => {
   assert.equal(valueText(Number.NaN), "NaN");
   assert.equal(valueText(Infinity), "+Inf");
   assert.equal(valueText([1, -Infinity]), '[1,"-Inf"]');
+});
+
+test("SERVER and CLIENT spans carry their HTTP status; other kinds and bad values do not", () => {
+  const attr = (key, value) => [[key, value]];
+  assert.equal(httpStatus(SERVER, attr("http.response.status_code", "402")), 402);
+  assert.equal(httpStatus(CLIENT, attr("http.status_code", 503)), 503, "the old convention");
+  assert.equal(httpStatus(INTERNAL, attr("http.response.status_code", "200")), null);
+  assert.equal(httpStatus(SERVER, attr("http.response.status_code", "OK")), null);
+  assert.equal(httpStatus(SERVER, []), null);
+  const model = buildModel(
+    TRACE,
+    trace({
+      svc: [
+        span("1", "POST /orders", 0, 10, {
+          kind: SERVER,
+          attributes: [{ key: "http.response.status_code", value: { intValue: "402" } }],
+        }),
+      ],
+    }),
+  );
+  assert.equal(model.root.httpStatus, 402);
+});
+
+test("sanitized bounds clip a child that outlives its parent", () => {
+  const { model, id } = loadFixture("child-longer-than-parent");
+  const bounds = sanitizedBounds(model);
+  assert.deepEqual(bounds.get(id("3")), { start: 20e6, end: 50e6 }, "L cut at S's end");
+  assert.deepEqual(bounds.get(id("2")), { start: 10e6, end: 50e6 }, "S inside R: as it is");
+  assert.equal(model.byId.get(id("3")).end, 80e6, "the span itself keeps its own end");
+});
+
+test("sanitized bounds drop a child entirely outside its parent, with its descendants", () => {
+  const { model, id } = loadFixture("child-outside-parent");
+  const bounds = sanitizedBounds(model);
+  assert.equal(bounds.has(id("3")), false, "X starts after S ended");
+  assert.equal(bounds.has(id("5")), false, "X1, X's child, goes with it");
+  assert.deepEqual(bounds.get(id("4")), { start: 10e6, end: 12e6 }, "early is cut at S's start");
+  assert.equal(bounds.size, 3);
+});
+
+test("a missing or empty service.name is unknown_service, as OpenTelemetry defaults it", () => {
+  const empty = trace({ "": [span("1", "root", 0, 10)] });
+  const missing = [{ resource: {}, scopeSpans: [{ spans: [span("2", "other", 0, 10)] }] }];
+  assert.deepEqual(buildModel(TRACE, empty).services, ["unknown_service"]);
+  assert.deepEqual(buildModel(TRACE, missing).services, ["unknown_service"]);
 });

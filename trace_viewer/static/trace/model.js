@@ -1,13 +1,32 @@
 // The trace model: pure functions from an OTLP JSON trace to what the views draw (no DOM, no
-// fetch), so they are unit-tested apart from the rendering (tests/js/model.test.mjs), as Jaeger
-// UI keeps its transforms apart from its components.
-import { attrList, toBigInt } from "./common.js";
+// fetch), so they are unit-tested apart from the rendering (tests/js/), as Jaeger UI keeps its
+// transforms apart from its components. Importable on its own, in a page or in Node:
+//
+//   import { buildModel, overhangs, sanitizedBounds } from "/static/trace/model.js";
+//   const model = buildModel(traceId, body.result.resourceSpans); // GET /api/v3/traces/{id}
+//
+// The other pure transforms build on it: critical-path/compute.js, statistics/compute.js,
+// flamegraph/layout.js, minimap/range.js, timeline/rows.js.
+import { attrList, toBigInt } from "../common.js";
 
 export const KINDS = ["unspecified", "internal", "server", "client", "producer", "consumer"];
 export const STATUS = ["UNSET", "OK", "ERROR"];
 export const SPAN_KIND = { internal: 1, server: 2, client: 3, producer: 4, consumer: 5 };
 /** The attribute ordersim's services put on a span an injected fault touched (common/faults.py). */
 export const FAULT_ATTRIBUTE = "ordersim.fault.injected";
+/** The HTTP status of a SERVER or CLIENT span: the stable semantic convention, then the old one. */
+export const HTTP_STATUS_ATTRIBUTES = ["http.response.status_code", "http.status_code"];
+
+/** The HTTP status code of a SERVER or CLIENT span (a Number), or null. */
+export function httpStatus(kind, attributes) {
+  if (kind !== SPAN_KIND.server && kind !== SPAN_KIND.client) return null;
+  for (const name of HTTP_STATUS_ATTRIBUTES) {
+    const found = attributes.find(([key]) => key === name);
+    const code = found ? Number(found[1]) : NaN;
+    if (Number.isInteger(code) && code >= 100 && code <= 999) return code;
+  }
+  return null;
+}
 
 function enumIndex(value, names, prefix) {
   if (typeof value === "number") return value;
@@ -31,8 +50,9 @@ export function buildModel(traceId, resourceSpans) {
   for (const rs of resourceSpans || []) {
     const resource = attrList(rs.resource?.attributes);
     const resourceSchemaUrl = rs.schemaUrl || "";
+    // A missing or empty service.name is OpenTelemetry's default, as ordersim/waterfall.py reads it.
     const serviceAttr = resource.find(([key]) => key === "service.name");
-    const service = serviceAttr ? String(serviceAttr[1]) : "unknown_service";
+    const service = String(serviceAttr?.[1] ?? "") || "unknown_service";
     for (const ss of rs.scopeSpans || rs.instrumentationLibrarySpans || []) {
       const scope = ss.scope || ss.instrumentationLibrary || {};
       for (const raw of ss.spans || []) {
@@ -79,6 +99,7 @@ export function buildModel(traceId, resourceSpans) {
           descendantErrors: 0,
         };
         span.error = span.status.code === 2;
+        span.httpStatus = httpStatus(span.kind, span.attributes);
         span.fault = span.attributes.some(
           ([key, value]) => key === FAULT_ATTRIBUTE && value === true,
         );
@@ -201,54 +222,30 @@ export function buildModel(traceId, resourceSpans) {
 }
 
 /**
- * The critical path, as Jaeger UI computes it: start at the root's end; the child that finishes
- * last before the current cut-off is on the path — the gap between its end and the cut-off is
- * the parent's own time on the path — then descend into that child. A span with no (more)
- * children finishing before the cut-off is on the path from its start to the cut-off; the
- * cut-off moves to its start and we return to its parent. Children are first clipped to their
- * parent's time range (clock skew), and children entirely outside it are ignored.
+ * Each span's time range clipped to its parent's (itself clipped), as Jaeger UI's
+ * `sanitizeOverFlowingChildren` does before it computes the critical path: a child that ends
+ * after its parent ends (or starts before it starts) is cut to the parent's range; a child
+ * entirely outside it (starting at or after the parent's end, or ending at or before its
+ * start), and every descendant of such a child, is dropped. Skew is settled here, in the model,
+ * not hidden in the drawing; `overhangs` says what was cut.
  *
- * Returns Map<spanId, [{start, end}]> of the path's segments (trace-relative ns).
+ * Returns Map<spanId, {start, end}> (trace-relative ns) of the spans kept; top-level spans keep
+ * their own range.
  */
-export function criticalPath(model) {
-  const bounds = new Map(); // span -> {start, end, kids sorted by end, latest first}
-  const clip = (span, start, end) => {
-    const kids = [];
+export function sanitizedBounds(model) {
+  const bounds = new Map();
+  const visit = (span, start, end) => {
+    bounds.set(span.id, { start, end });
     for (const child of span.children) {
-      if (child.end < start || child.start > end) continue; // entirely outside the parent
-      kids.push(child);
-      clip(child, Math.max(child.start, start), Math.min(child.end, end));
+      const outside = child.start >= end || child.end <= start;
+      // A zero-length parent keeps its zero-length children at the same instant.
+      const instant = start === end && child.start === start && child.end === end;
+      if (outside && !instant) continue;
+      visit(child, Math.max(child.start, start), Math.min(child.end, end));
     }
-    kids.sort((a, b) => bounds.get(b).end - bounds.get(a).end);
-    bounds.set(span, { start, end, kids });
   };
-  clip(model.root, model.root.start, model.root.end);
-
-  const segments = new Map();
-  const push = (span, start, end) => {
-    if (end <= start) return;
-    if (!segments.has(span.id)) segments.set(span.id, []);
-    segments.get(span.id).push({ start, end });
-  };
-  let span = model.root;
-  let cutoff = null;
-  for (let guard = 0; guard < 4 * model.spans.length + 8; guard += 1) {
-    const b = bounds.get(span);
-    const sectionEnd = cutoff === null ? b.end : cutoff;
-    const last = cutoff === null ? b.kids[0] : b.kids.find((k) => bounds.get(k).end < cutoff);
-    if (last) {
-      push(span, bounds.get(last).end, sectionEnd);
-      span = last;
-      cutoff = null;
-    } else {
-      push(span, b.start, sectionEnd);
-      if (span === model.root || !span.parent) break;
-      cutoff = b.start;
-      span = span.parent;
-    }
-  }
-  for (const list of segments.values()) list.sort((a, b) => a.start - b.start);
-  return segments;
+  for (const top of model.topLevel) visit(top, top.start, top.end);
+  return bounds;
 }
 
 /**
