@@ -432,9 +432,9 @@ def test_trace_list_counts_injected_faults_apart_from_errors(browser: Browser) -
 
 
 def test_model_unit_tests_pass_in_node() -> None:
-    """The pure transforms of the trace page (static/trace/: the model, critical path,
-    statistics, flame graph, minimap range, rows) against small fixture traces: every test
-    in tests/js runs, and passes."""
+    """The pure parts of the pages (static/trace/: the model, critical path, statistics,
+    flame graph, minimap range, rows; static/compare/; static/search.js) against small
+    fixtures: every test in tests/js runs, and passes."""
     node = shutil.which("node")
     if node is None:
         pytest.fail(

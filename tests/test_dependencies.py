@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.conftest import down
 from tests.helpers import order_body
+from tests.old_schemas import as_version_1
 from trace_viewer.dependencies import Call, Dependency, address, dependency_links, nearest_rank
 from trace_viewer.otlp import SpanRecord, records
 from trace_viewer.query import create_query_app
@@ -298,20 +299,12 @@ async def test_the_defaults_are_now_and_a_day(graph: Graph) -> None:
 
 
 def test_a_version_1_database_gets_its_links_calls_and_operation_kinds(tmp_path: Path) -> None:
-    path = tmp_path / "traces.db"
-    store = TraceStore(path, Limits(100, 10**9))
+    current, path = tmp_path / "current.db", tmp_path / "traces.db"
+    store = TraceStore(current, Limits(100, 10**9))
     store.write([*call(1, 4), span(1, 1, "orders", SERVER, duration_ms=10)])
     store.write([call(2, 8)[1]])  # its CLIENT span has not arrived
     store.close()
-    # Back to version 1 as it was: no calls tables, the operations index without kinds.
-    with sqlite3.connect(path) as old:
-        old.executescript(
-            "DROP TABLE calls; DROP TABLE awaited_calls; DROP INDEX spans_by_failed_call;"
-            "DROP TABLE links;"
-            "DROP INDEX spans_by_operation;"
-            "CREATE INDEX spans_by_service ON spans (service, name); PRAGMA user_version = 1;"
-        )
-    old.close()
+    as_version_1(current, path)  # no links or calls tables, the operations index without kinds
     store = TraceStore(path, Limits(100, 10**9))
     assert store.calls(0, 2**63 - 1) == [("orders", "payments", 0, 4 * MS)]
     store.write([call(2, 8)[0]])  # the awaited call completes after the migration

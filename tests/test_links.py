@@ -16,7 +16,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.linked_traces import LinkedTraces, linked_traces
-from tests.test_store import RESOURCE, SCHEMA_V0, SCOPE, record
+from tests.old_schemas import SCHEMA_V0, SCHEMA_V1
+from tests.test_store import RESOURCE, SCOPE, record
 from trace_viewer.otlp import SpanRecord, link_targets, records
 from trace_viewer.query import create_query_app
 from trace_viewer.store import SCHEMA_VERSION, Limits, TraceStore
@@ -119,25 +120,6 @@ def test_invalid_link_ids_are_not_indexed() -> None:
     )
     assert link_targets(message) == [("01" * 16, "02" * 8)]
     assert link_targets(Span()) is None
-
-
-# The schema of version 1, before the links table (what test_store's version-0 database
-# becomes through the first migration step, written here as that release wrote it).
-SCHEMA_V1 = (
-    SCHEMA_V0.replace(
-        "data BLOB NOT NULL);", "data BLOB NOT NULL, schema_url TEXT NOT NULL DEFAULT '');"
-    )
-    .replace(
-        "scope_id INTEGER NOT NULL REFERENCES blobs(id), data BLOB NOT NULL\n",
-        "scope_id INTEGER NOT NULL REFERENCES blobs(id), data BLOB NOT NULL,\n"
-        "    fault INTEGER NOT NULL DEFAULT 0\n",
-    )
-    .replace(
-        "bytes INTEGER NOT NULL\n",
-        "bytes INTEGER NOT NULL, fault_count INTEGER NOT NULL DEFAULT 0\n",
-    )
-    + "PRAGMA user_version = 1;"
-)
 
 
 @pytest.mark.parametrize("version", [0, 1])

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.old_schemas import SCHEMA_V0, SCHEMA_V1
 from trace_viewer.otlp import SpanRecord
-from trace_viewer.store import SCHEMA_VERSION, Limits, TraceStore
+from trace_viewer.store import SCHEMA_VERSION, Limits, TraceQuery, TraceStore
 
 RESOURCE = Resource(
     attributes=[KeyValue(key="service.name", value=AnyValue(string_value="svc"))]
@@ -47,7 +49,7 @@ def test_a_span_delivered_twice_is_stored_and_counted_once(tmp_path: Path) -> No
     batch = [record(1, 1, start=10), record(1, 2, parent=1, start=20, error=True)]
     store.write(batch)
     store.write(batch[1:])  # an exporter retry
-    (summary,) = store.summaries()
+    (summary,) = store.search()
     assert summary.span_count == 2 and summary.error_count == 1
     assert summary.duration_ns == 20 + 1000 - 10
     assert len(store.trace(f"{1:032x}")) == 2
@@ -58,7 +60,7 @@ def test_retention_drops_the_oldest_traces_beyond_the_count(tmp_path: Path) -> N
     store = TraceStore(tmp_path / "t.db", Limits(max_traces=5, max_bytes=10**9))
     for trace in range(1, 9):
         store.write([record(trace, 1, start=trace * 1000)])
-    kept = sorted(int(s.trace_id, 16) for s in store.summaries())
+    kept = sorted(int(s.trace_id, 16) for s in store.search())
     assert kept == [4, 5, 6, 7, 8]
     assert store.trace(f"{1:032x}") == []
     assert store.stats()["traces_evicted"] == 3
@@ -70,30 +72,8 @@ def test_retention_bounds_the_bytes(tmp_path: Path) -> None:
         store.write([record(trace, 1, start=trace, padding=5_000)])
     stats = store.stats()
     assert stats["traces_stored"] * 5_000 <= 50_000 + 5_100
-    newest = max(int(s.trace_id, 16) for s in store.summaries(limit=1000))
+    newest = max(int(s.trace_id, 16) for s in store.search(TraceQuery(limit=1000)))
     assert newest == 40  # the newest survive
-
-
-# The schema as the first release wrote it (PRAGMA user_version 0), before schema URLs and
-# injected-fault counts.
-SCHEMA_V0 = """
-CREATE TABLE blobs (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, data BLOB NOT NULL);
-CREATE TABLE spans (
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT NOT NULL,
-    name TEXT NOT NULL, service TEXT NOT NULL, kind INTEGER NOT NULL,
-    start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, status_code INTEGER NOT NULL,
-    resource_id INTEGER NOT NULL REFERENCES blobs(id),
-    scope_id INTEGER NOT NULL REFERENCES blobs(id), data BLOB NOT NULL
-);
-CREATE UNIQUE INDEX spans_by_id ON spans (trace_id, span_id);
-CREATE INDEX spans_by_service ON spans (service, name);
-CREATE TABLE traces (
-    trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,
-    span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, root_name TEXT NOT NULL,
-    root_service TEXT NOT NULL, services TEXT NOT NULL, bytes INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX traces_by_start ON traces (start_ns);
-"""
 
 
 def test_a_database_of_the_previous_version_is_migrated_in_place(tmp_path: Path) -> None:
@@ -126,22 +106,147 @@ def test_a_database_of_the_previous_version_is_migrated_in_place(tmp_path: Path)
     old.close()
 
     store = TraceStore(path, Limits(100, 10**9))
-    (summary,) = store.summaries()
+    (summary,) = store.search()
     assert summary.span_count == 2 and summary.fault_count == 1
     assert [row[1::2] for row in store.trace(f"{7:032x}")] == [("", ""), ("", "")]
     # Old blobs are found again (no duplicates), and new spans take schema URLs.
     store.write([record(7, 3, parent=1, start=9)])
     store.write([replace(record(8, 1), resource_schema_url="https://example.com/s/1")])
     with sqlite3.connect(path) as conn:
-        # Through every step since (2: the links index; 3: the calls and operations indexes).
+        # Through every step since (2: the links index; 3: the calls and operations indexes;
+        # 4: the attribute index).
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         blobs = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
     assert blobs == 3
     assert store.trace(f"{8:032x}")[0][1] == "https://example.com/s/1"
-    (summary,) = [s for s in store.summaries() if s.trace_id == f"{7:032x}"]
+    (summary,) = [s for s in store.search() if s.trace_id == f"{7:032x}"]
     assert summary.span_count == 3 and summary.fault_count == 1
     store.close()
     # Opening it again changes nothing.
     again = TraceStore(path, Limits(100, 10**9))
-    assert {s.fault_count for s in again.summaries()} == {1, 0}
+    assert {s.fault_count for s in again.search()} == {1, 0}
+    again.close()
+
+
+# --- the attribute index ----------------------------------------------------------------------
+
+
+def attributed(trace: int, span: int, start: int, **attributes: str | int) -> SpanRecord:
+    """A span with attributes, as the intake makes its record (index keys included)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from trace_viewer.otlp import records
+
+    values = [
+        KeyValue(
+            key=key,
+            value=AnyValue(int_value=v) if isinstance(v, int) else AnyValue(string_value=v),
+        )
+        for key, v in attributes.items()
+    ]
+    request = ExportTraceServiceRequest()
+    scope_spans = request.resource_spans.add(resource=Resource.FromString(RESOURCE)).scope_spans
+    scope_spans.add().spans.append(
+        Span(
+            name="op",
+            trace_id=trace.to_bytes(16, "big"),
+            span_id=span.to_bytes(8, "big"),
+            start_time_unix_nano=start,
+            end_time_unix_nano=start + 1000,
+            attributes=values,
+        )
+    )
+    (kept,), _ = records(request)
+    return kept
+
+
+def index_rows(path: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM span_attributes").fetchone()[0])
+
+
+def test_retention_deletes_the_index_rows_of_what_it_drops(tmp_path: Path) -> None:
+    store = TraceStore(tmp_path / "t.db", Limits(max_traces=3, max_bytes=10**9))
+    for trace in range(1, 7):
+        store.write([attributed(trace, 1, trace * 1000, order=f"ord_{trace}", status=402)])
+        store.write([attributed(trace, 1, trace * 1000, order=f"ord_{trace}", status=402)])  # again
+    assert index_rows(tmp_path / "t.db") == 3 * 2, "two attributes of each of three spans"
+    found = store.search(TraceQuery(attributes={"status": "402"}))
+    assert [int(s.trace_id, 16) for s in found] == [6, 5, 4]
+    assert store.search(TraceQuery(attributes={"order": "ord_1"})) == []
+    assert [s.trace_id for s in store.search(TraceQuery(attributes={"order": "ord_5"}))] == [
+        f"{5:032x}"
+    ]
+    store.close()
+
+
+def test_both_plans_find_the_same_traces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search starts from the index when its condition is rare, and walks the traces when
+    it is common: the answer is the same either way."""
+    from trace_viewer import store as module
+
+    store = TraceStore(tmp_path / "t.db", Limits(max_traces=1000, max_bytes=10**9))
+    for trace in range(1, 61):
+        status = 402 if trace % 7 == 0 else 201
+        spans = [attributed(trace, 1, trace * 10_000, status=status)]
+        child = record(trace, 2, parent=1, start=trace * 10_000 + 5, error=trace % 5 == 0)
+        spans.append(replace(child, name="child"))
+        store.write(spans)
+    queries = [
+        TraceQuery(attributes={"status": "402"}, limit=5),
+        TraceQuery(attributes={"status": "201"}, limit=100),
+        TraceQuery(attributes={"status": "402"}, start_max_ns=300_000, limit=100),
+        TraceQuery(service="svc", operation="child", limit=7),
+        TraceQuery(service="svc", operation="child", min_duration_ns=2000, limit=7),
+        TraceQuery(operation="child", attributes={"error": "true"}, limit=100),
+        TraceQuery(attributes={"span.status": "ERROR", "status": "402"}, limit=100),
+    ]
+    answers = {}
+    for weight in (0, 10**9):  # never the index; the index whenever it can
+        monkeypatch.setattr(module, "_WALK_COST_PER_ROW", weight)
+        answers[weight] = [[s.trace_id for s in store.search(q)] for q in queries]
+    assert answers[0] == answers[10**9]
+    assert [len(a) for a in answers[0]] == [5, 52, 4, 7, 0, 12, 0]
+    store.close()
+
+
+def test_a_version_1_database_gets_its_index_and_outcomes_in_place(tmp_path: Path) -> None:
+    import hashlib
+    import sqlite3
+
+    path = tmp_path / "traces.db"
+    root = attributed(9, 1, 0, **{"http.response.status_code": 402, "shop.order.id": "ord_9"})
+    with sqlite3.connect(path) as old:
+        old.executescript(SCHEMA_V1)
+        for blob in (RESOURCE, SCOPE):
+            old.execute(
+                "INSERT INTO blobs (hash, data) VALUES (?, ?)", (hashlib.sha1(blob).digest(), blob)
+            )
+        old.execute(
+            "INSERT INTO spans VALUES (?, ?, '', 'POST /orders', 'svc', 2, 0, 1000, 2, 1, 2, ?, 0)",
+            (root.trace_id, root.span_id, root.span),
+        )
+        old.execute(
+            "INSERT INTO traces VALUES (?, 0, 1000, 1, 1, 'POST /orders', 'svc', 'svc', ?, 0)",
+            (root.trace_id, len(root.span)),
+        )
+    old.close()
+    assert "schema_url" in SCHEMA_V1 and "fault_count" in SCHEMA_V1
+
+    store = TraceStore(path, Limits(100, 10**9))
+    (found,) = store.search(TraceQuery(attributes={"shop.order.id": "ord_9"}))
+    assert found.root_status == 402 and found.error_count == 1
+    assert store.search(TraceQuery(attributes={"service.name": "svc"})) == [found]
+    store.write([attributed(10, 1, 5000, **{"shop.order.id": "ord_10"})])
+    assert len(store.search(TraceQuery(attributes={"shop.order.id": "ord_10"}))) == 1
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    again = TraceStore(path, Limits(100, 10**9))  # opening it again changes nothing
+    assert index_rows(path) == 3
+    assert len(again.search()) == 2
     again.close()

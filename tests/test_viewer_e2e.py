@@ -77,11 +77,14 @@ def test_up_with_viewer_shows_the_whole_waterfall(
         body = json.loads((ROOT / "examples" / "order.json").read_text())
         response = httpx.post(f"{order_url}/orders", json=body, timeout=10)
         assert response.status_code == 201
-        trace_id = response.json()["trace_id"]
+        trace_id, order_id = response.json()["trace_id"], response.json()["order_id"]
 
         document, spans = fetch_complete(ui, trace_id)
         jaeger = httpx.get(f"{ui}/api/traces/{trace_id}").json()["data"][0]
         listing = httpx.get(f"{ui}/api/summaries", params={"service": "payment-service"}).json()
+        by_order = httpx.get(
+            f"{ui}/api/summaries", params={"tags": json.dumps({"shop.order.id": order_id})}
+        ).json()
         page = httpx.get(f"{ui}/trace/{trace_id}")
     finally:
         assert up.stop() == 0, up.output()
@@ -106,6 +109,10 @@ def test_up_with_viewer_shows_the_whole_waterfall(
     assert row["rootName"] == "POST /orders" and row["rootService"] == "order-service"
     assert row["services"] == sorted(SERVICES)
     assert row["spanCount"] == len(spans) and row["errorCount"] == 0
+    # Its outcome, from the root span and order-service's place_order span.
+    assert (row["rootStatusCode"], row["orderStatus"]) == (201, "confirmed")
+    # And a search by the order's id finds it.
+    assert trace_id in [r["traceID"] for r in by_order["data"]]
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert document["result"]["resourceSpans"]
 

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import re
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from common.faults import ATTR_INJECTED
+from trace_viewer.attributes import attribute_key, attribute_keys, value_text
 from trace_viewer.lenient import (
     Decoded,
     LenientRequest,
@@ -55,7 +57,12 @@ _WIRE_INFINITY = (b"\x00\x00\x00\x00\x00\x00\xf0\x7f", b"\x00\x00\x00\x00\x00\x0
 #: "+Inf", "-Inf"); protobuf's JSON printer says "Infinity". We write Jaeger's spelling;
 #: json_format reads both.
 _PDATA_DOUBLES = {"Infinity": "+Inf", "-Infinity": "-Inf"}
-_FAULT_MARK = ATTR_INJECTED.encode()
+#: The HTTP status of a server or client span (stable semantic conventions, then the old name).
+HTTP_STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
+#: The order's outcome: order-service sets it on its ``place_order`` span
+#: (order_service/flow.py), the status its API answers with (confirmed, payment_failed, …).
+ORDER_SPAN = ("order-service", "place_order")
+ORDER_STATUS_ATTRIBUTE = "shop.order.status"
 
 
 class _NotStrict(Exception):
@@ -292,6 +299,13 @@ class SpanRecord:
     scope_schema_url: str = ""
     #: An injected fault touched it (attribute ``ordersim.fault.injected = true``).
     fault: bool = False
+    #: The search index keys of its attributes, its events' and its links'
+    #: (:mod:`trace_viewer.attributes`), packed as native int64s (``array("q")``).
+    attribute_keys: bytes = b""
+    #: Its ``http.response.status_code``, if it has one.
+    http_status: int | None = None
+    #: ``shop.order.status`` when it is order-service's ``place_order`` span.
+    order_status: str | None = None
     #: (trace id, span id) of each span it links to, hex; links with invalid ids left out.
     links: list[tuple[str, str]] | None = None
 
@@ -315,10 +329,38 @@ def service_name(resource: Resource) -> str:
     return MISSING_SERVICE_NAME
 
 
-def _fault_injected(span: Span, encoded: bytes) -> bool:
-    if _FAULT_MARK not in encoded:  # the common case, without walking the attributes
-        return False
-    return any(kv.key == ATTR_INJECTED and kv.value.bool_value for kv in span.attributes)
+@dataclass(slots=True)
+class SpanIndex:
+    """What the store indexes of a span besides its fields, found in one walk over its
+    attributes (and its events' and links', for the search index)."""
+
+    keys: bytes
+    fault: bool = False
+    http_status: int | None = None
+    order_status: str | None = None
+
+
+def index_span(span: Span, service: str) -> SpanIndex:
+    keys: set[int] = set()
+    found = SpanIndex(b"")
+    for kv in span.attributes:
+        key, value = kv.key, kv.value
+        text = value_text(value)
+        if text is not None:
+            keys.add(attribute_key(key, text))
+        if key in HTTP_STATUS_ATTRIBUTES:
+            if found.http_status is None and value.WhichOneof("value") == "int_value":
+                found.http_status = value.int_value
+        elif key == ATTR_INJECTED:
+            found.fault = found.fault or value.bool_value
+        elif key == ORDER_STATUS_ATTRIBUTE and (service, span.name) == ORDER_SPAN:
+            found.order_status = text
+    for event in span.events:
+        attribute_keys(event.attributes, keys)
+    for link in span.links:
+        attribute_keys(link.attributes, keys)
+    found.keys = array("q", keys).tobytes()
+    return found
 
 
 def link_targets(span: Span) -> list[tuple[str, str]] | None:
@@ -369,6 +411,7 @@ def records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[
                     rejected.append(f"span {span.name[:80]!r}: {reason}")
                     continue
                 encoded = span.SerializeToString()
+                indexed = index_span(span, service)
                 kept.append(
                     SpanRecord(
                         trace_id=trace_id.hex(),
@@ -385,7 +428,10 @@ def records(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[
                         span=encoded,
                         resource_schema_url=resource_schema_url,
                         scope_schema_url=scope_schema_url,
-                        fault=_fault_injected(span, encoded),
+                        fault=indexed.fault,
+                        attribute_keys=indexed.keys,
+                        http_status=indexed.http_status,
+                        order_status=indexed.order_status,
                         links=link_targets(span),
                     )
                 )

@@ -3,36 +3,40 @@
 - ``GET /api/v3/traces/{id}``: OTLP JSON ``{"result": {"resourceSpans": [...]}}`` (Jaeger v2)
 - ``GET /api/traces/{id}``: Jaeger JSON ``{"data": [trace]}`` (Jaeger UI's "upload JSON")
 - ``GET /api/traces/{id}/linked``: the spans of other traces that link to this one's spans
-- ``GET /api/traces?service=&operation=&minDuration=&error=&limit=``: search, Jaeger JSON
+- ``GET /api/v3/traces?query.serviceName=&query.startTimeMin=&…``: Jaeger v2's search, OTLP JSON
+- ``GET /api/traces?service=&operation=&tags=&minDuration=&maxDuration=&start=&end=&lookback=
+  &limit=&traceID=``: Jaeger's v1 search, Jaeger JSON
 - ``GET /api/summaries?…``: the same search, one compact row per trace (the trace list)
 - ``GET /api/services``, ``/api/v3/services``, ``/api/stats``
 - ``GET /api/v3/operations?service=&spanKind=``: operations with their span kind (Jaeger v2)
 - ``GET /api/dependencies?endTs=&lookback=``: the service graph, Jaeger's shape plus errors, p99
 - ``GET /`` the recent traces, ``GET /trace/{id}`` the waterfall, ``GET /trace/{a}...{b}``
   two traces compared
+
+The search parameters and their parsing are :mod:`trace_viewer.search`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from trace_viewer import search as params
 from trace_viewer.dependencies import dependency_links
 from trace_viewer.jaeger import SPAN_KINDS, to_jaeger, trace_id_from_text
 from trace_viewer.otlp import resource_spans_json
+from trace_viewer.search import MAX_DURATION_NS, BadQuery, Search
 from trace_viewer.store import LinkingSpan, TraceStore, TraceSummary
 
 STATIC = resources.files("trace_viewer") / "static"
-Limit = Annotated[int, Query(ge=1, le=1000)]
 TraceId = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{32}$", description="32 hex digits")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
 #: A trace id as Jaeger's query API takes it: 1 to 32 hex digits, a shorter one (a 64-bit
 #: id) left-padded with zeros. Declared with its pattern, parsed by
 #: :func:`~trace_viewer.jaeger.trace_id_from_text` (a mismatch is Jaeger's 400, not 422).
@@ -41,21 +45,6 @@ JaegerTraceId = Annotated[
     Path(
         description="1 to 32 hex digits; a 64-bit id (16) is left-padded with zeros",
         json_schema_extra={"pattern": r"^[0-9a-fA-F]{1,32}$"},
-    ),
-]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s)?$")
-#: What the OpenAPI declares: the same, or empty (no minimum).
-_DURATION_PATTERN = r"^(\d+(\.\d+)?(us|µs|ms|s)?)?$"
-_UNIT_NS = {"us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, None: 1_000}
-#: The longest duration the store can compare against (SQLite's INTEGER, in ns: 292 years).
-MAX_DURATION_NS = 2**63 - 1
-#: Jaeger's minDuration: declared with its pattern, parsed by :func:`parse_duration` (a
-#: mismatch is Jaeger's 400, not FastAPI's 422).
-MinDuration = Annotated[
-    str | None,
-    Query(
-        description="e.g. 250ms, 1.5s or 800us; a bare number is µs",
-        json_schema_extra={"pattern": _DURATION_PATTERN},
     ),
 ]
 #: What the OpenAPI declares besides success, so that a client (or a fuzzer) knows them.
@@ -67,13 +56,75 @@ TRACE_RESPONSES: dict[int | str, dict[str, Any]] = {
 BAD_QUERY: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed parameter, e.g. minDuration (use 250ms, 1.5s, 800us)."}
 }
+V3_SEARCH: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A malformed or missing parameter (the time range is required)."},
+    404: {"description": "No trace matches (Jaeger v2 answers an empty search so)."},
+}
 V3_BAD_QUERY: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed parameter, in API v3's error shape."}
 }
 
 
-class BadQuery(ValueError):
-    """A malformed search parameter: a 400 in Jaeger's error shape (:func:`jaeger_error`)."""
+def _text(pattern: str, description: str, alias: str | None = None) -> Any:
+    """A search parameter declared with its pattern, parsed by :mod:`trace_viewer.search`
+    (so that a mismatch is Jaeger's 400, not FastAPI's 422)."""
+    return Query(alias=alias, description=description, json_schema_extra={"pattern": pattern})
+
+
+def _repeated(description: str, pattern: str | None = None) -> Any:
+    items = {"type": "string", **({"pattern": pattern} if pattern else {})}
+    return Query(description=description, json_schema_extra={"items": items})
+
+
+Duration = Annotated[
+    str | None,
+    _text(params.DURATION_PATTERN, "e.g. 250ms, 1.5s, 1m30s or 800us; a bare number is µs"),
+]
+
+
+def v1_parameters(
+    service: str | None = None,
+    operation: str | None = None,
+    tags: Annotated[
+        list[str] | None,
+        _repeated('a JSON object of attribute values, e.g. {"http.response.status_code":"402"}'),
+    ] = None,
+    tag: Annotated[list[str] | None, _repeated("key:value, e.g. shop.order.id:ord_…")] = None,
+    minDuration: Duration = None,  # Jaeger's parameter names
+    maxDuration: Duration = None,
+    start: Annotated[str | None, _text(params.MICROS_PATTERN, "µs since the epoch")] = None,
+    end: Annotated[str | None, _text(params.MICROS_PATTERN, "µs since the epoch")] = None,
+    lookback: Annotated[
+        str | None, _text(params.LOOKBACK_PATTERN, "e.g. 1h or 2d, back from end (or now)")
+    ] = None,
+    limit: Annotated[
+        str | None, _text(params.INTEGER_PATTERN, f"1 to {params.MAX_LIMIT} traces")
+    ] = None,
+    traceID: Annotated[
+        list[str] | None, _repeated("these traces, whatever else is asked", params.TRACE_ID_PATTERN)
+    ] = None,
+    error: Annotated[
+        str | None, _text(params.BOOL_PATTERN, "only traces with a span of status ERROR")
+    ] = None,
+) -> dict[str, Any]:
+    """Jaeger's v1 search parameters, as given (parsed by the endpoint: a 400 if malformed)."""
+    return {
+        "service": service,
+        "operation": operation,
+        "tags": tags or [],
+        "tag": tag or [],
+        "min_duration": minDuration,
+        "max_duration": maxDuration,
+        "start": start,
+        "end": end,
+        "lookback": lookback,
+        "limit": limit,
+        "trace_ids": traceID or [],
+        "errors_only": params.parse_bool(error, "error"),
+    }
+
+
+V1Parameters = Annotated[dict[str, Any], Depends(v1_parameters)]
 
 
 #: ``spanKind`` of /api/v3/operations → the OTLP kinds it lists. Jaeger v2 lists a span of
@@ -148,25 +199,13 @@ def v3_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"httpCode": status, "message": message}}, status_code=status)
 
 
-def parse_duration(text: str | None) -> int:
-    """Jaeger-style durations ("250ms", "1.5s", "800us"; a bare number is µs) in ns."""
-    if not text:
-        return 0
-    match = _DURATION.match(text)
-    if not match:
-        raise BadQuery(f"minDuration {text!r}: use e.g. 250ms, 1.5s or 800us")
-    # Decimal, not float: "1" followed by 400 digits is a number too, and no float holds it.
-    nanos = int(Decimal(match.group(1)) * _UNIT_NS[match.group(2)])
-    if nanos > MAX_DURATION_NS:
-        raise BadQuery(f"minDuration {text!r} is longer than any trace (292 years)")
-    return nanos
-
-
 def summary_json(summary: TraceSummary) -> dict[str, Any]:
     return {
         "traceID": summary.trace_id,
         "rootName": summary.root_name,
         "rootService": summary.root_service,
+        "rootStatusCode": summary.root_status,
+        "orderStatus": summary.order_status,
         "services": summary.services,
         "spanCount": summary.span_count,
         "errorCount": summary.error_count,
@@ -238,50 +277,81 @@ def create_query_app(store: TraceStore) -> FastAPI:
             return jaeger_error(404, "trace not found")
         return JSONResponse({"data": [linking_span_json(s) for s in found]})
 
-    async def search(
-        service: str | None,
-        operation: str | None,
-        min_duration: str | None,
-        error: bool,
-        limit: int,
-    ) -> list[TraceSummary]:
-        return await asyncio.to_thread(
-            store.summaries,
-            service=service or None,
-            operation=operation or None,
-            min_duration_ns=parse_duration(min_duration),
-            errors_only=error,
-            limit=limit,
-        )
+    async def find(search: Search) -> list[TraceSummary]:
+        if search.trace_ids:
+            return await asyncio.to_thread(store.summaries, search.trace_ids)
+        return await asyncio.to_thread(store.search, search.query)
 
     @app.get("/api/summaries", responses=BAD_QUERY)
-    async def summaries(
-        service: str | None = None,
-        operation: str | None = None,
-        minDuration: MinDuration = None,  # Jaeger's parameter name
-        error: bool = False,
-        limit: Limit = 50,
-    ) -> dict[str, Any]:
-        """Recent traces, newest first: root operation, services, span count, duration, errors."""
-        found = await search(service, operation, minDuration, error, limit)
+    async def summaries(parameters: V1Parameters) -> dict[str, Any]:
+        """Traces that match, newest first, one row each: root operation and its HTTP status,
+        the order's status, services, span count, duration, real errors and injected faults.
+        The search is /api/traces's."""
+        found = await find(params.v1_search(**parameters, default_limit=50))
         return {"data": [summary_json(s) for s in found]}
 
     @app.get("/api/traces", responses=BAD_QUERY)
-    async def find_traces(
-        service: str | None = None,
-        operation: str | None = None,
-        minDuration: MinDuration = None,  # Jaeger's parameter name
-        error: bool = False,
-        limit: Limit = 20,
-    ) -> dict[str, Any]:
-        """Jaeger's trace search: the matching traces in full, Jaeger JSON."""
-        found = await search(service, operation, minDuration, error, limit)
+    async def find_traces(parameters: V1Parameters) -> dict[str, Any]:
+        """Jaeger's v1 trace search: the matching traces in full, Jaeger JSON, in Jaeger's
+        envelope. A trace asked for by traceID that is not stored is named in ``errors``."""
+        search = params.v1_search(**parameters)
+        found = await find(search)
         traces = []
         for summary in found:
             resource_spans = await otlp_trace(summary.trace_id)
             if resource_spans:
                 traces.append(to_jaeger(summary.trace_id, resource_spans))
-        return {"data": traces}
+        have = {t["traceID"] for t in traces}
+        missing = [
+            {"msg": "trace not found", "traceID": t} for t in search.trace_ids if t not in have
+        ]
+        return jaeger_response(traces, missing or None)
+
+    @app.get("/api/v3/traces", responses=V3_SEARCH)
+    async def find_traces_v3(
+        request: Request,
+        serviceName: Annotated[str | None, Query(alias="query.serviceName")] = None,
+        operationName: Annotated[str | None, Query(alias="query.operationName")] = None,
+        startTimeMin: Annotated[
+            str | None,
+            _text(params.RFC3339_PATTERN, "required, RFC 3339", alias="query.startTimeMin"),
+        ] = None,
+        startTimeMax: Annotated[
+            str | None,
+            _text(params.RFC3339_PATTERN, "required, RFC 3339", alias="query.startTimeMax"),
+        ] = None,
+        durationMin: Annotated[
+            str | None, _text(params.DURATION_PATTERN, "e.g. 250ms", alias="query.durationMin")
+        ] = None,
+        durationMax: Annotated[
+            str | None, _text(params.DURATION_PATTERN, "e.g. 2s", alias="query.durationMax")
+        ] = None,
+        attributes: Annotated[
+            str | None,
+            Query(alias="query.attributes", description='a JSON object, e.g. {"error":"true"}'),
+        ] = None,
+        searchDepth: Annotated[
+            str | None,
+            _text(params.INTEGER_PATTERN, "most traces returned", alias="query.searchDepth"),
+        ] = None,
+        rawTraces: Annotated[
+            str | None, _text(params.BOOL_PATTERN, "accepted, no effect", alias="query.rawTraces")
+        ] = None,
+    ) -> JSONResponse:
+        """Jaeger v2's trace search (API v3): the matching traces as one OTLP JSON
+        document; 404 when none match. The snake_case names (query.service_name, …) are
+        read too, as Jaeger reads them. The declared parameters are read from the query
+        string with their aliases."""
+        try:
+            search = params.v3_search(request.query_params)
+        except BadQuery as exc:
+            return v3_error(400, str(exc))
+        resource_spans = []
+        for summary in await find(search):
+            resource_spans += await otlp_trace(summary.trace_id)
+        if not resource_spans:
+            return v3_error(404, "No traces found")
+        return JSONResponse({"result": {"resourceSpans": resource_spans}})
 
     @app.get("/api/services")
     async def services_v1() -> dict[str, Any]:

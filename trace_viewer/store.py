@@ -8,6 +8,13 @@ a batch per export request in one transaction; reads open their own connections 
 The schema has a version (``PRAGMA user_version``); a database of an older version is
 migrated in place when the store opens it.
 
+Search is Jaeger's: a trace matches when one of its spans meets every condition (service,
+operation, duration, start time, attributes). Attributes are found through an inverted
+index, ``span_attributes`` (key, span) filled at ingest from each span's attributes and its
+events' and links' (keyed as :mod:`trace_viewer.attributes` says), and ``blob_attributes``
+for the attributes of resources and scopes. :meth:`TraceStore.search` picks, per query,
+whether to walk the traces newest first or to start from the index (see there).
+
 Written on the standard library's sqlite3 rather than SQLAlchemy: the store is SQLite by
 design, its hot path is one ``executemany`` per batch, and it runs in its own thread, so
 an ORM or async driver would only add per-row overhead.
@@ -17,19 +24,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from common.faults import ATTR_INJECTED
+from trace_viewer.attributes import attribute_key, attribute_keys
 from trace_viewer.dependencies import Call, address, peer_service
-from trace_viewer.otlp import SpanRecord, StoredSpan, link_targets
+from trace_viewer.otlp import SpanRecord, StoredSpan, index_span, link_targets
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +48,9 @@ KIND_SERVER, KIND_CLIENT = 2, 3  # OTLP Span.SpanKind
 
 #: 0: the first release; 1: schema URLs on resources and scopes, injected-fault counts;
 #: 2: the reverse index of span links; 3: operations with their span kind, the service
-#: graph's indexes.
-SCHEMA_VERSION = 3
+#: graph's indexes; 4: the attribute index, outcomes (root HTTP status, order status) and
+#: real-error counts.
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -60,13 +72,17 @@ CREATE TABLE IF NOT EXISTS spans (
     resource_id INTEGER NOT NULL REFERENCES blobs(id),
     scope_id INTEGER NOT NULL REFERENCES blobs(id),
     data BLOB NOT NULL,
-    fault INTEGER NOT NULL DEFAULT 0
+    fault INTEGER NOT NULL DEFAULT 0,
+    attribute_keys BLOB NOT NULL DEFAULT x'',
+    http_status INTEGER,
+    order_status TEXT
 );
 -- A rowid table, not WITHOUT ROWID keyed by the random trace id: span rows are large, and
 -- keyed by trace id every batch rewrote pages all over the table (bench/ingest.py: 20k spans/s
 -- then, 33k now). New spans now append; only this index takes the random keys.
 CREATE UNIQUE INDEX IF NOT EXISTS spans_by_id ON spans (trace_id, span_id);
--- Operations with their span kind (GET /api/v3/operations) read this index alone.
+-- Operations with their span kind (GET /api/v3/operations) read this index alone; the
+-- search reads it for an operation in any service.
 CREATE INDEX IF NOT EXISTS spans_by_operation ON spans (service, name, kind);
 -- The failed CLIENT spans by start: the calls a callee may never have answered (the
 -- service graph, TraceStore.calls). Partial, so it holds only those.
@@ -96,6 +112,8 @@ CREATE TABLE IF NOT EXISTS awaited_calls (
     failed INTEGER NOT NULL,
     PRIMARY KEY (trace_id, span_id)
 ) WITHOUT ROWID;
+-- Jaeger UI's favourite tag, error=true: the few ERROR spans, by service.
+CREATE INDEX IF NOT EXISTS spans_by_error ON spans (service) WHERE status_code = 2;
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY,
     start_ns INTEGER NOT NULL,
@@ -106,11 +124,29 @@ CREATE TABLE IF NOT EXISTS traces (
     root_service TEXT NOT NULL,
     services TEXT NOT NULL,
     bytes INTEGER NOT NULL,
-    fault_count INTEGER NOT NULL DEFAULT 0
+    fault_count INTEGER NOT NULL DEFAULT 0,
+    real_error_count INTEGER NOT NULL DEFAULT 0,
+    root_status INTEGER,
+    order_status TEXT,
+    min_span_ns INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_by_duration ON traces (duration_ns);
 CREATE INDEX IF NOT EXISTS traces_by_error ON traces (error_count);
+-- The attribute index: which spans (by rowid) carry an attribute, keyed by
+-- trace_viewer.attributes.attribute_key. Each span keeps its keys (spans.attribute_keys), so
+-- that retention deletes exactly its rows.
+CREATE TABLE IF NOT EXISTS span_attributes (
+    key INTEGER NOT NULL,
+    span INTEGER NOT NULL,
+    PRIMARY KEY (key, span)
+) WITHOUT ROWID;
+-- The same for the attributes of resources and scopes (blobs, which are never evicted).
+CREATE TABLE IF NOT EXISTS blob_attributes (
+    key INTEGER NOT NULL,
+    blob INTEGER NOT NULL,
+    PRIMARY KEY (key, blob)
+) WITHOUT ROWID;
 -- The reverse index of span links: span (trace_id, span_id) links to span (linked_trace_id,
 -- linked_span_id). A link points backward (a compensation retry to the order span that
 -- deferred it); this finds it forward. Filled at ingest, deleted with the linking trace.
@@ -133,17 +169,20 @@ SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM spans WHERE trace_id = ? AND span_
 
 # One summary row per touched trace, recomputed from its spans (so a span delivered twice
 # by a retrying exporter is counted once). The root is the span without a parent, or,
-# while it has not arrived, the earliest one.
+# while it has not arrived, the earliest one. Real errors are ERROR spans no injected fault
+# touched; the order status is what order-service's place_order span says.
 _SUMMARISE = """
-INSERT OR REPLACE INTO traces
+INSERT OR REPLACE INTO traces (trace_id, start_ns, duration_ns, span_count, error_count,
+    root_name, root_service, services, bytes, fault_count, real_error_count, root_status,
+    order_status, min_span_ns)
 SELECT s.trace_id, min(s.start_ns), max(s.end_ns) - min(s.start_ns), count(*),
-       sum(s.status_code = 2),
-       (SELECT r.name FROM spans r WHERE r.trace_id = s.trace_id
-        ORDER BY r.parent_span_id != '', r.start_ns LIMIT 1),
-       (SELECT r.service FROM spans r WHERE r.trace_id = s.trace_id
-        ORDER BY r.parent_span_id != '', r.start_ns LIMIT 1),
-       group_concat(DISTINCT s.service), sum(length(s.data)), sum(s.fault)
-FROM spans s WHERE s.trace_id = ? GROUP BY s.trace_id
+       sum(s.status_code = 2), root.name, root.service, group_concat(DISTINCT s.service),
+       sum(length(s.data)), sum(s.fault), sum(s.status_code = 2 AND NOT s.fault),
+       root.http_status, max(s.order_status), min(s.end_ns - s.start_ns)
+FROM spans s,
+     (SELECT r.name, r.service, r.http_status FROM spans r WHERE r.trace_id = ?1
+      ORDER BY r.parent_span_id != '', r.start_ns LIMIT 1) root
+WHERE s.trace_id = ?1 GROUP BY s.trace_id
 """
 
 # Version 2 → 3, after SCHEMA: the calls already stored (CLIENT spans with a SERVER child),
@@ -176,8 +215,17 @@ _MIGRATE_V3 = """
 DROP INDEX IF EXISTS spans_by_service;
 """
 
-#: Each version's step, applied in order to a database older than it.
-_MIGRATIONS = ((1, _MIGRATE_V1), (3, _MIGRATE_V3))
+# Version 3 → 4: the columns of the attribute index and of the outcomes; the index itself
+# is filled from the stored spans (:meth:`TraceStore._backfill_index`).
+_MIGRATE_V4 = """
+ALTER TABLE spans ADD COLUMN attribute_keys BLOB NOT NULL DEFAULT x'';
+ALTER TABLE spans ADD COLUMN http_status INTEGER;
+ALTER TABLE spans ADD COLUMN order_status TEXT;
+ALTER TABLE traces ADD COLUMN real_error_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE traces ADD COLUMN root_status INTEGER;
+ALTER TABLE traces ADD COLUMN order_status TEXT;
+ALTER TABLE traces ADD COLUMN min_span_ns INTEGER NOT NULL DEFAULT 0;
+"""
 
 
 def _call_row(client: SpanRecord, child: str, failed: bool) -> tuple[object, ...]:
@@ -199,12 +247,85 @@ class TraceSummary:
     start_ns: int
     duration_ns: int
     span_count: int
+    #: Real errors: spans with status ERROR that no injected fault touched.
     error_count: int
     root_name: str
     root_service: str
     services: list[str]
     #: Spans an injected fault touched (``ordersim.fault.injected``), apart from errors.
     fault_count: int = 0
+    #: The root span's ``http.response.status_code``.
+    root_status: int | None = None
+    #: ``shop.order.status`` of order-service's ``place_order`` span.
+    order_status: str | None = None
+
+
+_SPAN_COLUMNS = (
+    "trace_id, span_id, parent_span_id, name, service, kind, start_ns, end_ns, status_code, "
+    "resource_id, scope_id, data, fault, attribute_keys, http_status, order_status"
+)
+_SUMMARY_COLUMNS = (
+    "t.trace_id, t.start_ns, t.duration_ns, t.span_count, t.real_error_count, t.root_name, "
+    "t.root_service, t.services, t.fault_count, t.root_status, t.order_status"
+)
+
+
+def _summary(row: tuple[object, ...]) -> TraceSummary:
+    trace_id, start, duration, spans, errors, name, service, services, faults, status, order = row
+    return TraceSummary(
+        str(trace_id),
+        int(str(start)),
+        int(str(duration)),
+        int(str(spans)),
+        int(str(errors)),
+        str(name),
+        str(service),
+        sorted(str(services).split(",")),
+        int(str(faults)),
+        None if status is None else int(str(status)),
+        None if order is None else str(order),
+    )
+
+
+@dataclass(frozen=True)
+class TraceQuery:
+    """One search, as every listing asks it; Jaeger's semantics: a trace matches when one
+    of its spans meets every span condition (service, operation, duration, start time and
+    each attribute). Durations and times in ns; 0 or None: no bound.
+
+    ``attributes`` values are text, compared with the text of an attribute's value (so
+    ``"402"`` finds the integer 402). Keys Jaeger gives a meaning of their own: ``error``
+    (``true``: status ERROR, ``false``: status OK), ``span.status`` (OK, ERROR, UNSET),
+    ``span.kind`` (server, client, …), ``scope.name``, ``scope.version``, and
+    ``resource.<key>`` (that resource attribute only). Any other key matches an attribute
+    of the span, of one of its events or links, of its scope or of its resource.
+
+    ``errors_only`` (ours, not Jaeger's) keeps traces with an ERROR span anywhere."""
+
+    service: str | None = None
+    operation: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    min_duration_ns: int = 0
+    max_duration_ns: int = 0
+    start_min_ns: int | None = None
+    start_max_ns: int | None = None
+    errors_only: bool = False
+    limit: int = 50
+
+
+#: Go's strconv.ParseBool, which Jaeger reads the ``error`` tag with.
+_GO_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
+}
+_SPAN_STATUS = {"OK": 1, "ERROR": 2}
+#: Attribute keys Jaeger reads as fields of the span or of its scope, not as attributes.
+_SPECIAL_KEYS = ("error", "span.status", "span.kind", "scope.name", "scope.version")
+_SPAN_KIND = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
+#: What walking one trace costs against following one index row (bench/search.py: ~100 µs
+#: for a trace's ~47 spans, ~7 µs a row), doubled for the rows a matching trace has in the
+#: index (a 402 is on three spans of a trace). _cheapest_driver weighs the plans with it.
+_WALK_COST_PER_ROW = 30
 
 
 @dataclass(frozen=True)
@@ -247,6 +368,8 @@ class TraceStore:
         self.spans_rejected = 0
         self.spans_repaired = 0
         self.traces_evicted = 0
+        #: Traces stored, as the writer last counted them (what a search plan weighs).
+        (self.trace_count,) = self._writer.execute("SELECT count(*) FROM traces").fetchone()
 
     def _open_schema(self) -> None:
         """Create the tables, or bring an older database up to this version in place, in
@@ -256,24 +379,27 @@ class TraceStore:
         (existing,) = conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'spans'"
         ).fetchone()
-        steps = [script for step, script in _MIGRATIONS if existing and version < step]
+        # Each step: the version it reaches, its DDL, and the backfill after it (once SCHEMA
+        # has made the new tables).
+        steps = [
+            (1, _MIGRATE_V1, self._backfill_faults),
+            (2, "", self._backfill_links),
+            (3, _MIGRATE_V3, self._backfill_calls),
+            (4, _MIGRATE_V4, self._backfill_index),
+        ]
+        pending = [step for step in steps if existing and version < step[0]]
         # executescript runs the whole script; the transaction it opens stays open for the
         # backfills below.
         conn.executescript(
             "BEGIN IMMEDIATE;"
-            + "".join(steps)
+            + "".join(ddl for _, ddl, _ in pending)
             + SCHEMA
             + f"PRAGMA user_version = {SCHEMA_VERSION};"
         )
         try:
-            if existing and version < 1:
-                self._backfill_faults()
-            if existing and version < 2:  # SCHEMA made the links table
-                self._backfill_links()
-            if existing and version < 3:
-                for statement in _BACKFILL_CALLS:
-                    conn.execute(statement)
-            if existing and version < SCHEMA_VERSION:
+            for _, _, backfill in pending:
+                backfill()
+            if pending:
                 logger.info(
                     "migrated %s from schema version %d to %d", self.path, version, SCHEMA_VERSION
                 )
@@ -323,6 +449,48 @@ class TraceStore:
         conn.executemany("INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", rows)
         logger.info("migrated %s to schema version 2 (%d span links)", self.path, len(rows))
 
+    def _backfill_calls(self) -> None:
+        """Find the calls a database of version 2 or older holds."""
+        for statement in _BACKFILL_CALLS:
+            self._writer.execute(statement)
+
+    def _backfill_index(self) -> None:
+        """Index the attributes and outcomes of the spans a database of version 3 or older
+        holds, then summarise every trace again."""
+        conn = self._writer
+        spans = 0
+        cursor = conn.execute("SELECT rowid, service, data FROM spans")
+        while batch := cursor.fetchmany(2000):
+            rows, postings = [], []
+            for rowid, service, data in batch:
+                index = index_span(Span.FromString(data), service)
+                rows.append((index.keys, index.http_status, index.order_status, rowid))
+                postings += _postings(rowid, index.keys)
+            conn.executemany(
+                "UPDATE spans SET attribute_keys = ?, http_status = ?, order_status = ? "
+                "WHERE rowid = ?",
+                rows,
+            )
+            conn.executemany("INSERT OR IGNORE INTO span_attributes VALUES (?, ?)", postings)
+            spans += len(batch)
+        levels: tuple[tuple[Literal["resource", "scope"], str], ...] = (
+            ("resource", "resource_id"),
+            ("scope", "scope_id"),
+        )
+        for level, column in levels:
+            for blob_id, data in conn.execute(
+                f"SELECT id, data FROM blobs WHERE id IN (SELECT DISTINCT {column} FROM spans)"
+            ).fetchall():
+                self._index_blob(blob_id, data, level)
+        traces = [row[0] for row in conn.execute("SELECT trace_id FROM traces")]
+        conn.executemany(_SUMMARISE, [(t,) for t in traces])
+        logger.info(
+            "migrated %s to schema version 4 (attributes of %d spans in %d traces indexed)",
+            self.path,
+            spans,
+            len(traces),
+        )
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -338,7 +506,7 @@ class TraceStore:
         finally:
             conn.close()
 
-    def _blob_id(self, data: bytes, schema_url: str) -> int:
+    def _blob_id(self, data: bytes, schema_url: str, level: Literal["resource", "scope"]) -> int:
         # Without a schema URL the hash is the data's alone, as in version 0 of the schema.
         digest = hashlib.sha1(
             data + b"\0schema_url\0" + schema_url.encode() if schema_url else data
@@ -346,15 +514,34 @@ class TraceStore:
         cached = self._blob_ids.get(digest)
         if cached is not None:
             return cached
-        self._writer.execute(
+        inserted = self._writer.execute(
             "INSERT OR IGNORE INTO blobs (hash, data, schema_url) VALUES (?, ?, ?)",
             (digest, data, schema_url),
-        )
+        ).rowcount
         (blob_id,) = self._writer.execute(
             "SELECT id FROM blobs WHERE hash = ?", (digest,)
         ).fetchone()
+        if inserted:
+            self._index_blob(blob_id, data, level)
         self._blob_ids[digest] = blob_id
         return int(blob_id)
+
+    def _index_blob(self, blob_id: int, data: bytes, level: Literal["resource", "scope"]) -> None:
+        """Index a resource's attributes (also as ``resource.<key>``, Jaeger's name for the
+        resource's own), or a scope's with its name and version."""
+        keys: set[int] = set()
+        if level == "resource":
+            resource = Resource.FromString(data)
+            attribute_keys(resource.attributes, keys)
+            attribute_keys(resource.attributes, keys, prefix="resource.")
+        else:
+            scope = InstrumentationScope.FromString(data)
+            attribute_keys(scope.attributes, keys)
+            keys.add(attribute_key("scope.name", scope.name))
+            keys.add(attribute_key("scope.version", scope.version))
+        self._writer.executemany(
+            "INSERT OR IGNORE INTO blob_attributes VALUES (?, ?)", [(k, blob_id) for k in keys]
+        )
 
     def write(self, spans: Sequence[SpanRecord], rejected: int = 0, repaired: int = 0) -> None:
         """Store one batch in one transaction, then enforce retention. ``rejected`` spans
@@ -367,8 +554,14 @@ class TraceStore:
                 return
             self._writer.execute("BEGIN IMMEDIATE")
             try:
+                # Each new span takes the next rowid (a rowid table without AUTOINCREMENT), so
+                # that its index rows are known before it is inserted.
+                (last,) = self._writer.execute(
+                    "SELECT coalesce(max(rowid), 0) FROM spans"
+                ).fetchone()
                 rows = [
                     (
+                        last + 1 + i,
                         s.trace_id,
                         s.span_id,
                         s.parent_span_id,
@@ -378,17 +571,37 @@ class TraceStore:
                         s.start_ns,
                         s.end_ns,
                         s.status_code,
-                        self._blob_id(s.resource, s.resource_schema_url),
-                        self._blob_id(s.scope, s.scope_schema_url),
+                        self._blob_id(s.resource, s.resource_schema_url, "resource"),
+                        self._blob_id(s.scope, s.scope_schema_url, "scope"),
                         s.span,
                         int(s.fault),
+                        s.attribute_keys,
+                        s.http_status,
+                        s.order_status,
                     )
-                    for s in spans
+                    for i, s in enumerate(spans)
                 ]
-                self._writer.executemany(
-                    "INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                inserted = self._writer.executemany(
+                    f"INSERT OR IGNORE INTO spans (rowid, {_SPAN_COLUMNS}) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
-                )
+                ).rowcount
+                postings = [
+                    posting
+                    for i, s in enumerate(spans)
+                    for posting in _postings(last + 1 + i, s.attribute_keys)
+                ]
+                if inserted < len(rows):  # spans sent again were ignored, and so are their keys
+                    kept = {
+                        rowid
+                        for (rowid,) in self._writer.execute(
+                            "SELECT rowid FROM spans WHERE rowid > ?", (last,)
+                        )
+                    }
+                    postings = [posting for posting in postings if posting[1] in kept]
+                # In key order: each key's rows are then written in one visit to its page.
+                postings.sort()
+                self._writer.executemany("INSERT INTO span_attributes VALUES (?, ?)", postings)
                 self._writer.executemany(
                     _INDEX_LINK,
                     [
@@ -484,6 +697,7 @@ class TraceStore:
         count, size = self._writer.execute(
             "SELECT count(*), coalesce(sum(bytes), 0) FROM traces"
         ).fetchone()
+        self.trace_count = count
         excess = count - self.limits.max_traces
         if size > self.limits.max_bytes:
             # Drop the oldest tenth of what is over, at least one trace, in one go.
@@ -493,17 +707,25 @@ class TraceStore:
         if excess <= 0:
             return
         oldest = [
-            row[0]
+            (row[0],)
             for row in self._writer.execute(
                 "SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?", (excess,)
             )
         ]
-        self._writer.executemany("DELETE FROM spans WHERE trace_id = ?", [(t,) for t in oldest])
-        self._writer.executemany("DELETE FROM traces WHERE trace_id = ?", [(t,) for t in oldest])
-        for table in ("links", "calls", "awaited_calls"):
-            self._writer.executemany(
-                f"DELETE FROM {table} WHERE trace_id = ?", [(t,) for t in oldest]
+        postings = sorted(
+            posting
+            for rowid, keys in self._writer.execute(
+                "SELECT s.rowid, s.attribute_keys FROM spans s WHERE s.trace_id IN "
+                "(SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?)",
+                (excess,),
             )
+            for posting in _postings(rowid, keys)
+        )
+        self._writer.executemany("DELETE FROM span_attributes WHERE key = ? AND span = ?", postings)
+        self._writer.executemany("DELETE FROM spans WHERE trace_id = ?", oldest)
+        self._writer.executemany("DELETE FROM traces WHERE trace_id = ?", oldest)
+        for table in ("links", "calls", "awaited_calls"):
+            self._writer.executemany(f"DELETE FROM {table} WHERE trace_id = ?", oldest)
         self.traces_evicted += len(oldest)
 
     # -- queries ---------------------------------------------------------------
@@ -519,41 +741,61 @@ class TraceStore:
                 (trace_id.lower(),),
             ).fetchall()
 
-    def summaries(
-        self,
-        *,
-        service: str | None = None,
-        operation: str | None = None,
-        min_duration_ns: int = 0,
-        errors_only: bool = False,
-        limit: int = 50,
-    ) -> list[TraceSummary]:
-        """Newest first, filtered like Jaeger's search: a span of that service/operation."""
-        where = ["t.duration_ns >= ?"]
-        params: list[object] = [min_duration_ns]
-        if errors_only:
-            where.append("t.error_count > 0")
-        if service or operation:
-            span_where = ["s.trace_id = t.trace_id"]
-            if service:
-                span_where.append("s.service = ?")
-                params.append(service)
-            if operation:
-                span_where.append("s.name = ?")
-                params.append(operation)
-            where.append(f"EXISTS (SELECT 1 FROM spans s WHERE {' AND '.join(span_where)})")
-        params.append(limit)
+    def summaries(self, trace_ids: Sequence[str]) -> list[TraceSummary]:
+        """The summaries of these traces, in the order given; unknown ones left out."""
         with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT trace_id, start_ns, duration_ns, span_count, error_count, root_name, "
-                f"root_service, services, fault_count FROM traces t WHERE {' AND '.join(where)} "
-                "ORDER BY start_ns DESC LIMIT ?",
-                params,
-            ).fetchall()
-        return [
-            TraceSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], sorted(r[7].split(",")), r[8])
-            for r in rows
-        ]
+            found = {
+                row[0]: _summary(row)
+                for row in conn.execute(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id IN "
+                    f"({', '.join('?' * len(trace_ids))})",
+                    [t.lower() for t in trace_ids],
+                )
+            }
+        return [found[t.lower()] for t in trace_ids if t.lower() in found]
+
+    def search(self, query: TraceQuery | None = None) -> list[TraceSummary]:
+        """The traces that match, newest first, at most ``query.limit``.
+
+        Two plans. With a condition an index answers that few spans meet (an attribute
+        value, an operation, an ERROR status), start from those spans, check the rest of the
+        conditions on each, and sort their traces. Otherwise walk the traces newest first,
+        skip those whose summary rules them out (too short, no span short enough, outside
+        the time range, not that service), check the others' spans, and stop at the limit:
+        a common condition is met within the first few traces. _cheapest_driver weighs the
+        two.
+        """
+        query = query or TraceQuery()
+        with self._reader() as conn:
+            span_conditions, span_params = _span_conditions(query)
+            span_where = " AND ".join(span_conditions) or "1"
+            trace_where, trace_params = _trace_conditions(query)
+            driver = _cheapest_driver(conn, query, self.trace_count)
+            if driver is not None:
+                source, source_params = driver
+                sql = (
+                    f"SELECT {_SUMMARY_COLUMNS} FROM traces t WHERE t.trace_id IN "
+                    f"(SELECT s.trace_id FROM {source} AND {span_where}) AND {trace_where} "
+                    "ORDER BY t.start_ns DESC LIMIT ?"
+                )
+                params = [*source_params, *span_params, *trace_params, query.limit]
+            else:
+                # By the trace's own spans (spans_by_id), never by a service's: SQLite would
+                # otherwise read every span of that service for each trace.
+                exists = (
+                    "EXISTS (SELECT 1 FROM spans s INDEXED BY spans_by_id "
+                    f"WHERE s.trace_id = t.trace_id AND {span_where})"
+                    if span_conditions
+                    else "1"
+                )
+                # The unary + keeps SQLite from using an index for the trace conditions, so
+                # that it walks traces_by_start newest first and stops at the limit.
+                sql = (
+                    f"SELECT {_SUMMARY_COLUMNS} FROM traces t INDEXED BY traces_by_start "
+                    f"WHERE {trace_where} AND {exists} ORDER BY t.start_ns DESC LIMIT ?"
+                )
+                params = [*trace_params, *span_params, query.limit]
+            return [_summary(row) for row in conn.execute(sql, params)]
 
     def linking_spans(self, trace_id: str, limit: int = 100) -> list[LinkingSpan] | None:
         """The spans of other traces that link to spans of this one, oldest first; None when
@@ -576,7 +818,7 @@ class TraceStore:
 
     def services(self) -> list[str]:
         with self._reader() as conn:
-            return [r[0] for r in conn.execute("SELECT DISTINCT service FROM spans ORDER BY 1")]
+            return _services(conn)
 
     def operations(
         self, service: str, kinds: Collection[int] | None = None
@@ -661,3 +903,159 @@ class TraceStore:
     def close(self) -> None:
         with self._lock:
             self._writer.close()
+
+
+def _postings(rowid: int, keys: bytes) -> list[tuple[int, int]]:
+    """The index rows of one span: (attribute key, span rowid)."""
+    return [(key, rowid) for key in memoryview(keys).cast("q")] if keys else []
+
+
+def _attribute_condition(key: str, text: str) -> tuple[str, list[object]]:
+    """SQL on span ``s`` for one searched attribute, as Jaeger v2 reads its keys."""
+    if key == "error":
+        wanted = _GO_BOOLS.get(text)
+        if wanted is None:  # not a boolean: Jaeger matches nothing
+            return "0", []
+        return "s.status_code = ?", [2 if wanted else 1]
+    if key == "span.status":
+        return "s.status_code = ?", [_SPAN_STATUS.get(text.upper(), 0)]
+    if key == "span.kind":
+        return "s.kind = ?", [_SPAN_KIND.get(text.upper(), 0)]
+    blob = "EXISTS (SELECT 1 FROM blob_attributes b WHERE b.key = ? AND b.blob = {})"
+    if key in ("scope.name", "scope.version"):
+        return blob.format("s.scope_id"), [attribute_key(key, text)]
+    if key.startswith("resource."):
+        return blob.format("s.resource_id"), [attribute_key(key, text)]
+    hashed = attribute_key(key, text)
+    return (
+        "(EXISTS (SELECT 1 FROM span_attributes a WHERE a.key = ? AND a.span = s.rowid) OR "
+        "EXISTS (SELECT 1 FROM blob_attributes b WHERE b.key = ? "
+        "AND b.blob IN (s.resource_id, s.scope_id)))",
+        [hashed, hashed],
+    )
+
+
+def _span_conditions(query: TraceQuery) -> tuple[list[str], list[object]]:
+    """What one span of a matching trace meets, as SQL conditions on ``s``."""
+    where: list[str] = []
+    params: list[object] = []
+    for column, value in (("s.service", query.service), ("s.name", query.operation)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.min_duration_ns:
+        where.append("s.end_ns - s.start_ns >= ?")
+        params.append(query.min_duration_ns)
+    if query.max_duration_ns:
+        where.append("s.end_ns - s.start_ns <= ?")
+        params.append(query.max_duration_ns)
+    if query.start_min_ns is not None:
+        where.append("s.start_ns >= ?")
+        params.append(query.start_min_ns)
+    if query.start_max_ns is not None:
+        where.append("s.start_ns <= ?")
+        params.append(query.start_max_ns)
+    for key, text in query.attributes.items():
+        condition, values = _attribute_condition(key, text)
+        where.append(condition)
+        params += values
+    return where, params
+
+
+def _trace_conditions(query: TraceQuery) -> tuple[str, list[object]]:
+    """What a trace's summary must show for one of its spans to meet the query: necessary,
+    not sufficient, and cheap (no span is read)."""
+    where = ["1"]
+    params: list[object] = []
+    if query.min_duration_ns:  # no span outlasts its trace
+        where.append("+t.duration_ns >= ?")
+        params.append(query.min_duration_ns)
+    if query.max_duration_ns:
+        where.append("+t.min_span_ns <= ?")
+        params.append(query.max_duration_ns)
+    if query.start_min_ns is not None:  # a span starting then: the trace had not ended
+        where.append("+t.start_ns + t.duration_ns >= ?")
+        params.append(query.start_min_ns)
+    if query.start_max_ns is not None:  # (traces_by_start serves this range)
+        where.append("t.start_ns <= ?")
+        params.append(query.start_max_ns)
+    if query.service:
+        where.append("instr(',' || t.services || ',', ',' || ? || ',') > 0")
+        params.append(query.service)
+    if query.errors_only:
+        where.append("+t.error_count > 0")
+    return " AND ".join(where), params
+
+
+def _services(conn: sqlite3.Connection) -> list[str]:
+    """The services, in order: one seek in spans_by_operation per service (a skip-scan),
+    where SELECT DISTINCT would read the whole index."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "WITH RECURSIVE names(service) AS (SELECT min(service) FROM spans UNION ALL "
+            "SELECT (SELECT min(service) FROM spans WHERE service > names.service) FROM names "
+            "WHERE names.service IS NOT NULL) SELECT service FROM names WHERE service IS NOT NULL"
+        )
+    ]
+
+
+def _cheapest_driver(
+    conn: sqlite3.Connection, query: TraceQuery, traces: int
+) -> tuple[str, list[object]] | None:
+    """The index source of spans (``FROM … WHERE …`` on ``s``) to start the search from,
+    or None when walking the traces is cheaper.
+
+    Starting from the index costs each row it lists. Walking stops after ``limit``
+    matching traces, having walked about limit * traces / matching traces, and a matching
+    trace has at least one row: so the index drives while
+    rows^2 < limit * traces * _WALK_COST_PER_ROW (at 20,000 traces and a limit of 50,
+    under ~5,500 rows), counted up to that bound and no further.
+    """
+    candidates: list[tuple[str, list[object]]] = []
+    if query.operation:
+        services = [query.service] if query.service else _services(conn)
+        candidates.append(
+            (
+                "spans s INDEXED BY spans_by_operation WHERE s.service IN "
+                f"({', '.join('?' * len(services))}) AND s.name = ?",
+                [*services, query.operation],
+            )
+        )
+    for key, text in query.attributes.items():
+        errors = (key == "error" and _GO_BOOLS.get(text) is True) or (
+            key == "span.status" and text.upper() == "ERROR"
+        )
+        if errors and query.service:
+            candidates.append(
+                (
+                    "spans s INDEXED BY spans_by_error WHERE s.status_code = 2 AND s.service = ?",
+                    [query.service],
+                )
+            )
+        elif errors:
+            candidates.append(("spans s INDEXED BY spans_by_error WHERE s.status_code = 2", []))
+        if key in _SPECIAL_KEYS or key.startswith("resource."):
+            continue
+        hashed = attribute_key(key, text)
+        # A key that some resource or scope carries holds for all of its spans: the span
+        # index alone does not list them.
+        (on_blobs,) = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM blob_attributes WHERE key = ?)", (hashed,)
+        ).fetchone()
+        if not on_blobs:
+            candidates.append(
+                (
+                    "span_attributes a JOIN spans s ON s.rowid = a.span WHERE a.key = ?",
+                    [hashed],
+                )
+            )
+    cap = int(math.sqrt(query.limit * max(traces, 1) * _WALK_COST_PER_ROW))
+    best: tuple[int, tuple[str, list[object]]] | None = None
+    for source, params in candidates:
+        (count,) = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} LIMIT ?)", [*params, cap]
+        ).fetchone()
+        if count < cap and (best is None or count < best[0]):
+            best = (count, (source, params))
+    return None if best is None else best[1]

@@ -1,42 +1,112 @@
-// The trace list (GET /): recent traces from /api/summaries, filtered by service, operation,
-// minimum duration and errors; the filters live in the URL's query string.
-import { ServiceColors, fmtAgo, fmtClock, fmtMs, getJSON, h, serviceChip } from "/static/common.js";
+// The trace list (GET /): traces from /api/summaries, searched as Jaeger searches (service,
+// operation, tags, durations, lookback or a time range, limit), sorted, and plotted duration
+// over time. The search lives in the URL's query string. The pure parts are search.js's.
+import { ServiceColors, fmtAgo, fmtClock, fmtMs, fmtTick, getJSON, h, serviceChip } from "/static/common.js";
+import {
+  DEFAULT_LIMIT,
+  LIMITS,
+  LOOKBACKS,
+  OUTCOMES,
+  SORTS,
+  classifyOutcome,
+  filtersFromQuery,
+  formatTags,
+  normalizeTraceId,
+  parseTags,
+  queryFromFilters,
+  scatterLayout,
+  sortTraces,
+} from "/static/search.js";
 
 const REFRESH_MS = 5000;
-const form = document.getElementById("filters");
-const serviceSelect = document.getElementById("service");
-const operationSelect = document.getElementById("operation");
-const minDurationInput = document.getElementById("minDuration");
-const limitSelect = document.getElementById("limit");
-const errorCheck = document.getElementById("error");
-const autoCheck = document.getElementById("auto");
-const statusEl = document.getElementById("status");
+const COLUMNS = 9;
+const SVG = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+const form = $("filters");
+const serviceSelect = $("service");
+const operationSelect = $("operation");
+const tagsInput = $("tags");
+const lookbackSelect = $("lookback");
+const startInput = $("start");
+const endInput = $("end");
+const minDurationInput = $("minDuration");
+const maxDurationInput = $("maxDuration");
+const limitSelect = $("limit");
+const errorCheck = $("error");
+const sortSelect = $("sort");
+const autoCheck = $("auto");
+const statusEl = $("status");
 const tbody = document.querySelector("#traces tbody");
+const scatter = $("scatter");
 
 const colors = new ServiceColors();
 let seen = null; // trace ids shown so far (null before the first load: nothing is "fresh")
+let rows = []; // the last answer, as the API sent it
 let loading = null; // AbortController of the request in flight
 let timer = null;
 let knownServices = null;
+
+// ---------------------------------------------------------------------------------------------
+// The form <-> the filters (search.js reads and writes the URL)
+
+/** µs since the epoch from a datetime-local value (local time), or "". */
+function micros(localValue) {
+  const ms = new Date(localValue).getTime();
+  return Number.isFinite(ms) ? String(ms * 1000) : "";
+}
+
+/** A datetime-local value (local time, to the second) from µs since the epoch. */
+function localValue(us) {
+  const date = new Date(Number(us) / 1000);
+  if (!us || Number.isNaN(date.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+    `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`
+  );
+}
 
 function filters() {
   return {
     service: serviceSelect.value,
     operation: serviceSelect.value ? operationSelect.value : "",
+    tags: parseTags(tagsInput.value).tags,
+    lookback: lookbackSelect.value,
+    start: lookbackSelect.value === "custom" ? micros(startInput.value) : "",
+    end: lookbackSelect.value === "custom" ? micros(endInput.value) : "",
     minDuration: minDurationInput.value.trim(),
-    error: errorCheck.checked,
+    maxDuration: maxDurationInput.value.trim(),
     limit: limitSelect.value,
+    error: errorCheck.checked ? "true" : "",
+    sort: sortSelect.value,
   };
 }
 
-function query(f) {
-  const params = new URLSearchParams();
-  if (f.service) params.set("service", f.service);
-  if (f.operation) params.set("operation", f.operation);
-  if (f.minDuration) params.set("minDuration", f.minDuration);
-  if (f.error) params.set("error", "true");
-  if (f.limit && f.limit !== "50") params.set("limit", f.limit);
-  return params;
+function fill(select, options, value) {
+  select.replaceChildren(...options.map((o) => h("option", { value: o.value }, o.label)));
+  if (value && !options.some((o) => o.value === value)) {
+    select.append(h("option", { value }, value)); // a value from a hand-edited URL stays visible
+  }
+  select.value = value ?? options[0].value;
+}
+
+function showForm(f) {
+  tagsInput.value = formatTags(f.tags);
+  fill(lookbackSelect, LOOKBACKS, f.lookback || "");
+  startInput.value = localValue(f.start);
+  endInput.value = localValue(f.end);
+  showRange();
+  minDurationInput.value = f.minDuration || "";
+  maxDurationInput.value = f.maxDuration || "";
+  fill(limitSelect, LIMITS.map((n) => ({ value: n, label: n })), f.limit || DEFAULT_LIMIT);
+  errorCheck.checked = f.error === "true";
+  fill(sortSelect, SORTS, f.sort);
+}
+
+function showRange() {
+  for (const label of document.querySelectorAll(".custom-range")) {
+    label.hidden = lookbackSelect.value !== "custom";
+  }
 }
 
 function setOptions(select, names, selected, allLabel) {
@@ -73,7 +143,7 @@ async function loadOperations(selected) {
   }
   try {
     const body = await getJSON(`/api/v3/operations?service=${encodeURIComponent(service)}`);
-    const names = (body.operations || []).map((op) => op.name).sort();
+    const names = [...new Set((body.operations || []).map((op) => op.name))].sort();
     setOptions(operationSelect, names, selected, "All operations");
   } catch (err) {
     showStatus(`operations: ${err.message}`, true);
@@ -85,22 +155,66 @@ function showStatus(text, bad = false) {
   statusEl.classList.toggle("bad", bad);
 }
 
+/** The tags box says what it cannot read, and the search waits until it can. */
+function tagsValid() {
+  const { error } = parseTags(tagsInput.value);
+  tagsInput.setCustomValidity(error ? `Tags: ${error}` : "");
+  return !error;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+function outcomeBadge(row) {
+  const { kind, label } = classifyOutcome(row);
+  return h("span", { class: `outcome outcome-${kind}`, title: OUTCOMES[kind] }, label);
+}
+
+/** Two overlapping sheets: the usual "copy" icon (no icon font: system fonts only). */
+function copyIcon() {
+  return svg(
+    "svg",
+    { viewBox: "0 0 16 16", width: 12, height: 12, "aria-hidden": "true", class: "icon" },
+    svg("rect", { x: 5, y: 5, width: 9, height: 9, rx: 1.5 }),
+    svg("path", { d: "M3 11V3.5A1.5 1.5 0 0 1 4.5 2H11" }),
+  );
+}
+
+async function copy(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Without the async clipboard (an insecure origin): select a hidden field and copy.
+    const field = h("textarea", { class: "offscreen", readonly: true }, text);
+    document.body.append(field);
+    field.select();
+    document.execCommand("copy");
+    field.remove();
+  }
+  button.classList.add("copied");
+  button.title = "Copied";
+  setTimeout(() => {
+    button.classList.remove("copied");
+    button.title = "Copy the trace id";
+  }, 1200);
+}
+
 function traceRow(trace, maxDuration, fresh) {
   const href = `/trace/${trace.traceID}`;
   const errors = Number(trace.errorCount) || 0;
   const faults = Number(trace.faultCount) || 0;
   const duration = Number(trace.durationNano) || 0;
   const share = maxDuration > 0 ? Math.max(1, (100 * duration) / maxDuration) : 0;
-  const row = h(
+  return h(
     "tr",
     {
       class: [errors ? "has-error" : "", faults ? "has-fault" : "", fresh ? "fresh" : ""]
-        .join(" ")
-        .replace(/\s+/g, " ")
-        .trim(),
+        .filter(Boolean)
+        .join(" "),
       "data-trace-id": trace.traceID,
+      "data-outcome": classifyOutcome(trace).kind,
       onclick: (event) => {
-        if (event.target.closest("a") || window.getSelection().toString()) return;
+        if (event.target.closest("a, button") || window.getSelection().toString()) return;
         if (event.ctrlKey || event.metaKey) window.open(href, "_blank");
         else window.location.href = href;
       },
@@ -111,6 +225,7 @@ function traceRow(trace, maxDuration, fresh) {
       fmtClock(trace.startTimeUnixNano),
       h("div", { class: "muted" }, fmtAgo(trace.startTimeUnixNano)),
     ),
+    h("td", {}, outcomeBadge(trace)),
     h(
       "td",
       {},
@@ -123,12 +238,8 @@ function traceRow(trace, maxDuration, fresh) {
     ),
     h(
       "td",
-      {},
-      h(
-        "div",
-        { class: "chips" },
-        (trace.services || []).map((s) => serviceChip(s, colors)),
-      ),
+      { class: "services" },
+      h("div", { class: "chips" }, (trace.services || []).map((s) => serviceChip(s, colors))),
     ),
     h("td", { class: "num" }, String(trace.spanCount)),
     h(
@@ -137,10 +248,13 @@ function traceRow(trace, maxDuration, fresh) {
       errors
         ? h(
             "span",
-            { class: "badge error", title: `${errors} span(s) with status ERROR` },
+            {
+              class: "badge error",
+              title: `${errors} span(s) with status ERROR that no injected fault touched`,
+            },
             `⚠ ${errors}`,
           )
-        : h("span", { class: "muted", title: "no error spans" }, "—"),
+        : h("span", { class: "muted", title: "no real errors" }, "—"),
     ),
     h(
       "td",
@@ -163,61 +277,160 @@ function traceRow(trace, maxDuration, fresh) {
         "div",
         { class: "durcell" },
         h("span", {}, fmtMs(duration)),
-        h(
-          "span",
-          { class: "durbar", "aria-hidden": "true" },
-          h("span", { style: { width: `${share}%` } }),
-        ),
+        h("span", { class: "durbar", "aria-hidden": "true" }, h("span", { style: { width: `${share}%` } })),
       ),
     ),
     h(
       "td",
       { class: "tid" },
-      h("a", { href, class: "tid", title: trace.traceID }, trace.traceID.slice(0, 12) + "…"),
+      h("a", { href, class: "tid" }, trace.traceID),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "small copy",
+          title: "Copy the trace id",
+          "aria-label": `Copy trace id ${trace.traceID}`,
+          "data-copy": trace.traceID,
+          onclick: (event) => copy(trace.traceID, event.currentTarget),
+        },
+        copyIcon(),
+      ),
     ),
   );
-  return row;
 }
 
 function emptyRow(text, detail) {
   return h(
     "tr",
     { class: "empty" },
-    h("td", { colspan: "8" }, h("div", {}, text), detail && h("div", { class: "muted" }, detail)),
+    h("td", { colspan: String(COLUMNS) }, h("div", {}, text), detail && h("div", { class: "muted" }, detail)),
   );
 }
 
+// ---------------------------------------------------------------------------------------------
+// The plot: duration over time, a dot per trace coloured by outcome; a dot opens its trace.
+
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) el.append(child);
+  }
+  return el;
+}
+
+/** A time axis label as fine as its step: a date, a minute, a second or a millisecond. */
+function tickLabel(ms, stepMs) {
+  const text = fmtClock(String(BigInt(Math.round(ms)) * 1000000n), { withDate: true });
+  const [date, time] = text.includes(" ") ? text.split(" ") : ["", text];
+  if (stepMs >= 86_400_000) return date || time.slice(0, 5);
+  if (stepMs >= 60_000) return time.slice(0, 5);
+  return time.slice(0, stepMs >= 1000 ? 8 : 12);
+}
+
+function drawScatter(shown) {
+  const width = Math.max(320, Math.floor(scatter.getBoundingClientRect().width) || 960);
+  const height = 170;
+  const margin = { left: 64, right: 16, top: 10, bottom: 24 };
+  scatter.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  scatter.setAttribute("height", String(height));
+  const { points, xTicks, yTicks } = scatterLayout(shown, { width, height, margin });
+  const bottom = height - margin.bottom;
+  const axes = [
+    ...yTicks.map((t) =>
+      svg(
+        "g",
+        { class: "tick" },
+        svg("line", { x1: margin.left, x2: width - margin.right, y1: t.y, y2: t.y }),
+        svg("text", { x: margin.left - 6, y: t.y + 4, "text-anchor": "end" }, fmtTick(t.ns, t.stepNs)),
+      ),
+    ),
+    ...xTicks.map((t) =>
+      svg(
+        "text",
+        { class: "tick", x: t.x, y: bottom + 16, "text-anchor": "middle" },
+        tickLabel(t.ms, t.stepMs),
+      ),
+    ),
+  ];
+  const dots = points.map((p) => {
+    const row = p.row;
+    const title = `${classifyOutcome(row).label} · ${row.rootName} · ${fmtMs(row.durationNano)} · ${fmtClock(row.startTimeUnixNano, { withDate: true })}`;
+    return svg(
+      "a",
+      { href: `/trace/${p.traceID}`, class: "dot-link", "data-trace-id": p.traceID },
+      svg(
+        "circle",
+        { class: `dot outcome-${p.kind}`, cx: p.x.toFixed(1), cy: p.y.toFixed(1), r: 4 },
+        svg("title", {}, title),
+      ),
+    );
+  });
+  scatter.replaceChildren(
+    svg("line", { class: "axis", x1: margin.left, x2: width - margin.right, y1: bottom, y2: bottom }),
+    ...axes,
+    ...dots,
+  );
+  const kinds = new Set(points.map((p) => p.kind));
+  $("legend").replaceChildren(
+    ...Object.entries(OUTCOMES)
+      .filter(([kind]) => kinds.has(kind))
+      .map(([kind, label]) =>
+        h("span", { class: "legend-item" }, h("span", { class: `outcome-swatch outcome-${kind}` }), label),
+      ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and showing
+
+function render() {
+  const f = filters();
+  const shown = sortTraces(rows, f.sort);
+  const maxDuration = Math.max(0, ...rows.map((t) => Number(t.durationNano) || 0));
+  const trs = shown.map((t) => traceRow(t, maxDuration, seen !== null && !seen.has(t.traceID)));
+  if (!trs.length) {
+    const filtered = queryFromFilters({ ...f, sort: "recent" }) !== "";
+    trs.push(
+      filtered
+        ? emptyRow("No traces match this search.")
+        : emptyRow(
+            "No traces yet.",
+            "Start the services (make up) and place an order; traces appear here within a second.",
+          ),
+    );
+  }
+  tbody.replaceChildren(...trs);
+  drawScatter(rows);
+  $("count").textContent = `${rows.length} trace${rows.length === 1 ? "" : "s"}`;
+}
+
+function keepInUrl() {
+  const search = queryFromFilters(filters());
+  history.replaceState(null, "", search ? `/?${search}` : "/");
+}
+
 async function loadTraces() {
+  if (!tagsValid()) {
+    showStatus(tagsInput.validationMessage, true);
+    return;
+  }
   if (loading) loading.abort();
   const controller = new AbortController();
   loading = controller;
   const f = filters();
-  const params = query(f);
-  const search = params.toString();
-  history.replaceState(null, "", search ? `/?${search}` : "/");
+  keepInUrl();
   showStatus("loading…");
   try {
-    const body = await getJSON(`/api/summaries?${params}`, { signal: controller.signal });
-    const traces = body.data || [];
-    colors.add(traces.flatMap((t) => t.services || []));
-    const maxDuration = Math.max(0, ...traces.map((t) => Number(t.durationNano) || 0));
-    const rows = traces.map((t) => traceRow(t, maxDuration, seen !== null && !seen.has(t.traceID)));
-    if (!rows.length) {
-      const filtered = f.service || f.minDuration || f.error;
-      rows.push(
-        filtered
-          ? emptyRow("No traces match these filters.")
-          : emptyRow(
-              "No traces yet.",
-              "Start the services (make up) and place an order; traces appear here within a second.",
-            ),
-      );
-    }
-    tbody.replaceChildren(...rows);
-    seen = new Set(traces.map((t) => t.traceID));
-    showStatus(
-      `${traces.length} trace${traces.length === 1 ? "" : "s"} · updated ${new Date().toTimeString().slice(0, 8)}`,
-    );
+    const body = await getJSON(`/api/summaries?${queryFromFilters(f, { forApi: true })}`, {
+      signal: controller.signal,
+    });
+    rows = body.data || [];
+    colors.add(rows.flatMap((t) => t.services || []));
+    render();
+    seen = new Set(rows.map((t) => t.traceID));
+    showStatus(`updated ${new Date().toTimeString().slice(0, 8)}`);
     document.body.dataset.state = "ready";
   } catch (err) {
     if (err.name === "AbortError") return;
@@ -244,18 +457,23 @@ async function refresh() {
   await loadTraces();
 }
 
-async function start() {
-  const params = new URLSearchParams(location.search);
-  minDurationInput.value = params.get("minDuration") || "";
-  errorCheck.checked = params.get("error") === "true";
-  const limit = params.get("limit");
-  if (limit) {
-    if (![...limitSelect.options].some((o) => o.value === limit))
-      limitSelect.append(h("option", {}, limit));
-    limitSelect.value = limit;
+function openTrace(event) {
+  event.preventDefault();
+  const input = $("trace-id");
+  const id = normalizeTraceId(input.value);
+  if (!id) {
+    input.setCustomValidity("A trace id is 1 to 32 hex digits");
+    input.reportValidity();
+    return;
   }
-  await loadServices(params.get("service") || "");
-  await loadOperations(params.get("operation") || "");
+  window.location.href = `/trace/${id}`;
+}
+
+async function start() {
+  const f = filtersFromQuery(location.search);
+  showForm(f);
+  await loadServices(f.service || "");
+  await loadOperations(f.operation || "");
   await loadTraces();
 
   form.addEventListener("submit", (event) => {
@@ -266,13 +484,26 @@ async function start() {
     await loadOperations("");
     loadTraces();
   });
-  for (const input of [operationSelect, limitSelect, errorCheck])
-    input.addEventListener("change", loadTraces);
-  minDurationInput.addEventListener("change", () => {
-    if (minDurationInput.checkValidity()) loadTraces();
+  for (const input of [operationSelect, limitSelect, errorCheck]) input.addEventListener("change", loadTraces);
+  lookbackSelect.addEventListener("change", () => {
+    showRange();
+    if (lookbackSelect.value !== "custom" || (startInput.value && endInput.value)) loadTraces();
   });
-  document.getElementById("refresh").addEventListener("click", refresh);
+  for (const input of [startInput, endInput, minDurationInput, maxDurationInput]) {
+    input.addEventListener("change", () => {
+      if (input.checkValidity()) loadTraces();
+    });
+  }
+  tagsInput.addEventListener("input", tagsValid);
+  sortSelect.addEventListener("change", () => {
+    keepInUrl();
+    render();
+  });
+  $("jump").addEventListener("submit", openTrace);
+  $("trace-id").addEventListener("input", (event) => event.target.setCustomValidity(""));
+  $("refresh").addEventListener("click", refresh);
   autoCheck.addEventListener("change", schedule);
+  window.addEventListener("resize", () => drawScatter(rows));
   document.addEventListener("keydown", (event) => {
     if (
       event.key === "r" &&
