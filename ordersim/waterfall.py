@@ -21,6 +21,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from trace_viewer.jaeger import service_name_json
+
 KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = 1, 2, 3, 4, 5
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 _KIND_NAMES = {
@@ -195,8 +197,7 @@ def parse_otlp(document: Mapping[str, Any]) -> list[Span]:
     for rs in holder.get("resourceSpans") or []:
         if not isinstance(rs, dict):
             continue
-        resource = attributes_of((rs.get("resource") or {}).get("attributes"))
-        service = str(resource.get("service.name") or "unknown_service")
+        service = service_name_json((rs.get("resource") or {}).get("attributes"))
         for ss in rs.get("scopeSpans") or []:
             if not isinstance(ss, dict):
                 continue

@@ -176,13 +176,16 @@ def _string_tag(key: str, value: str) -> dict[str, Any]:
 # --- spans --------------------------------------------------------------------------------------
 
 
-def _service_name(attributes: list[dict[str, Any]]) -> str:
-    """Jaeger's ``NewEmptyServiceNameSanitizer``; the store's ``service_name`` reads the same
-    rule from protobuf."""
+def service_name_json(attributes: object) -> str:
+    """The ``service.name`` of OTLP JSON resource attributes, or Jaeger's placeholder
+    (``NewEmptyServiceNameSanitizer``); the store's ``service_name`` reads the same rule from
+    protobuf, the trace page's model.js from the same JSON."""
+    if not isinstance(attributes, list):
+        return MISSING_SERVICE_NAME
     for kv in attributes:
-        if kv.get("key") == "service.name":
-            value = kv.get("value", {})
-            if "stringValue" not in value:
+        if isinstance(kv, dict) and kv.get("key") == "service.name":
+            value = kv.get("value")
+            if not isinstance(value, dict) or "stringValue" not in value:
                 return SERVICE_NAME_WRONG_TYPE
             return value["stringValue"] or EMPTY_SERVICE_NAME
     return MISSING_SERVICE_NAME
@@ -290,7 +293,7 @@ def to_jaeger(trace_id: str, resource_spans: list[dict[str, Any]]) -> dict[str, 
     for rs in resource_spans:
         attributes = rs.get("resource", {}).get("attributes", [])
         process = {
-            "serviceName": _service_name(attributes),
+            "serviceName": service_name_json(attributes),
             "tags": _tags(attributes, skip="service.name"),
         }
         for ss in rs.get("scopeSpans", []):

@@ -184,9 +184,16 @@ test("sanitized bounds drop a child entirely outside its parent, with its descen
   assert.equal(bounds.size, 3);
 });
 
-test("a missing or empty service.name is unknown_service, as OpenTelemetry defaults it", () => {
+test("a missing, empty or non-string service.name is Jaeger's placeholder, as the list shows it", () => {
   const empty = trace({ "": [span("1", "root", 0, 10)] });
   const missing = [{ resource: {}, scopeSpans: [{ spans: [span("2", "other", 0, 10)] }] }];
-  assert.deepEqual(buildModel(TRACE, empty).services, ["unknown_service"]);
-  assert.deepEqual(buildModel(TRACE, missing).services, ["unknown_service"]);
+  const wrong = [
+    {
+      resource: { attributes: [{ key: "service.name", value: { intValue: "7" } }] },
+      scopeSpans: [{ spans: [span("3", "third", 0, 10)] }],
+    },
+  ];
+  assert.deepEqual(buildModel(TRACE, empty).services, ["empty-service-name"]);
+  assert.deepEqual(buildModel(TRACE, missing).services, ["missing-service-name"]);
+  assert.deepEqual(buildModel(TRACE, wrong).services, ["service-name-wrong-type"]);
 });

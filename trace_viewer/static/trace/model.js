@@ -42,6 +42,18 @@ function enumIndex(value, names, prefix) {
  * Spans of an OTLP JSON trace, linked into a tree. Times are kept as ns relative to the
  * trace's first start (Numbers: exact for traces up to ~104 days long), from BigInt epochs.
  */
+/**
+ * A resource's service.name, or the placeholder Jaeger writes (and the store, the trace list
+ * and ordersim/waterfall.py with it: trace_viewer/jaeger.py's service_name_json) when it is
+ * missing, empty or not a string.
+ */
+export function serviceName(attributes) {
+  const found = (attributes || []).find((kv) => kv?.key === "service.name");
+  if (!found) return "missing-service-name";
+  if (found.value?.stringValue === undefined) return "service-name-wrong-type";
+  return String(found.value.stringValue) || "empty-service-name";
+}
+
 export function buildModel(traceId, resourceSpans) {
   const spans = [];
   const byId = new Map();
@@ -50,9 +62,7 @@ export function buildModel(traceId, resourceSpans) {
   for (const rs of resourceSpans || []) {
     const resource = attrList(rs.resource?.attributes);
     const resourceSchemaUrl = rs.schemaUrl || "";
-    // A missing or empty service.name is OpenTelemetry's default, as ordersim/waterfall.py reads it.
-    const serviceAttr = resource.find(([key]) => key === "service.name");
-    const service = String(serviceAttr?.[1] ?? "") || "unknown_service";
+    const service = serviceName(rs.resource?.attributes);
     for (const ss of rs.scopeSpans || rs.instrumentationLibrarySpans || []) {
       const scope = ss.scope || ss.instrumentationLibrary || {};
       for (const raw of ss.spans || []) {
