@@ -11,7 +11,7 @@
 - ``GET /api/v3/operations?service=&spanKind=``: operations with their span kind (Jaeger v2)
 - ``GET /api/dependencies?endTs=&lookback=``: the service graph, Jaeger's shape plus errors, p99
 - ``GET /`` the recent traces, ``GET /trace/{id}`` the waterfall, ``GET /trace/{a}...{b}``
-  two traces compared
+  two traces compared, ``GET /dependencies`` the service graph
 
 The search parameters and their parsing are :mod:`trace_viewer.search`'s.
 """
@@ -431,6 +431,11 @@ def create_query_app(store: TraceStore) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"))
+
+    @app.get("/dependencies", include_in_schema=False)
+    async def graph_page() -> FileResponse:
+        # Jaeger UI's URL for its service graph. The page reads its lookback and endTs itself.
+        return FileResponse(str(STATIC / "graph.html"))
 
     # Before /trace/{trace_id}, which would answer a 422 for "a...b".
     @app.get("/trace/{trace_a}...{trace_b}", include_in_schema=False)
