@@ -415,13 +415,13 @@ def listed(page: Page) -> set[str]:
 def test_a_click_on_a_service_or_an_edge_leads_to_its_traces(site: Site) -> None:
     page = site.open("/dependencies")
     page.click(f'#service-graph g.node[data-service="{PAYMENT}"]')
-    page.wait_for_url("**/?service=payment-service")
+    page.wait_for_url("**/?service=payment-service&lookback=1h")
     page.wait_for_selector("body[data-state=ready]")
     assert page.input_value("#service") == PAYMENT
     assert not page.is_checked("#error")
-    # The orders payment-service answered, not those whose charge was refused; and the
-    # hand-built trace: the list searches all the store holds, not the graph's window.
-    assert listed(page) == site.orders.traces[PAYMENT] | {GRAPH_TRACE}
+    # The orders payment-service answered, not those whose charge was refused; in the graph's
+    # window, the last hour, so not the hand-built trace of a past window.
+    assert listed(page) == site.orders.traces[PAYMENT]
     assert len(site.orders.traces[PAYMENT]) == 4
 
     # An edge's line: its callee's traces.
@@ -436,12 +436,12 @@ def test_a_click_on_a_service_or_an_edge_leads_to_its_traces(site: Site) -> None
         }""",
     )
     page.mouse.click(*point)
-    page.wait_for_url("**/?service=inventory-service")
+    page.wait_for_url("**/?service=inventory-service&lookback=1h")
 
     # An edge's failures: its callee's traces with errors.
     page = site.open("/dependencies")
     page.click(f'g.edge-label[data-child="{SHIPPING}"] a.errors')
-    page.wait_for_url("**/?service=shipping-service&error=true")
+    page.wait_for_url("**/?service=shipping-service&error=true&lookback=1h")
     page.wait_for_selector("body[data-state=ready]")
     assert page.input_value("#service") == SHIPPING and page.is_checked("#error")
     expected = site.orders.traces[SHIPPING] & site.orders.failed_traces
@@ -459,7 +459,10 @@ def test_a_cycle_a_self_call_and_a_call_nobody_answered(site: Site) -> None:
     nodes = graph_nodes(page)
     assert set(nodes) == {GATEWAY, ORDER, INVENTORY, PAYMENT, FRAUD, NOBODY}
     assert nodes[NOBODY]["kind"] == "unanswered" and nodes[NOBODY]["link"] is None
-    assert nodes[FRAUD]["kind"] == "service" and nodes[FRAUD]["link"] == "/?service=fraud-service"
+    # Links keep the window: the hour before endTs, in µs as the trace list takes it.
+    window = f"lookback=custom&start={(end_ms - 3600_000) * 1000}&end={end_ms * 1000}"
+    assert nodes[FRAUD]["kind"] == "service"
+    assert nodes[FRAUD]["link"] == f"/?service=fraud-service&{window}"
     edges = graph_edges(page)
     drawn = {key: (e["calls"], int(e["errors"]), e["kind"]) for key, e in edges.items()}
     assert drawn == HAND_EDGES
@@ -469,7 +472,7 @@ def test_a_cycle_a_self_call_and_a_call_nobody_answered(site: Site) -> None:
     assert left[PAYMENT] < left[FRAUD]
     assert "back" in edges[(FRAUD, PAYMENT)]["classes"].split()
     # The call nobody answered leads to the caller's failed traces.
-    assert edges[(ORDER, NOBODY)]["link"] == "/?service=order-service&error=true"
+    assert edges[(ORDER, NOBODY)]["link"] == f"/?service=order-service&error=true&{window}"
     assert edges[(ORDER, NOBODY)]["lines"][1] == "1 failed · 100 %"
     # The self-call's loop sits above inventory-service.
     loop = page.eval_on_selector(

@@ -85,3 +85,20 @@ test("an edge leads to its callee's traces, its failures to those with errors", 
     errors: "/?service=order-service&error=true",
   });
 });
+
+test("the links keep the graph's window: its lookback up to now, or its range up to endTs", () => {
+  const hour = LOOKBACKS.find((l) => l.key === "1h");
+  const edge = { parent: "order-service", child: "payment-service", errors: 2 };
+  assert.equal(
+    nodeHref({ name: "payment-service", kind: "service" }, { lookback: hour, endTs: null }),
+    "/?service=payment-service&lookback=1h",
+  );
+  const past = { lookback: hour, endTs: 1_700_000_000_000 };
+  assert.deepEqual(edgeHrefs(edge, "service", past), {
+    calls:
+      "/?service=payment-service&lookback=custom&start=1699996400000000&end=1700000000000000",
+    errors:
+      "/?service=payment-service&error=true&lookback=custom&start=1699996400000000" +
+      "&end=1700000000000000",
+  });
+});

@@ -140,7 +140,7 @@ function render(graph, end) {
         back: layout.edges.some((e) => e.kind === "back"),
       }),
     ),
-    h("div", { class: "graph-scroll" }, renderGraph(graph, layout, page.colors)),
+    h("div", { class: "graph-scroll" }, renderGraph(graph, layout, page.colors, page.state)),
   );
   document.body.dataset.state = "ready";
 }

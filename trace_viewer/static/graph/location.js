@@ -5,8 +5,9 @@
 //   /dependencies?lookback=6h&endTs=…  the 6 hours before endTs (ms since the epoch), as
 //                                      GET /api/dependencies takes it: a past incident's graph
 //
-// The links lead to the trace list (GET /), which reads `service` and `error=true` from its
-// query string, as /api/summaries does.
+// The links lead to the trace list (GET /), which reads `service`, `error=true` and the time
+// window (`lookback`, or `lookback=custom` with `start` and `end` in µs) from its query string,
+// as /api/summaries does: the traces behind the graph's window.
 
 /** The lookbacks offered, keyed as Jaeger UI keys its search lookbacks; `ms` for the API. */
 export const LOOKBACKS = [
@@ -63,31 +64,44 @@ export function dependenciesUrl({ lookback, endTs }, now) {
   return `/api/dependencies?endTs=${Math.floor(end)}&lookback=${Math.floor(lookback.ms)}`;
 }
 
-/** The trace list filtered to a service's traces, or those with errors. */
-export function searchUrl(service, { errors = false } = {}) {
+/**
+ * The trace list filtered to a service's traces, or those with errors, in the graph's window
+ * (a page state: up to now, the list's lookback of the same key; up to endTs, that range).
+ */
+export function searchUrl(service, { errors = false, range = null } = {}) {
   const params = new URLSearchParams({ service });
   if (errors) params.set("error", "true");
+  if (range?.lookback) {
+    if (range.endTs === null || range.endTs === undefined) {
+      params.set("lookback", range.lookback.key);
+    } else {
+      params.set("lookback", "custom");
+      params.set("start", String(Math.floor(range.endTs - range.lookback.ms) * 1000));
+      params.set("end", String(Math.floor(range.endTs) * 1000));
+    }
+  }
   return `/?${params}`;
 }
 
 /**
- * Where a click leads. A service: its traces. An edge: the traces of its callee (each of them
- * made that call), and from its failures those of them with errors. A callee that never
- * answered has no traces of its own (no spans): its node leads nowhere, and its edges to the
- * caller's traces with errors, where the failed calls are (the caller's CLIENT spans).
+ * Where a click leads, in the window of the page state `range` (optional). A service: its
+ * traces. An edge: the traces of its callee (each of them made that call), and from its
+ * failures those of them with errors. A callee that never answered has no traces of its own
+ * (no spans): its node leads nowhere, and its edges to the caller's traces with errors, where
+ * the failed calls are (the caller's CLIENT spans).
  */
-export function nodeHref(node) {
-  return node.kind === "unanswered" ? null : searchUrl(node.name);
+export function nodeHref(node, range = null) {
+  return node.kind === "unanswered" ? null : searchUrl(node.name, { range });
 }
 
 /** {calls, errors}: the edge's links (errors null when none failed or the count is unknown). */
-export function edgeHrefs(edge, childKind) {
+export function edgeHrefs(edge, childKind, range = null) {
   if (childKind === "unanswered") {
-    const href = searchUrl(edge.parent, { errors: true });
+    const href = searchUrl(edge.parent, { errors: true, range });
     return { calls: href, errors: edge.errors > 0 ? href : null };
   }
   return {
-    calls: searchUrl(edge.child),
-    errors: edge.errors > 0 ? searchUrl(edge.child, { errors: true }) : null,
+    calls: searchUrl(edge.child, { range }),
+    errors: edge.errors > 0 ? searchUrl(edge.child, { errors: true, range }) : null,
   };
 }

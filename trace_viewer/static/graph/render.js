@@ -156,11 +156,11 @@ function nodeTitle(node) {
   return `${parts.join(", ")} — click for its traces`;
 }
 
-function drawNode(item, colors) {
+function drawNode(item, colors, range) {
   const { node } = item;
   const unanswered = node.kind === "unanswered";
   return maybeLink(
-    nodeHref(node),
+    nodeHref(node, range),
     { class: "node-link" },
     s(
       "g",
@@ -185,14 +185,14 @@ function drawNode(item, colors) {
 }
 
 /** The graph as an SVG element (the layout's size), nodes and edges marked with their data. */
-export function renderGraph(graph, layout, colors) {
+export function renderGraph(graph, layout, colors, range = null) {
   const kindOf = new Map(graph.nodes.map((n) => [n.name, n.kind]));
   const maxCalls = Math.max(0, ...graph.edges.map((e) => e.calls));
   const measure = textMeasurer(LABEL_FONT);
   const styled = layout.edges.map((item) => ({
     item,
     style: edgeStyle(item.edge, maxCalls),
-    hrefs: edgeHrefs(item.edge, kindOf.get(item.edge.child)),
+    hrefs: edgeHrefs(item.edge, kindOf.get(item.edge.child), range),
   }));
   const services = graph.nodes.filter((n) => n.kind === "service").length;
   return s(
@@ -218,7 +218,7 @@ export function renderGraph(graph, layout, colors) {
     s(
       "g",
       { class: "nodes" },
-      layout.nodes.map((item) => drawNode(item, colors)),
+      layout.nodes.map((item) => drawNode(item, colors, range)),
     ),
     s(
       "g",
