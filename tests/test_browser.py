@@ -21,10 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.chromium import ARTIFACTS, CHROMIUM
 from tests.processes import ROOT, Viewer, running_viewer
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
 TRACE_ID = "5eed0000c0ffee0000000000000b0a7d"
 LINKED_TRACE_ID = "11111111111111111111111111111111"
 BASE_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z

@@ -1,27 +1,26 @@
-"""The trace list page in headless Chromium, against the real viewer: outcomes, real errors
-apart from injected faults, tag search, sorting, the duration-over-time plot, full trace ids
-with a copy button, and the trace-id box.
-
-What a page renders is read with ``--dump-dom`` (as tests/test_browser.py does); what a click
-or a key does, through the DevTools protocol (tests/cdp.py). Five order traces are built
-here, one per outcome, at known starts and durations.
+"""The trace list page in headless Chromium driven by Playwright (tests/chromium.py), against
+the real viewer: outcomes, real errors apart from injected faults, tag search, sorting, the
+duration-over-time plot, full trace ids with a copy button, and the trace-id box. What a page
+renders is read from its DOM once it has drawn; what a user's keys and clicks do, with real
+key and mouse events. Five order traces are built here, one per outcome, at known starts and
+durations.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect
 
-from tests.cdp import Page, chromium_page
-from tests.processes import running_viewer
-from tests.test_browser import ARTIFACTS, CHROMIUM, Elements, TraceBuilder, chromium
+from tests.chromium import ARTIFACTS, launched_chromium, load, open_page
+from tests.processes import poll, running_viewer
+from tests.test_browser import Elements, TraceBuilder
 
 ORDER, PAYMENT, INVENTORY = "order-service", "payment-service", "inventory-service"
 SERVER, CLIENT = 2, 3
@@ -89,14 +88,28 @@ def build(outcome: Outcome) -> TraceBuilder:
 @dataclass(frozen=True)
 class ListPage:
     ui: str
-    profiles: Path
+    browser: Browser
+    reader: Page  # where what a URL renders is read: a fresh page costs a browser context
+
+    def url(self, query: dict[str, str] | None = None) -> str:
+        return f"{self.ui}/" + (f"?{urlencode(query)}" if query else "")
+
+    @contextmanager
+    def opened(self, query: dict[str, str] | None = None) -> Iterator[Page]:
+        """The list at ``/?query`` in a fresh page, drawn, until the block ends; whatever the
+        block does, the page threw nothing."""
+        page = open_page(self.browser, self.url(query))
+        try:
+            yield page
+            assert not page.errors, f"JavaScript errors: {page.errors}"  # type: ignore[attr-defined]
+        finally:
+            page.close()
 
     def dom(self, query: dict[str, str] | None = None) -> Elements:
-        url = f"{self.ui}/" + (f"?{urlencode(query)}" if query else "")
-        profile = Path(tempfile.mkdtemp(dir=self.profiles))
-        html = chromium(profile, "--dump-dom", url).stdout
-        assert "<body" in html, html[:500]
-        return Elements(html)
+        """What the list at ``/?query`` renders, once drawn."""
+        load(self.reader, self.url(query))
+        assert not self.reader.errors, self.reader.errors  # type: ignore[attr-defined]
+        return Elements(self.reader.content())
 
     def rows(self, query: dict[str, str] | None = None) -> list[dict[str, str]]:
         return [a for tag, a in self.dom(query).elements if tag == "tr" and "data-trace-id" in a]
@@ -111,19 +124,34 @@ class ListPage:
 
 @pytest.fixture(scope="module")
 def list_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ListPage]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: `make test` installs it.", pytrace=False)
     with running_viewer(tmp_path_factory.mktemp("viewer")) as viewer:
         for outcome in OUTCOMES:
             response = httpx.post(viewer.traces_endpoint, json=build(outcome).request(), timeout=10)
             assert response.status_code == 200, response.text
-        yield ListPage(viewer.ui, tmp_path_factory.mktemp("chromium"))
+        with launched_chromium() as browser:
+            yield ListPage(viewer.ui, browser, open_page(browser, f"{viewer.ui}/"))
 
 
-@pytest.fixture
-def page(list_page: ListPage, tmp_path: Path) -> Iterator[Page]:
-    with chromium_page(CHROMIUM, tmp_path / "profile") as opened:
-        yield opened
+def path(page: Page) -> str:
+    return urlsplit(page.url).path
+
+
+def tags_in_url(page: Page) -> object:
+    """The search's tags as the page keeps them in its address (JSON, as Jaeger's)."""
+    return json.loads(parse_qs(urlsplit(page.url).query)["tags"][0])
+
+
+def validation_message(page: Page, selector: str) -> str:
+    return str(page.locator(selector).evaluate("el => el.validationMessage"))
+
+
+def navigations(page: Page) -> list[str]:
+    """The URLs the page asks for as documents from now on: a navigation shows here when its
+    request leaves, before it commits, so "went nowhere" does not depend on how soon one looks.
+    """
+    urls: list[str] = []
+    page.on("request", lambda request: request.is_navigation_request() and urls.append(request.url))
+    return urls
 
 
 def test_each_trace_shows_its_outcome_and_real_errors_apart_from_faults(
@@ -214,8 +242,8 @@ def test_screenshot_of_the_trace_list(list_page: ListPage) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "trace-list.png"
     shot.unlink(missing_ok=True)
-    profile = Path(tempfile.mkdtemp(dir=list_page.profiles))
-    chromium(profile, f"--screenshot={shot}", f"{list_page.ui}/?sort=longest")
+    with list_page.opened({"sort": "longest"}) as page:
+        page.screenshot(path=str(shot))
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 30_000, f"a {len(data)}-byte screenshot is suspiciously plain"
@@ -224,72 +252,66 @@ def test_screenshot_of_the_trace_list(list_page: ListPage) -> None:
 # --- what a user's keys and clicks do ---------------------------------------------------------
 
 
-def test_the_trace_id_box_opens_the_trace(list_page: ListPage, page: Page) -> None:
-    page.open(f"{list_page.ui}/")
-    page.type("#trace-id", "nothex")
-    page.press_enter()
-    assert page.evaluate("document.getElementById('trace-id').validationMessage")
-    assert page.evaluate("location.pathname") == "/", "a malformed id goes nowhere"
-    page.type("#trace-id", f"  {BY_NAME['outage'].trace_id.upper()} ")
-    page.press_enter()
-    page.wait_for(f"location.pathname === '/trace/{BY_NAME['outage'].trace_id}'", "the trace page")
+def test_the_trace_id_box_opens_the_trace(list_page: ListPage) -> None:
+    outage = BY_NAME["outage"].trace_id
+    with list_page.opened() as page:
+        opened = navigations(page)
+        box = page.locator("#trace-id")
+        box.fill("nothex")
+        box.press("Enter")
+        assert validation_message(page, "#trace-id")
+        assert path(page) == "/", "a malformed id goes nowhere"
+        box.fill(f"  {outage.upper()} ")
+        box.press("Enter")
+        page.wait_for_url(f"{list_page.ui}/trace/{outage}")
+        assert opened == [f"{list_page.ui}/trace/{outage}"], "nowhere before it"
 
 
-def test_typed_tags_search_and_stay_in_the_url(list_page: ListPage, page: Page) -> None:
+def test_typed_tags_search_and_stay_in_the_url(list_page: ListPage) -> None:
     # A search in the URL is shown in the form as the key=value pairs one types.
-    page.open(f"{list_page.ui}/?{urlencode({'tags': json.dumps({'shop.order.id': ORDER_ID})})}")
-    assert page.evaluate("document.getElementById('tags').value") == f"shop.order.id={ORDER_ID}"
-    assert page.evaluate("document.querySelectorAll('tr[data-trace-id]').length") == 1
-    page.type("#tags", "http.response.status_code=503")
-    page.press_enter()
-    page.wait_for(
-        "document.querySelectorAll('tr[data-trace-id]').length === 1", "the search to run"
-    )
-    assert page.evaluate("document.querySelector('tr[data-trace-id]').dataset.traceId") == (
-        BY_NAME["outage"].trace_id
-    )
-    query = page.evaluate("new URLSearchParams(location.search).get('tags')")
-    assert json.loads(query) == {"http.response.status_code": "503"}
-    # What cannot be read is said on the box, and not searched.
-    page.type("#tags", 'shop.order.id="unclosed')
-    page.press_enter()
-    message = page.evaluate("document.getElementById('tags').validationMessage")
-    assert "no closing quote" in message
-    assert json.loads(page.evaluate("new URLSearchParams(location.search).get('tags')")) == {
-        "http.response.status_code": "503"
-    }
-    assert page.evaluate("document.querySelectorAll('tr[data-trace-id]').length") == 1
+    with list_page.opened({"tags": json.dumps({"shop.order.id": ORDER_ID})}) as page:
+        page.uncheck("#auto")  # so that only the Enter key searches
+        tags, rows = page.locator("#tags"), page.locator("tr[data-trace-id]")
+        assert tags.input_value() == f"shop.order.id={ORDER_ID}"
+        assert rows.count() == 1
+        tags.fill("http.response.status_code=503")
+        tags.press("Enter")
+        # The declined order's row gives way to the outage's (one row before and after).
+        expect(page.locator(f'tr[data-trace-id="{BY_NAME["outage"].trace_id}"]')).to_have_count(1)
+        assert rows.count() == 1
+        assert tags_in_url(page) == {"http.response.status_code": "503"}
+        # What cannot be read is said on the box, and not searched.
+        tags.fill('shop.order.id="unclosed')
+        tags.press("Enter")
+        assert "no closing quote" in validation_message(page, "#tags")
+        assert tags_in_url(page) == {"http.response.status_code": "503"}
+        assert rows.count() == 1
 
 
 def test_sorting_reorders_without_a_reload_and_keeps_the_order_in_the_url(
-    list_page: ListPage, page: Page
+    list_page: ListPage,
 ) -> None:
-    page.open(f"{list_page.ui}/")
-    page.evaluate(
-        "(() => { const s = document.getElementById('sort'); s.value = 'longest';"
-        " s.dispatchEvent(new Event('change')); })()"
-    )
-    first = page.evaluate("document.querySelector('tr[data-trace-id]').dataset.traceId")
-    assert first == BY_NAME["outage"].trace_id
-    assert page.evaluate("location.search") == "?sort=longest"
+    with list_page.opened() as page:
+        page.select_option("#sort", "longest")
+        first = page.locator("tr[data-trace-id]").first
+        assert first.get_attribute("data-trace-id") == BY_NAME["outage"].trace_id
+        assert urlsplit(page.url).query == "sort=longest"
 
 
-def test_a_dot_opens_its_trace(list_page: ListPage, page: Page) -> None:
-    page.open(f"{list_page.ui}/")
+def test_a_dot_opens_its_trace(list_page: ListPage) -> None:
     declined = BY_NAME["declined"].trace_id
-    page.click(f'a.dot-link[data-trace-id="{declined}"] circle')
-    page.wait_for(f"location.pathname === '/trace/{declined}'", "the trace page")
+    with list_page.opened() as page:
+        page.click(f'a.dot-link[data-trace-id="{declined}"] circle')
+        page.wait_for_url(f"{list_page.ui}/trace/{declined}")
 
 
-def test_the_copy_button_copies_the_whole_id(list_page: ListPage, page: Page) -> None:
-    page.open(f"{list_page.ui}/")
-    # The clipboard is the browser's; what our button hands it is ours.
-    page.evaluate(
-        "navigator.clipboard.writeText = (text) => { window.copied = text;"
-        " return Promise.resolve(); }"
-    )
+def test_the_copy_button_copies_the_whole_id(list_page: ListPage) -> None:
     rejected = BY_NAME["rejected"].trace_id
-    page.click(f'button.copy[data-copy="{rejected}"]')
-    page.wait_for("window.copied", "the copy")
-    assert page.evaluate("window.copied") == rejected
-    assert page.evaluate("location.pathname") == "/", "the row's click does not also open it"
+    with list_page.opened() as page:
+        opened = navigations(page)
+        # The browser's own clipboard, which the page may read back once allowed to.
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page.click(f'button.copy[data-copy="{rejected}"]')
+        copied = poll(lambda: page.evaluate("navigator.clipboard.readText()"), 10, "the copy")
+        assert copied == rejected
+        assert path(page) == "/" and not opened, "the row's click does not also open it"

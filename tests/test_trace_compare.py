@@ -20,13 +20,13 @@ import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from payment_service import cards
+from tests.chromium import ARTIFACTS, launched_chromium, open_page
 from tests.conftest import in_process_system
 from tests.helpers import order_body
 from tests.processes import ROOT, Viewer, running_viewer
-from tests.test_browser import ARTIFACTS, CHROMIUM
 
 FIXTURES = ROOT / "tests" / "fixtures" / "trace_diff"
 FIXTURE_A, FIXTURE_B = "a" * 32, "b" * 32
@@ -118,20 +118,11 @@ class Site:
 
     def open(self, path: str, state: str = "ready") -> Page:
         """A fresh page at ``path``, once it has drawn (or said what is wrong)."""
-        page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors  # type: ignore[attr-defined]
-        page.goto(f"{self.viewer.ui}{path}")
-        page.wait_for_selector("body[data-state]")
-        assert page.evaluate("document.body.dataset.state") == state
-        return page
+        return open_page(self.browser, f"{self.viewer.ui}{path}", state)
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: `make test` installs it", pytrace=False)
     orders = asyncio.run(_place_orders(tmp_path_factory.mktemp("apps")))
     with running_viewer(tmp_path_factory.mktemp("viewer")) as viewer:
         for name in ("a.json", "b.json"):
@@ -143,15 +134,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             headers={"content-type": "application/x-protobuf"},
         )
         assert response.status_code == 200, response.text
-        playwright: Playwright
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
-            )
-            try:
-                yield Site(viewer, browser, orders)
-            finally:
-                browser.close()
+        with launched_chromium() as browser:
+            yield Site(viewer, browser, orders)
 
 
 def screenshot(page: Page, name: str) -> None:

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 
+from tests.chromium import ARTIFACTS, launched_chromium, open_page
 from tests.linked_traces import LinkedTraces, linked_traces
 from tests.processes import Viewer, running_viewer
 from tests.test_browser import (
-    ARTIFACTS,
-    CHROMIUM,
     NOT_CRITICAL,
     SKEW_TRACE_ID,
     TRACE_ID,
@@ -36,15 +35,8 @@ class Site:
     linked: LinkedTraces
 
     def open(self, path: str) -> Page:
-        """A fresh page at ``path``, once the trace page has drawn (or given up)."""
-        page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors  # type: ignore[attr-defined]
-        page.goto(f"{self.viewer.ui}{path}")
-        page.wait_for_selector("body[data-state]")
-        assert page.evaluate("document.body.dataset.state") == "ready"
-        return page
+        """A fresh page at ``path``, once the trace page has drawn."""
+        return open_page(self.browser, f"{self.viewer.ui}{path}")
 
 
 def screenshot(page: Page, name: str) -> None:
@@ -57,8 +49,6 @@ def screenshot(page: Page, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: `make test` installs it", pytrace=False)
     linked = linked_traces(tmp_path_factory.mktemp("apps"))
     with running_viewer(tmp_path_factory.mktemp("viewer")) as viewer:
         for request in (order_trace().request(), skew_request()):
@@ -69,15 +59,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             headers={"content-type": "application/x-protobuf"},
         )
         assert response.status_code == 200, response.text
-        playwright: Playwright
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
-            )
-            try:
-                yield Site(viewer, browser, linked)
-            finally:
-                browser.close()
+        with launched_chromium() as browser:
+            yield Site(viewer, browser, linked)
 
 
 def fragment(page: Page) -> str:

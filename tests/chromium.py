@@ -1,0 +1,55 @@
+"""Debian's Chromium for the browser tests (``make test`` installs it), driven by Playwright
+(the ``test`` extra, no browser download): one way to launch it and one way to open a page,
+shared by the tests of the trace list, the trace page's views and the comparison page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.processes import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@contextmanager
+def launched_chromium() -> Iterator[Browser]:
+    """Chromium under Playwright until the block ends.
+
+    Each module's fixture enters it, after any ``asyncio.run`` of its own: between calls
+    Playwright's sync API marks its event loop as running, so while a browser is open
+    ``asyncio.run`` and the asyncio tests refuse to start. One browser for the whole session
+    would break every asyncio test that runs after the first browser test."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: `make test` installs it", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser: Browser, url: str, state: str = "ready") -> Page:
+    """A fresh page (in a context of its own) at ``url``, once the page has drawn or said what
+    is wrong (``body[data-state]``). What it throws collects in ``page.errors``."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    load(page, url, state)
+    return page
+
+
+def load(page: Page, url: str, state: str = "ready") -> None:
+    """Go to ``url`` in ``page`` and wait until it has drawn or said what is wrong."""
+    page.goto(url)
+    page.wait_for_selector("body[data-state]")
+    assert page.evaluate("document.body.dataset.state") == state
