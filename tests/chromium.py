@@ -37,12 +37,25 @@ def launched_chromium() -> Iterator[Browser]:
             browser.close()
 
 
-def open_page(browser: Browser, url: str, state: str = "ready") -> Page:
+def open_page(
+    browser: Browser,
+    url: str,
+    state: str = "ready",
+    *,
+    height: int = 1000,
+    failed_requests: bool = False,
+) -> Page:
     """A fresh page (in a context of its own) at ``url``, once the page has drawn or said what
-    is wrong (``body[data-state]``). What it throws collects in ``page.errors``."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    is wrong (``body[data-state]``). What it throws collects in ``page.errors``, and with
+    ``failed_requests`` every answer of 400 or more it got (a module that is not served)."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    if failed_requests:
+        page.on(
+            "response",
+            lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+        )
     page.errors = errors  # type: ignore[attr-defined]
     load(page, url, state)
     return page

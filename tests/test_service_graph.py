@@ -22,14 +22,15 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from common.faults import FaultRule
 from payment_service import cards
+from tests.chromium import ARTIFACTS, launched_chromium, open_page
 from tests.conftest import FaultyTransport, down, in_process_system
 from tests.helpers import SERVICES, order_body
 from tests.processes import Viewer, running_viewer
-from tests.test_browser import ARTIFACTS, BASE_NS, CHROMIUM, MS, TraceBuilder, string_attr
+from tests.test_browser import BASE_NS, MS, TraceBuilder, string_attr
 
 ORDER, INVENTORY, PAYMENT, SHIPPING = (
     "order-service",
@@ -231,18 +232,8 @@ class Site:
 
     def open(self, path: str, state: str = "ready") -> Page:
         """A fresh page at ``path``, once it has drawn (or said what is wrong)."""
-        page = self.browser.new_page(viewport={"width": 1400, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on(
-            "response",
-            lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-        )
-        page.errors = errors  # type: ignore[attr-defined]
-        page.goto(f"{self.viewer.ui}{path}")
-        page.wait_for_selector("body[data-state]")
-        assert page.evaluate("document.body.dataset.state") == state
-        return page
+        url = f"{self.viewer.ui}{path}"
+        return open_page(self.browser, url, state, height=900, failed_requests=True)
 
     def api(self, query: str = "") -> list[dict[str, Any]]:
         body = httpx.get(f"{self.viewer.ui}/api/dependencies{query}").json()
@@ -252,8 +243,6 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: `make test` installs it", pytrace=False)
     orders = asyncio.run(_place_orders(tmp_path_factory.mktemp("apps")))
     with running_viewer(tmp_path_factory.mktemp("viewer")) as viewer:
         response = httpx.post(
@@ -264,15 +253,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert response.status_code == 200, response.text
         response = httpx.post(viewer.traces_endpoint, json=hand_built_request())
         assert response.status_code == 200, response.text
-        playwright: Playwright
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
-            )
-            try:
-                yield Site(viewer, browser, orders)
-            finally:
-                browser.close()
+        with launched_chromium() as browser:
+            yield Site(viewer, browser, orders)
 
 
 def screenshot(page: Page, name: str) -> None:
