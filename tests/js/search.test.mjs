@@ -5,6 +5,7 @@ import { test } from "node:test";
 
 import {
   classifyOutcome,
+  comparePair,
   durationTicks,
   filtersFromQuery,
   formatTags,
@@ -113,6 +114,18 @@ test("sorting as Jaeger offers it, ties newest first then by id", () => {
   assert.equal(ids("most-errors"), "cbad");
   assert.equal(ids("nonsense"), "acdb");
   assert.equal(rows[0].traceID, "a", "a copy is sorted, not the rows");
+});
+
+test("two ticked traces compare the earlier-started as A, the later as B", () => {
+  // rows: b started at 1 s, c and d together at 2 s, a at 3 s.
+  assert.deepEqual(comparePair([rows[0], rows[1]]), { a: "b", b: "a" });
+  assert.deepEqual(comparePair([rows[1], rows[0]]), { a: "b", b: "a" }, "whatever the tick order");
+  assert.deepEqual(comparePair([rows[3], rows[2]]), { a: "c", b: "d" }, "a tie: by id");
+  assert.equal(comparePair([rows[0]]), null);
+  assert.equal(comparePair([rows[0], rows[1], rows[2]]), null);
+  assert.equal(comparePair([rows[0], rows[0]]), null, "one trace is no comparison");
+  assert.equal(comparePair([]), null);
+  assert.equal(comparePair(undefined), null);
 });
 
 test("scales and ticks: linear, round wall-clock steps, round durations from zero", () => {

@@ -1,6 +1,8 @@
 // The trace list (GET /): traces from /api/summaries, searched as Jaeger searches (service,
 // operation, tags, durations, lookback or a time range, limit), sorted, and plotted duration
-// over time. The search lives in the URL's query string. The pure parts are search.js's.
+// over time. The search lives in the URL's query string. Two traces ticked in the list open the
+// comparison page, as in Jaeger UI. The pure parts are search.js's.
+import { compareUrl } from "/static/compare/location.js";
 import { ServiceColors, fmtAgo, fmtClock, fmtMs, fmtTick, getJSON, h, serviceChip } from "/static/common.js";
 import {
   DEFAULT_LIMIT,
@@ -9,6 +11,7 @@ import {
   OUTCOMES,
   SORTS,
   classifyOutcome,
+  comparePair,
   filtersFromQuery,
   formatTags,
   normalizeTraceId,
@@ -19,7 +22,7 @@ import {
 } from "/static/search.js";
 
 const REFRESH_MS = 5000;
-const COLUMNS = 9;
+const COLUMNS = 10;
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const form = $("filters");
@@ -36,6 +39,7 @@ const errorCheck = $("error");
 const sortSelect = $("sort");
 const autoCheck = $("auto");
 const statusEl = $("status");
+const compareButton = $("compare-picked");
 const tbody = document.querySelector("#traces tbody");
 const scatter = $("scatter");
 
@@ -45,6 +49,7 @@ let rows = []; // the last answer, as the API sent it
 let loading = null; // AbortController of the request in flight
 let timer = null;
 let knownServices = null;
+const picked = new Map(); // trace id -> its row, ticked to compare (kept across refreshes)
 
 // ---------------------------------------------------------------------------------------------
 // The form <-> the filters (search.js reads and writes the URL)
@@ -199,6 +204,42 @@ async function copy(text, button) {
   }, 1200);
 }
 
+/** The Compare button: enabled when exactly two traces are ticked. */
+function showPicked() {
+  const pair = comparePair([...picked.values()]);
+  compareButton.disabled = !pair;
+  compareButton.title = pair
+    ? "Compare the two ticked traces: the earlier one as A, the later as B"
+    : `Tick two traces to compare them (${picked.size} ticked)`;
+  compareButton.dataset.picked = String(picked.size);
+}
+
+function comparePicked() {
+  const pair = comparePair([...picked.values()]);
+  if (pair) window.location.href = compareUrl(pair.a, pair.b);
+}
+
+function pickCell(trace) {
+  return h(
+    "td",
+    { class: "pick" },
+    h(
+      "label",
+      { title: "Tick two traces to compare them" },
+      h("input", {
+        type: "checkbox",
+        "aria-label": `Compare trace ${trace.traceID}`,
+        checked: picked.has(trace.traceID),
+        onchange: (event) => {
+          if (event.target.checked) picked.set(trace.traceID, trace);
+          else picked.delete(trace.traceID);
+          showPicked();
+        },
+      }),
+    ),
+  );
+}
+
 function traceRow(trace, maxDuration, fresh) {
   const href = `/trace/${trace.traceID}`;
   const errors = Number(trace.errorCount) || 0;
@@ -214,11 +255,12 @@ function traceRow(trace, maxDuration, fresh) {
       "data-trace-id": trace.traceID,
       "data-outcome": classifyOutcome(trace).kind,
       onclick: (event) => {
-        if (event.target.closest("a, button") || window.getSelection().toString()) return;
+        if (event.target.closest("a, button, label") || window.getSelection().toString()) return;
         if (event.ctrlKey || event.metaKey) window.open(href, "_blank");
         else window.location.href = href;
       },
     },
+    pickCell(trace),
     h(
       "td",
       { class: "when", title: fmtClock(trace.startTimeUnixNano, { withDate: true }) },
@@ -499,6 +541,8 @@ async function start() {
     keepInUrl();
     render();
   });
+  compareButton.addEventListener("click", comparePicked);
+  showPicked();
   $("jump").addEventListener("submit", openTrace);
   $("trace-id").addEventListener("input", (event) => event.target.setCustomValidity(""));
   $("refresh").addEventListener("click", refresh);

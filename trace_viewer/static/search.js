@@ -223,6 +223,23 @@ export function sortTraces(rows, order = "recent") {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Comparing two traces of the list, as Jaeger UI's search results do (a checkbox per trace,
+// then "Compare Traces"): the one that started first is A and the later one B, so that the
+// comparison reads B − A as what changed since (an order before a change against one after).
+
+/** {a, b}: the trace ids of two ticked rows, the earlier-started first; null unless two. */
+export function comparePair(rows) {
+  const ids = new Set((rows || []).map((row) => row?.traceID));
+  if (rows?.length !== 2 || ids.size !== 2) return null;
+  const [a, b] = [...rows].sort((x, y) => {
+    const delta = startOf(x) - startOf(y);
+    if (delta !== 0n) return delta > 0n ? 1 : -1;
+    return String(x.traceID).localeCompare(String(y.traceID));
+  });
+  return { a: a.traceID, b: b.traceID };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The duration-over-time plot: start time across, duration up, one dot per trace.
 
 /** A linear map from [d0, d1] to [r0, r1] (a flat domain maps to the middle of the range). */
