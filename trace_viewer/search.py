@@ -256,6 +256,12 @@ def _rfc3339(text: str, name: str) -> int:
     return seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
 
 
+def _int64(nanos: int) -> int:
+    """A time as the store compares it: its times are int64 ns (1677 to 2262), so one beyond
+    them is the end of that range (0001-01-01 searches from the first trace)."""
+    return min(max(nanos, -MAX_DURATION_NS - 1), MAX_DURATION_NS)
+
+
 def _v3(params: Mapping[str, str], canonical: str) -> tuple[str, str]:
     """A v3 parameter's value and the name it came under: the camelCase name, else its
     snake_case alias (``query.serviceName``, ``query.service_name``)."""
@@ -289,7 +295,8 @@ def v3_search(params: Mapping[str, str], max_depth: int = MAX_LIMIT) -> Search:
         try:
             parse_duration(text, name)
         except BadQuery as exc:
-            raise BadQuery(f"malformed parameter {name}: {exc}") from None
+            why = str(exc).removeprefix(f"unable to parse param '{name}': ")
+            raise BadQuery(f"malformed parameter {name}: {why}") from None
     raw, raw_name = _v3(params, "query.rawTraces")
     try:
         parse_bool(raw, raw_name)  # read and checked; the store keeps traces as sent
@@ -310,8 +317,8 @@ def v3_search(params: Mapping[str, str], max_depth: int = MAX_LIMIT) -> Search:
         attributes=attributes,
         min_duration_ns=low_ns,
         max_duration_ns=high_ns,
-        start_min_ns=low,
-        start_max_ns=high,
+        start_min_ns=_int64(low),
+        start_max_ns=_int64(high),
         limit=depth,
     )
     return Search(query)
