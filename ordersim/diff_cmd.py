@@ -65,7 +65,8 @@ def name_cell(node: DiffNode) -> Text:
     return text
 
 
-def render(diff: TraceDiff) -> RenderableType:
+def render(diff: TraceDiff, width: int | None = None) -> RenderableType:
+    """The header and the merged tree; at ``width`` columns the span names give way."""
     header = Text()
     for label, trace in (("A", diff.a), ("B", diff.b)):
         header.append(f"{label} ", style="bold")
@@ -77,20 +78,33 @@ def render(diff: TraceDiff) -> RenderableType:
     header.append(f"{diff.count('only_a')} only in A (-)  ", style=ONLY_A_STYLE)
     header.append(f"{diff.count('only_b')} only in B (+)", style=ONLY_B_STYLE)
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("span", overflow="ellipsis", no_wrap=True, max_width=60)
-    table.add_column("service", no_wrap=True)
-    table.add_column("A ms", justify="right", no_wrap=True)
-    table.add_column("B ms", justify="right", no_wrap=True)
-    table.add_column("Δ ms", justify="right", no_wrap=True)
-    for node in diff.rows():
-        table.add_row(
+    rows = [
+        (
             name_cell(node),
             Text(node.service, style=service_colour(node.service)),
-            side(node.count_a, node.total_a_ns),
-            side(node.count_b, node.total_b_ns),
+            Text(side(node.count_a, node.total_a_ns)),
+            Text(side(node.count_b, node.total_b_ns)),
             delta_cell(node),
         )
+        for node in diff.rows()
+    ]
+
+    def widest(column: int, heading: str) -> int:
+        return max([len(heading), *(row[column].cell_len for row in rows)])
+
+    # The figures keep their width and the span names give way (ellipsis): at 80 columns,
+    # a pipe's width, rich would otherwise shrink every column and cut the numbers too.
+    headings = ("service", "A ms", "B ms", "Δ ms")
+    others = [widest(column, heading) for column, heading in enumerate(headings, start=1)]
+    # Between five columns: four separators, a space of padding each side, one to spare.
+    room = 60 if width is None else max(12, min(60, width - sum(others) - 4 * 3 - 2))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("span", overflow="ellipsis", no_wrap=True, max_width=room)
+    table.add_column("service", no_wrap=True, min_width=others[0])
+    for heading, least in zip(headings[1:], others[1:], strict=True):
+        table.add_column(heading, justify="right", no_wrap=True, min_width=least)
+    for row in rows:
+        table.add_row(*row)
     return Group(header, table)
 
 
@@ -123,5 +137,5 @@ def diff(
                 errors.print(Text(f"error: trace {trace_id} not found at {endpoint}", style="red"))
                 return 1
             traces.append(Trace(parse_otlp(document)))
-    console.print(render(diff_traces(traces[0], traces[1])))
+    console.print(render(diff_traces(traces[0], traces[1]), console.width))
     return 0

@@ -90,14 +90,14 @@ def viewer_transport(documents: dict[str, Any]) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-def run_diff(a: str, b: str, documents: dict[str, Any]) -> tuple[int, str, str]:
+def run_diff(a: str, b: str, documents: dict[str, Any], width: int = 160) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = diff_cmd.diff(
         a,
         b,
         endpoint="http://viewer.test",
-        console=Console(file=out, width=160),
-        errors=Console(file=err, width=160),
+        console=Console(file=out, width=width),
+        errors=Console(file=err, width=width),
         transport=viewer_transport(documents),
     )
     return code, out.getvalue(), err.getvalue()
@@ -116,6 +116,16 @@ def test_the_terminal_diff_marks_each_side_and_the_differences() -> None:
     assert "✗" in lines["charge_payment"]  # an error in B
     check = lines["check_stock"]
     assert "2→3" in check and "2x 22.00" in check and "3x 64.00" in check and "+42.00" in check
+
+
+def test_at_80_columns_the_names_give_way_and_the_figures_stay_whole() -> None:
+    """A pipe's width: the span names are cut (…), never the numbers."""
+    a, b = "a" * 32, "b" * 32
+    code, out, _ = run_diff(a, b, {a: fixture("a.json"), b: fixture("b.json")}, width=80)
+    assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 80
+    check = next(line for line in out.splitlines() if "check_stock" in line or "check_st…" in line)
+    assert "2x 22.00" in check and "3x 64.00" in check and "+42.00" in check
 
 
 def test_the_terminal_diff_says_which_trace_is_missing_and_refuses_bad_ids() -> None:
