@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 A = TypeVar("A")
 B = TypeVar("B")
 
-#: Schedules a call for after the response has gone out: ``BackgroundTasks.add_task``.
+#: Schedules a call for once the response has gone out: ``background.AfterResponse.add``.
 AfterResponse = Callable[..., None]
 
 
@@ -135,9 +135,9 @@ class OrderFlow:
     ) -> Order:
         """Place an order; every outcome but invalid input (422) is stored and returned.
 
-        ``after_response`` schedules the confirmation's notification for after the
-        response (the route passes ``BackgroundTasks.add_task``); without it, it starts
-        at once."""
+        ``after_response`` schedules the confirmation's notification for once the
+        response has gone out (the route passes ``AfterResponse.add``); without it, it
+        starts at once."""
         with self._tracer.start_as_current_span("place_order") as span:
             order = self._new_order(request, span)
 
@@ -176,7 +176,7 @@ class OrderFlow:
         async def steps_2_to_5(root: trace.Span) -> None:
             await self._complete(order, request, root)
 
-        async def start() -> None:  # a coroutine function: BackgroundTasks awaits it
+        def start() -> None:
             self._detached.start(
                 "place_order",
                 origin,
@@ -185,7 +185,7 @@ class OrderFlow:
             )
 
         if after_response is None:
-            await start()
+            start()
         else:
             after_response(start)
         return pending
@@ -230,7 +230,7 @@ class OrderFlow:
         confirmed = await self._finish(order, "confirmed")
         # Its own trace, linked to this span, once the response has gone out.
         if after_response is None:
-            await self.confirmations.send(confirmed, span.get_span_context())
+            self.confirmations.send(confirmed, span.get_span_context())
         else:
             after_response(self.confirmations.send, confirmed, span.get_span_context())
         return confirmed

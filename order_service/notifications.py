@@ -1,12 +1,13 @@
 """A confirmed order's notification to its customer, sent after the response.
 
-The route hands :meth:`Confirmations.send` to Starlette's ``BackgroundTasks``, which call
-it once the 201 has gone out; ``send`` only *starts* a :class:`~order_service.background.Detached`
-job and returns. The notification itself runs in its own trace (``send_confirmation``,
-whose span links to the order's ``place_order`` span), outside the request's ASGI cycle:
-neither the request's server span nor its duration counts it. Run by ``BackgroundTasks``
-directly, it would have hung under the request's span after that span ended, and the
-request's duration would have waited for it (docs/async-context.md).
+The route's response calls :meth:`Confirmations.send` once the 201 has gone out
+(:class:`~order_service.background.AfterResponse`); ``send`` only *starts* a
+:class:`~order_service.background.Detached` job and returns. The notification itself runs
+in its own trace (``send_confirmation``, whose span links to the order's ``place_order``
+span), outside the request's ASGI cycle: neither the request's server span nor its
+duration counts it. Run by Starlette's ``BackgroundTasks``, it would have hung under the
+request's span after that span ended, and the request's duration would have waited for
+it (docs/async-context.md).
 
 The sink is shipping-service's ``POST /notifications`` (no mail server). A notification
 that fails is recorded on its span and logged; the order stays confirmed.
@@ -29,18 +30,16 @@ class Confirmations:
     """::
 
     confirmations = Confirmations(shipping, detached)
-    await confirmations.send(order, place_order_span.get_span_context())
+    confirmations.send(order, place_order_span.get_span_context())
     """
 
     def __init__(self, shipping: ShippingClient, detached: Detached) -> None:
         self._shipping = shipping
         self._detached = detached
 
-    async def send(self, order: Order, origin: trace.SpanContext) -> None:
+    def send(self, order: Order, origin: trace.SpanContext) -> None:
         """Start sending ``order``'s confirmation in a trace of its own, linked to
-        ``origin`` (the order's span); returns at once. (A coroutine function, so that
-        ``BackgroundTasks`` runs it on the event loop: a plain function would be run in
-        a worker thread.)"""
+        ``origin`` (the order's span); returns at once."""
         order_id = order.order_id
 
         async def notify(span: trace.Span) -> None:

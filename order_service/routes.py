@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 from opentelemetry import context as otel_context
 
@@ -16,6 +16,7 @@ from common.errors import ErrorBody, NotFound, error_responses
 from common.ids import OrderId
 from common.openapi import links
 from order_service import idempotency, storage
+from order_service.background import AfterResponse
 from order_service.events import MEDIA_TYPE, EventStream, StreamEnd, order_event_stream
 from order_service.flow import OrderFlow
 from order_service.models import ACCEPTED, HTTP_STATUS, Order, OrderRequest, http_status
@@ -76,7 +77,6 @@ async def place_order(
     request: Request,
     flow: FlowDep,
     engine: EngineDep,
-    background: BackgroundTasks,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
     prefer: Annotated[
         str | None,
@@ -93,13 +93,14 @@ async def place_order(
     With an `Idempotency-Key` header, a retry with the same key and body returns the first
     response (header `Idempotent-Replayed: true`) and buys nothing twice.
     """
+    # What runs after the response (steps 2-5 of a 202, a confirmation's notification)
+    # starts once it has gone out, detached (order_service/background.py).
+    after = AfterResponse()
     place: Callable[[], Awaitable[Order]]
     if prefers_async(request.headers.getlist("prefer")):
-        # Steps 2-5 start once the response has gone out.
-        place = functools.partial(flow.accept, body, after_response=background.add_task)
+        place = functools.partial(flow.accept, body, after_response=after.add)
     else:
-        # The confirmation's notification starts once the response has gone out.
-        place = functools.partial(flow.place, body, after_response=background.add_task)
+        place = functools.partial(flow.place, body, after_response=after.add)
     headers: dict[str, str] = {}
     if idempotency_key is None:
         order = await place()
@@ -118,7 +119,7 @@ async def place_order(
     if status == ACCEPTED:
         headers["location"] = f"/orders/{json.loads(content)['order_id']}"
         headers["preference-applied"] = "respond-async"
-    return Response(content, status_code=status, media_type="application/json", headers=headers)
+    return after.response(content, status_code=status, headers=headers)
 
 
 @router.get("/orders/{order_id}", responses=error_responses({404: "No such order."}))

@@ -251,10 +251,12 @@ class Gate:
 
         return Held()
 
-    async def reached(self) -> None:
-        """Wait (at most 30 s, then fail) until a request is held at the gate."""
+    async def reached(self, count: int = 1) -> None:
+        """Wait (at most 30 s, then fail) until ``count`` requests have reached the gate."""
         async with asyncio.timeout(30):
-            await self._arrived.wait()
+            while self.arrivals < count:
+                self._arrived.clear()
+                await self._arrived.wait()
 
     def open(self) -> None:
         self._opened.set()
