@@ -19,7 +19,14 @@ from order_service import idempotency, storage
 from order_service.background import AfterResponse
 from order_service.events import MEDIA_TYPE, EventStream, StreamEnd, order_event_stream
 from order_service.flow import OrderFlow
-from order_service.models import ACCEPTED, HTTP_STATUS, Order, OrderRequest, http_status
+from order_service.models import (
+    ACCEPTED,
+    HTTP_STATUS,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    http_status,
+)
 from order_service.settings import OrderSettings
 
 router = APIRouter(tags=["orders"])
@@ -135,7 +142,25 @@ async def get_order(order_id: OrderId, engine: EngineDep) -> Order:
         200: {
             "description": "Server-Sent Events, one per step (`event`: the step, `id`: its "
             "sequence number, `data`: an OrderEvent as JSON), ending after the final status.",
-            "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+            # As FastAPI declares its own SSE routes (OpenAPI 3.2's itemSchema): one event.
+            "content": {
+                MEDIA_TYPE: {
+                    "itemSchema": {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": OrderEvent.model_json_schema(),
+                            },
+                            "event": {"type": "string"},
+                            "id": {"type": "string"},
+                            "retry": {"type": "integer", "minimum": 0},
+                        },
+                    }
+                }
+            },
         },
         **error_responses({404: "No such order."}),
     },
