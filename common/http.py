@@ -11,9 +11,11 @@ from urllib.parse import quote
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from opentelemetry import trace
 from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_RESEND_COUNT
 from opentelemetry.trace import Span
 
+from common.cancellation import marked_cancellation
 from common.errors import DownstreamUnavailable
 from common.telemetry import Telemetry
 
@@ -49,18 +51,23 @@ class WholeResponses(httpx.AsyncBaseTransport):
     ended after their caller's, in bench/span_overhang.py --probe. Read here, inside the
     instrumented call, the span ends with the last byte. The services' clients never
     stream a response.
+
+    A call its caller stops waiting for (a timeout, the order's deadline, a stopping
+    service) is cancelled here, inside the CLIENT span: the span is marked cancelled
+    (:mod:`common.cancellation`), or it would end as if the call had succeeded.
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()  # the connection goes back to the pool
-        return response
+        with marked_cancellation(trace.get_current_span(), "the caller stopped waiting"):
+            response = await self.inner.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()  # the connection goes back to the pool
+            return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -17,12 +17,18 @@ from common.scenarios import Scenario
 from common.telemetry import Telemetry
 from inventory_service.client import InventoryClient
 from order_service import admin, storage
+from order_service.background import Detached
 from order_service.backlog import Backlog, Backoff, Clock, CompensationWorker, log_unexpected
 from order_service.flow import OrderFlow
 from order_service.routes import router
 from order_service.settings import OrderSettings
 from payment_service.client import PaymentClient
 from shipping_service.client import ShippingClient
+
+#: Seconds a stopping order service waits for its detached work (a 202'd order's steps,
+#: notifications) before cancelling it. A 202'd order cut short stays pending, and the
+#: compensation worker fails it as abandoned and undoes it.
+DETACHED_GRACE = 2.0
 
 
 def create_app(
@@ -62,6 +68,9 @@ def create_app(
                 http("shipping", settings.shipping_url), call_timeout=timeout, retry=retry
             )
             tracer = telemetry.tracer(settings.service_name)
+            # Closed first (the stack unwinds in reverse): its jobs still use the clients.
+            detached = Detached(tracer)
+            stack.push_async_callback(detached.close, DETACHED_GRACE)
             backlog = Backlog(
                 engine,
                 Backoff(
@@ -77,6 +86,7 @@ def create_app(
                 tracer,
                 deadline=settings.order_deadline,
                 backlog=backlog,
+                detached=detached,
                 sequential_calls=settings.planted(Scenario.SEQUENTIAL_CALLS),
             )
             compensations = CompensationWorker(
@@ -91,6 +101,7 @@ def create_app(
             app.state.tracer = tracer
             app.state.flow = flow
             app.state.backlog = backlog
+            app.state.detached = detached
             app.state.compensations = compensations
 
             worker = asyncio.create_task(compensations.run(), name="retry-compensations")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import trace
 
+from common.cancellation import marked_cancellation
 from common.concurrency import settle_all
 from common.errors import DownstreamUnavailable, ServiceError
 
@@ -38,7 +39,7 @@ class Undo:
     call: UndoCall
 
 
-async def _uncancelled(call: Awaitable[T]) -> T:
+async def uncancelled(call: Awaitable[T]) -> T:
     """Await ``call`` to its end even if the caller is cancelled meanwhile (the order's
     deadline), then pass the cancellation on: a mutation cut off halfway would leave the
     saga guessing whether it landed. The call bounds itself (the per-call timeout)."""
@@ -62,6 +63,9 @@ class Saga:
         self._tracer = tracer
         self._backlog = backlog
         self._undo: list[Undo] = []
+        #: The order's deadline, once the flow has set it: whether it passed is why a step
+        #: was cancelled (otherwise the service is stopping).
+        self.deadline: asyncio.Timeout | None = None
 
     async def step(
         self, name: str, call: Awaitable[T], undo: Undo | None = None, *, read_only: bool = False
@@ -69,7 +73,8 @@ class Saga:
         """One step of the order, as a span. A step that changes something downstream
         (every one but a ``read_only`` step) is never cut off halfway: cancelled meanwhile
         (the order's deadline), it waits for its call to settle and records the outcome,
-        then passes the cancellation on. A read-only step is simply cancelled."""
+        then passes the cancellation on. A read-only step is simply cancelled. Either way
+        its span is marked cancelled, with the reason."""
         with self._tracer.start_as_current_span(
             name, record_exception=False, set_status_on_exception=False
         ) as span:
@@ -78,7 +83,13 @@ class Saga:
                 # Registered before the call: one that times out may still have landed.
                 self._undo.append(undo)
             outcome = self._outcome(span, call, undo)
-            return await (outcome if read_only else _uncancelled(outcome))
+            with marked_cancellation(span, self.cancel_reason):
+                return await (outcome if read_only else uncancelled(outcome))
+
+    def cancel_reason(self) -> str:
+        if self.deadline is not None and self.deadline.expired():
+            return "order deadline passed"
+        return "order cancelled (the service is stopping)"
 
     async def _outcome(self, span: trace.Span, call: Awaitable[T], undo: Undo | None) -> T:
         """The call's result; a failure is recorded on the step's span and, when it is a
@@ -102,7 +113,8 @@ class Saga:
         with self._tracer.start_as_current_span(undo.name) as span:
             span.set_attribute("shop.order.id", self.order_id)
             try:
-                await undo.call(self.order_id)
+                with marked_cancellation(span, self.cancel_reason):
+                    await undo.call(self.order_id)
                 return
             except Exception as exc:
                 # Not re-raised: the order's outcome is already decided. The retry

@@ -8,6 +8,13 @@
 
 A failure ends the order as rejected (409), payment_failed (402) or failed (503) and
 undoes what was done: release the reservation, refund the charge, cancel the shipment.
+
+Each step that lands (reserved, charged, shipped) and each status is stored as an event of
+the order, which ``GET /orders/{order_id}/events`` streams. A confirmed order's
+notification goes out after the response, in a trace of its own (:mod:`.notifications`).
+With ``Prefer: respond-async`` the request does step 1 only (:meth:`OrderFlow.accept`)
+and steps 2-5 run after the 202, in a trace of their own linked to it
+(:mod:`.background`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import asyncio
 import inspect
 import logging
 import warnings
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TypeVar
 
@@ -32,16 +39,19 @@ from inventory_service.client import InventoryClient
 from inventory_service.errors import OutOfStock, UnknownSku
 from inventory_service.models import ItemRequest
 from order_service import storage
+from order_service.background import Detached
 from order_service.backlog import Backlog
-from order_service.compensation import Saga, Undo, UndoCall
+from order_service.compensation import Saga, Undo, UndoCall, uncancelled
 from order_service.models import (
     Order,
     OrderError,
     OrderItem,
     OrderRequest,
     OrderStatus,
+    OrderStep,
     ShippingInfo,
 )
+from order_service.notifications import Confirmations
 from payment_service.client import PaymentClient
 from payment_service.errors import PaymentDeclined
 from shipping_service.client import ShippingClient
@@ -50,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 A = TypeVar("A")
 B = TypeVar("B")
+
+#: Schedules a call for once the response has gone out: ``background.AfterResponse.add``.
+AfterResponse = Callable[..., None]
 
 
 async def in_turn(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
@@ -92,10 +105,13 @@ class OrderFlow:
         *,
         deadline: float,
         backlog: Backlog,
+        detached: Detached,
         sequential_calls: bool = False,
     ) -> None:
         self._engine = engine
         self._backlog = backlog
+        self._detached = detached
+        self.confirmations = Confirmations(shipping, detached)
         self._inventory = inventory
         self._payment = payment
         self._shipping = shipping
@@ -114,23 +130,16 @@ class OrderFlow:
             u.name: u.call for u in (self.release_stock, self.refund_payment, self.cancel_shipment)
         }
 
-    async def place(self, request: OrderRequest) -> Order:
-        """Place an order; every outcome but invalid input (422) is stored and returned."""
+    async def place(
+        self, request: OrderRequest, *, after_response: AfterResponse | None = None
+    ) -> Order:
+        """Place an order; every outcome but invalid input (422) is stored and returned.
+
+        ``after_response`` schedules the confirmation's notification for once the
+        response has gone out (the route passes ``AfterResponse.add``); without it, it
+        starts at once."""
         with self._tracer.start_as_current_span("place_order") as span:
-            now = storage.now()
-            order = Order(
-                order_id=new_order_id(),
-                status="pending",
-                customer_id=request.customer_id,
-                items=[],
-                card_last4=request.payment.last4,
-                trace_id=trace.format_trace_id(span.get_span_context().trace_id),
-                created_at=now,
-                updated_at=now,
-            )
-            span.set_attributes(
-                {"shop.order.id": order.order_id, "shop.order.line_count": len(request.items)}
-            )
+            order = self._new_order(request, span)
 
             # 1. Validate against the catalogue, then store the order as pending.
             try:
@@ -138,19 +147,93 @@ class OrderFlow:
             except DownstreamUnavailable as exc:
                 return await self._finish(order, "failed", exc, stored=False)
             await storage.insert_order(self._engine, order)
+            return await self._complete(order, request, span, after_response)
 
-            saga = Saga(order.order_id, self._tracer, self._backlog)
+    async def accept(
+        self, request: OrderRequest, *, after_response: AfterResponse | None = None
+    ) -> Order:
+        """Step 1 alone, for ``Prefer: respond-async``: validate the order and store it as
+        pending (an unknown SKU is still a 422, inventory down still a failed order), in
+        an ``accept_order`` span, and return it; steps 2-5 start once the response has
+        gone out (``after_response``, as for :meth:`place`; without it, at once).
+
+        They outlive the request, so they do not hang under its span, which has ended by
+        then: they run in a new trace, whose root ``place_order`` span links back to
+        ``accept_order`` and carries ``shop.order.trace_id``, the trace of the response
+        (:mod:`.background`). If this process stops first, the order stays pending and
+        the compensation worker of any order-service process fails it as abandoned.
+        """
+        with self._tracer.start_as_current_span("accept_order") as span:
+            order = self._new_order(request, span)
             try:
-                async with self.deadline():
-                    await self._fulfil(order, request, saga, span)
-            except Exception as exc:
-                if not isinstance(exc, ServiceError | TimeoutError):
-                    # A bug, not an outcome: keep the evidence on the order's span.
-                    span.record_exception(exc)
-                    logger.exception("order %s failed unexpectedly", order.order_id)
-                await saga.compensate()
-                return await self._finish(order, _status_for(exc), exc)
-            return await self._finish(order, "confirmed")
+                order.items = await self._price(request)
+            except DownstreamUnavailable as exc:
+                return await self._finish(order, "failed", exc, stored=False)
+            await storage.insert_order(self._engine, order)
+            pending = order.model_copy(deep=True)  # the steps go on changing ``order``
+            origin = span.get_span_context()
+
+        async def steps_2_to_5(root: trace.Span) -> None:
+            await self._complete(order, request, root)
+
+        def start() -> None:
+            self._detached.start(
+                "place_order",
+                origin,
+                steps_2_to_5,
+                attributes={"shop.order.id": order.order_id, "shop.order.trace_id": order.trace_id},
+            )
+
+        if after_response is None:
+            start()
+        else:
+            after_response(start)
+        return pending
+
+    def _new_order(self, request: OrderRequest, span: trace.Span) -> Order:
+        now = storage.now()
+        order = Order(
+            order_id=new_order_id(),
+            status="pending",
+            customer_id=request.customer_id,
+            items=[],
+            card_last4=request.payment.last4,
+            trace_id=trace.format_trace_id(span.get_span_context().trace_id),
+            created_at=now,
+            updated_at=now,
+        )
+        span.set_attributes(
+            {"shop.order.id": order.order_id, "shop.order.line_count": len(request.items)}
+        )
+        return order
+
+    async def _complete(
+        self,
+        order: Order,
+        request: OrderRequest,
+        span: trace.Span,
+        after_response: AfterResponse | None = None,
+    ) -> Order:
+        """Steps 2-5 of a stored order, under ``span``, and its confirmation."""
+        saga = Saga(order.order_id, self._tracer, self._backlog)
+        try:
+            async with self.deadline() as deadline:
+                saga.deadline = deadline
+                await self._fulfil(order, request, saga, span)
+        except Exception as exc:
+            if not isinstance(exc, ServiceError | TimeoutError):
+                # A bug, not an outcome: keep the evidence on the order's span.
+                span.record_exception(exc)
+                logger.exception("order %s failed unexpectedly", order.order_id)
+            await saga.compensate()
+            return await self._finish(order, _status_for(exc), exc)
+        confirmed = await self._finish(order, "confirmed")
+        # Its own trace, linked to this span, once the response has gone out.
+        if after_response is None:
+            self.confirmations.send(confirmed, span.get_span_context())
+        else:
+            after_response(self.confirmations.send, confirmed, span.get_span_context())
+        return confirmed
 
     def deadline(self) -> asyncio.Timeout:
         """The order's deadline, from the start of step 2 (tests replace it with one they
@@ -217,7 +300,9 @@ class OrderFlow:
         order.shipping = ShippingInfo(carrier=quote.carrier, cost=quote.cost)
         order.total = Money.of(goods + quote.cost.amount)
         span.set_attribute("shop.order.total", str(order.total.amount))
-        span.add_event("reserved", {"shop.order.units": sum(i.quantity for i in order.items)})
+        units = sum(i.quantity for i in order.items)
+        span.add_event("reserved", {"shop.order.units": units})
+        await self._progress(order_id, "reserved", {"units": str(units)})
 
         # 3. Charge items + shipping.
         payment = await saga.step(
@@ -226,6 +311,7 @@ class OrderFlow:
             undo=self.refund_payment,
         )
         span.add_event("charged", {"shop.payment.id": payment.payment_id})
+        await self._progress(order_id, "charged", {"payment_id": payment.payment_id})
 
         # 4. Commit the stock and create the shipment, concurrently.
         _, shipment = await self._both(
@@ -238,6 +324,18 @@ class OrderFlow:
         )
         order.shipping.tracking_id = shipment.tracking_id
         span.add_event("shipped", {"shop.shipping.carrier": quote.carrier})
+        await self._progress(
+            order_id,
+            "shipped",
+            {"carrier": quote.carrier, "tracking_id": shipment.tracking_id or ""},
+        )
+
+    async def _progress(self, order_id: str, step: OrderStep, detail: dict[str, str]) -> None:
+        """Store a step for the order's event stream. Not cut off halfway by the deadline:
+        a database connection cancelled mid-transaction is what hung the suite before."""
+        await uncancelled(
+            storage.add_order_event(self._engine, order_id, step, detail, storage.now())
+        )
 
     async def _finish(
         self,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.errors import Conflict
 from order_service import storage
-from order_service.models import HTTP_STATUS, Order
+from order_service.models import Order, http_status
 
 POLL_INTERVAL = 0.05
 
@@ -46,7 +46,7 @@ async def once(
             except BaseException:
                 await storage.release_key(engine, key)  # invalid input: nothing was stored
                 raise
-            status, response = HTTP_STATUS[order.status], order.model_dump_json()
+            status, response = http_status(order.status), order.model_dump_json()
             await storage.complete_key(engine, key, status, response)
             return status, response, False
         if stored.body_digest != digest:

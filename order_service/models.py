@@ -62,6 +62,20 @@ HTTP_STATUS: dict[str, int] = {
     "payment_failed": 402,
     "failed": 503,
 }
+#: ``POST /orders`` with ``Prefer: respond-async``: accepted, still pending.
+ACCEPTED = 202
+
+
+def http_status(status: OrderStatus) -> int:
+    """What ``POST /orders`` answers for an order in this status."""
+    return ACCEPTED if status == "pending" else HTTP_STATUS[status]
+
+
+#: The steps of an order's life, as its event stream names them: stored (pending), then
+#: what landed, then its final status.
+OrderStep = Literal[
+    "pending", "reserved", "charged", "shipped", "confirmed", "rejected", "payment_failed", "failed"
+]
 
 
 class OrderItem(BaseModel):
@@ -96,6 +110,25 @@ class Order(BaseModel):
     trace_id: TraceId
     created_at: datetime
     updated_at: datetime
+
+
+class OrderEvent(BaseModel):
+    """One step of an order: the `data` of an event of `GET /orders/{order_id}/events`."""
+
+    order_id: OrderId
+    seq: int = Field(
+        description="the event's id (also its SSE `id`), increasing: sent back as "
+        "`Last-Event-ID`, the stream resumes after it"
+    )
+    step: OrderStep
+    status: OrderStatus = Field(description="the order's status after this step")
+    final: bool = Field(description="the order's final status: the stream's last event")
+    at: datetime
+    detail: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the step adds: units reserved, payment id, carrier and tracking "
+        "id, the error's code and message",
+    )
 
 
 class DeferredCompensation(BaseModel):

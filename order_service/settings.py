@@ -37,6 +37,9 @@ class OrderSettings(ServiceSettings):
     compensation_poll_interval: float = Field(default=1.0, gt=0)
     #: From this many pending compensations on, a warning is logged (once per crossing).
     compensation_backlog_warning: int = Field(default=100, ge=1)
+    #: Seconds between two looks at the database for an order's new events, per open
+    #: event stream (GET /orders/{order_id}/events).
+    events_poll_interval: float = Field(default=0.25, gt=0)
 
     @model_validator(mode="after")
     def _cap_above_base(self) -> Self:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
+    Index,
     Integer,
     Row,
     String,
@@ -25,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.errors import NotFound
-from order_service.models import Order
+from order_service.models import Order, OrderEvent, OrderStep
 
 
 class Base(DeclarativeBase):
@@ -41,6 +43,22 @@ class OrderRow(Base):
     trace_id: Mapped[str] = mapped_column(String(32))
     document: Mapped[str] = mapped_column(Text)  # Order.model_dump_json(): no card number in it
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OrderEventRow(Base):
+    """One step of an order's life (stored, reserved, charged, shipped, its final status),
+    in the order in which they happened: what ``GET /orders/{order_id}/events`` streams.
+    Kept in the database, so that any order-service process can stream any order."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (Index("ix_order_events_order_id_id", "order_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(40))
+    step: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)  # a JSON object of strings
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class CompensationRow(Base):
@@ -78,6 +96,7 @@ class IdempotencyRow(Base):
 
 
 orders = cast(Table, OrderRow.__table__)
+order_events = cast(Table, OrderEventRow.__table__)
 compensations = cast(Table, CompensationRow.__table__)
 idempotency_keys = cast(Table, IdempotencyRow.__table__)
 metadata = Base.metadata
@@ -92,7 +111,24 @@ def utc(at: datetime | None) -> datetime | None:
     return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+def _status_event(order: Order) -> dict[str, object]:
+    """The event row of an order's status, as it is being stored."""
+    detail: dict[str, str] = {}
+    if order.error is not None:
+        detail = {"code": order.error.code, "message": order.error.message}
+    elif order.status == "confirmed" and order.total is not None:
+        detail = {"total": str(order.total.amount), "currency": order.total.currency}
+    return {
+        "order_id": order.order_id,
+        "step": order.status,
+        "status": order.status,
+        "detail": json.dumps(detail),
+        "at": order.updated_at,
+    }
+
+
 async def insert_order(engine: AsyncEngine, order: Order) -> None:
+    """Store a new order, and its status as the first of its events."""
     async with engine.begin() as conn:
         await conn.execute(
             insert(orders).values(
@@ -104,9 +140,11 @@ async def insert_order(engine: AsyncEngine, order: Order) -> None:
                 updated_at=order.updated_at,
             )
         )
+        await conn.execute(insert(order_events).values(**_status_event(order)))
 
 
 async def update_order(engine: AsyncEngine, order: Order) -> None:
+    """Store an order's new status, and the event that says so."""
     async with engine.begin() as conn:
         await conn.execute(
             update(orders)
@@ -115,6 +153,52 @@ async def update_order(engine: AsyncEngine, order: Order) -> None:
                 status=order.status, document=order.model_dump_json(), updated_at=order.updated_at
             )
         )
+        await conn.execute(insert(order_events).values(**_status_event(order)))
+
+
+async def add_order_event(
+    engine: AsyncEngine, order_id: str, step: OrderStep, detail: dict[str, str], at: datetime
+) -> None:
+    """A step of a pending order (reserved, charged, shipped)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(order_events).values(
+                order_id=order_id, step=step, status="pending", detail=json.dumps(detail), at=at
+            )
+        )
+
+
+async def events_after(
+    engine: AsyncEngine, order_id: str, after: int = 0, limit: int = 100
+) -> list[OrderEvent]:
+    """An order's events after the one numbered ``after``, oldest first."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(order_events)
+                .where(order_events.c.order_id == order_id, order_events.c.id > after)
+                .order_by(order_events.c.id)
+                .limit(limit)
+            )
+        ).all()
+    return [
+        OrderEvent(
+            order_id=row.order_id,
+            seq=row.id,
+            step=row.step,
+            status=row.status,
+            final=row.status != "pending",
+            at=row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
+            detail=json.loads(row.detail),
+        )
+        for row in rows
+    ]
+
+
+async def order_exists(engine: AsyncEngine, order_id: str) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.execute(select(orders.c.order_id).where(orders.c.order_id == order_id))
+        return found.first() is not None
 
 
 async def get_order(engine: AsyncEngine, order_id: str) -> Order:
@@ -160,6 +244,7 @@ async def fail_abandoned(
             )
         ).rowcount
         if changed:
+            await conn.execute(insert(order_events).values(**_status_event(order)))
             await conn.execute(
                 insert(compensations),
                 [

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for the whole trace to arrive (default: 10)",
     )
+    order.add_argument(
+        "--follow",
+        action="store_true",
+        help="place it with Prefer: respond-async (202) and print its steps as they happen, "
+        "from its event stream; then the request's waterfall and its steps'",
+    )
     load = commands.add_parser(
         "load",
         help="generate load: open loop (--rate) or closed loop (--concurrency)",
@@ -277,7 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ordersim.trace_cmd import order
 
         return order(
-            items=args.items, card=args.card, url=args.url, endpoint=args.endpoint, wait=args.wait
+            items=args.items,
+            card=args.card,
+            url=args.url,
+            endpoint=args.endpoint,
+            wait=args.wait,
+            follow=args.follow,
         )
     if args.command == "load":
         return _load(args)

@@ -345,10 +345,14 @@ def _print_validation_errors(errors: Console, response: httpx.Response) -> None:
 
 
 def _place(
-    client: httpx.Client, url: str, body: dict[str, Any], errors: Console
+    client: httpx.Client,
+    url: str,
+    body: dict[str, Any],
+    errors: Console,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response | None:
     try:
-        return client.post(f"{url}/orders", json=body, timeout=ORDER_TIMEOUT)
+        return client.post(f"{url}/orders", json=body, headers=headers, timeout=ORDER_TIMEOUT)
     except httpx.InvalidURL as exc:
         errors.print(Text(f"error: {url} is not a usable URL: {exc}", style="red"))
     except httpx.ConnectError as exc:
@@ -378,6 +382,89 @@ def _outcome(response: httpx.Response) -> Outcome:
     if not (isinstance(trace_id, str) and _TRACE_ID.match(trace_id)):
         trace_id = None
     return Outcome(response.status_code, order, trace_id)
+
+
+def _follow(
+    client: httpx.Client,
+    url: str,
+    accepted: httpx.Response,
+    viewer: Viewer,
+    wait: float,
+    console: Console,
+    errors: Console,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> int:
+    """``order --follow`` after its 202: the steps, the outcome, both waterfalls."""
+    from httpx_sse import SSEError
+
+    from ordersim import follow
+
+    outcome = _outcome(accepted)
+    order_id = str((outcome.order or {}).get("order_id"))
+    console.print(Text(f"order {order_id} accepted (HTTP 202); its steps as they happen:"))
+    try:
+        last = follow.stream_steps(client, url, order_id, console)
+    except (httpx.TransportError, SSEError, ValueError, KeyError) as exc:
+        follow.stream_failed(errors, url, exc)
+        return 1
+    except KeyboardInterrupt:
+        errors.print(Text("interrupted", style="yellow"))
+        return 130
+    if last is None or not last.get("final"):
+        errors.print(Text("error: the stream ended before the order's final status", style="red"))
+        return 1
+    try:
+        final = client.get(f"{url}/orders/{order_id}", timeout=ORDER_TIMEOUT)
+    except httpx.TransportError as exc:
+        follow.stream_failed(errors, url, exc)
+        return 1
+    order = final.json()
+    finished = Outcome(FINAL_STATUSES.get(order.get("status"), final.status_code), order, None)
+    console.print()
+    _print_outcome(console, finished, None)
+    if outcome.trace_id is None:
+        errors.print(Text("error: the response names no trace id", style="red"))
+        return 1
+    console.print(Text(f"  trace     {viewer.link(outcome.trace_id)}  (the request)"))
+
+    deadline = clock() + wait
+    try:
+        with console.status(f"waiting up to {wait:g}s for the traces to arrive…"):
+            request = wait_for_trace(viewer, outcome.trace_id, wait, clock=clock, sleep=sleep)
+            steps_id = None
+            while steps_id is None and clock() < deadline:
+                steps_id = follow.linked_steps_trace(viewer.fetch, outcome.trace_id)
+                if steps_id is None:
+                    sleep(POLL_INTERVAL)
+            left = max(0.0, deadline - clock())
+            steps = (
+                wait_for_trace(viewer, steps_id, left, clock=clock, sleep=sleep)
+                if steps_id
+                else None
+            )
+    except ViewerError as exc:
+        errors.print(Text(f"error: {exc}", style="red"))
+        return 1
+    except KeyboardInterrupt:
+        errors.print(Text("interrupted", style="yellow"))
+        return 130
+    follow.waterfall(console, request, f"the request: trace {outcome.trace_id}")
+    if steps is None:
+        console.print(
+            Text(
+                f"\nno trace of the order's steps linked to {outcome.trace_id} reached "
+                f"{viewer.endpoint} in {wait:g}s",
+                style="yellow",
+            )
+        )
+        return 1
+    console.print(Text(f"  steps     {viewer.link(steps_id or '')}"))
+    follow.waterfall(console, steps, f"its steps, after the response: trace {steps_id}")
+    complete = request.is_complete() and steps.is_complete()
+    if not complete:
+        console.print(Text(f"\na trace is incomplete after {wait:g}s", style="yellow"))
+    return 0 if complete else 1
 
 
 def wait_for_trace(
@@ -416,6 +503,7 @@ def order(
     url: str | None = None,
     endpoint: str | None = None,
     wait: float = 10.0,
+    follow: bool = False,
     console: Console | None = None,
     errors: Console | None = None,
     transport: httpx.BaseTransport | None = None,
@@ -424,7 +512,9 @@ def order(
 ) -> int:
     """Place an order, print its outcome, then its trace's waterfall once every service's
     spans have arrived. 0 if the order finished (any outcome) and its trace is complete.
-    ``clock`` and ``sleep`` time the wait for the trace (tests pass fake ones)."""
+    ``follow``: place it with ``Prefer: respond-async`` and print its steps as they happen
+    (:mod:`ordersim.follow`). ``clock`` and ``sleep`` time the wait for the trace (tests
+    pass fake ones)."""
     console, errors = _consoles(console, errors)
     try:
         lines = [parse_item(item) for item in items] if items else list(DEFAULT_ITEMS)
@@ -437,14 +527,17 @@ def order(
     endpoint = base_url(endpoint or default_viewer_url())
 
     with httpx.Client(transport=transport) as client:
-        response = _place(client, url, order_body(lines, card_number), errors)
+        headers = {"prefer": "respond-async"} if follow else None
+        response = _place(client, url, order_body(lines, card_number), errors, headers)
         if response is None:
             return 1
         if response.status_code == 422:
             _print_validation_errors(errors, response)
             return 1
-        outcome = _outcome(response)
         viewer = Viewer(endpoint, client)
+        if follow and response.status_code == 202:
+            return _follow(client, url, response, viewer, wait, console, errors, clock, sleep)
+        outcome = _outcome(response)
         link = viewer.link(outcome.trace_id) if outcome.trace_id else None
         if outcome.order is not None:
             _print_outcome(console, outcome, link)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from common.errors import Conflict
 from common.http import ServiceClient
-from shipping_service.models import Address, Quote, QuoteRequest, Shipment, ShipmentRequest
+from shipping_service.models import (
+    Address,
+    Notification,
+    NotificationRequest,
+    Quote,
+    QuoteRequest,
+    Shipment,
+    ShipmentRequest,
+)
 
 
 class ShippingClient(ServiceClient):
@@ -46,3 +54,13 @@ class ShippingClient(ServiceClient):
         if response.status_code != 200:
             raise self._unexpected(response)
         return Shipment.model_validate_json(response.content)
+
+    async def notify(self, order_id: str) -> Notification:
+        """Send the order's confirmation (its shipment must exist)."""
+        body = NotificationRequest(order_id=order_id)
+        response = await self._request(  # keyed by order id: one notification per order
+            "POST", "/notifications", json=body.model_dump(mode="json"), idempotent=True
+        )
+        if response.status_code != 201:
+            raise self._unexpected(response)
+        return Notification.model_validate_json(response.content)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
@@ -56,3 +57,18 @@ class Shipment(BaseModel):
     status: ShipmentStatus
     carrier: str | None
     tracking_id: TrackingId | None
+
+
+class NotificationRequest(StrictInput):
+    """Tell an order's customer that it is confirmed and on its way. The order id is the
+    idempotency key: one notification per order."""
+
+    order_id: OrderId
+
+
+class Notification(BaseModel):
+    """A notification as the sink keeps it (no mail server: ordersim stores what it sends)."""
+
+    order_id: OrderId
+    message: str
+    sent_at: datetime

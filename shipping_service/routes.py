@@ -9,7 +9,14 @@ from common.errors import error_responses
 from common.ids import OrderId
 from common.openapi import links
 from shipping_service import storage
-from shipping_service.models import Quote, QuoteRequest, Shipment, ShipmentRequest
+from shipping_service.models import (
+    Notification,
+    NotificationRequest,
+    Quote,
+    QuoteRequest,
+    Shipment,
+    ShipmentRequest,
+)
 
 router = APIRouter(tags=["shipping"])
 
@@ -65,3 +72,34 @@ async def cancel_shipment(order_id: OrderId, engine: EngineDep, tracer: TracerDe
     with tracer.start_as_current_span("cancel_shipment") as span:
         span.set_attribute("shop.order.id", order_id)
         return await storage.cancel_shipment(engine, order_id)
+
+
+@router.post(
+    "/notifications",
+    status_code=status.HTTP_201_CREATED,
+    tags=["notifications"],
+    responses={
+        201: links("order_id", GetNotification=("get", "/notifications/{order_id}")),
+        **error_responses(
+            {404: "The order has no shipment.", 409: "The order's shipment was cancelled."}
+        ),
+    },
+)
+async def notify_customer(
+    body: NotificationRequest, engine: EngineDep, tracer: TracerDep
+) -> Notification:
+    """Send an order's confirmation to its customer (idempotent per order: a repeat
+    returns the first). The notification sink: nothing leaves ordersim."""
+    with tracer.start_as_current_span("notify_customer") as span:
+        span.set_attribute("shop.order.id", body.order_id)
+        return await storage.notify(engine, body.order_id)
+
+
+@router.get(
+    "/notifications/{order_id}",
+    tags=["notifications"],
+    responses=error_responses({404: "No notification was sent for the order."}),
+)
+async def get_notification(order_id: OrderId, engine: EngineDep) -> Notification:
+    """The confirmation sent for an order."""
+    return await storage.get_notification(engine, order_id)

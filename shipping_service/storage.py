@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from common.errors import Conflict, NotFound
 from common.ids import new_quote_id, new_tracking_id
 from common.money import Money
-from shipping_service.models import Address, Quote, Shipment
+from shipping_service.models import Address, Notification, Quote, Shipment
 
 
 class Base(DeclarativeBase):
@@ -42,8 +42,19 @@ class ShipmentRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class NotificationRow(Base):
+    """A confirmation sent to an order's customer: the notification sink."""
+
+    __tablename__ = "notifications"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message: Mapped[str] = mapped_column(String(500))
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 quotes = cast(Table, QuoteRow.__table__)
 shipments = cast(Table, ShipmentRow.__table__)
+notifications = cast(Table, NotificationRow.__table__)
 metadata = Base.metadata
 
 #: (carrier, base cost, per item, days) by destination zone.
@@ -185,3 +196,42 @@ async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
                     )
                 )
     return await get_shipment(engine, order_id)
+
+
+def _notification(row: object) -> Notification:
+    sent_at: datetime = row.sent_at  # type: ignore[attr-defined]
+    return Notification(
+        order_id=row.order_id,  # type: ignore[attr-defined]
+        message=row.message,  # type: ignore[attr-defined]
+        sent_at=sent_at if sent_at.tzinfo else sent_at.replace(tzinfo=UTC),  # SQLite: naive
+    )
+
+
+async def get_notification(engine: AsyncEngine, order_id: str) -> Notification:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(notifications).where(notifications.c.order_id == order_id))
+        ).first()
+    if row is None:
+        raise NotFound(f"no notification for order {order_id}")
+    return _notification(row)
+
+
+async def notify(engine: AsyncEngine, order_id: str) -> Notification:
+    """Send an order's confirmation, naming its shipment: once per order (a repeat returns
+    the first). An order without a live shipment is a 404 or a 409."""
+    shipment = await get_shipment(engine, order_id)
+    if shipment.status != "created":
+        raise Conflict(f"the shipment of order {order_id} is {shipment.status}")
+    message = (
+        f"Order {order_id} is confirmed: it ships with {shipment.carrier}, "
+        f"tracking {shipment.tracking_id}."
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(notifications).values(order_id=order_id, message=message, sent_at=_now())
+            )
+    except IntegrityError:
+        pass  # sent already: the first stands
+    return await get_notification(engine, order_id)

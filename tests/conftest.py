@@ -23,7 +23,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
@@ -95,6 +95,104 @@ class ProcessBoundary(httpx.AsyncBaseTransport):
             await asyncio.wait(self.running, timeout=30)
 
 
+class LiveTransport(httpx.AsyncBaseTransport):
+    """Calls an in-process ASGI app the way a client over the network does, response
+    streamed: ``httpx.ASGITransport`` hands the response over only once the app has
+    finished, so an event stream would never return and no client could leave halfway.
+
+    As with :class:`ProcessBoundary`, each request runs in a task of its own with an
+    empty context. The response is returned at ``http.response.start`` and its body
+    arrives as the app sends it. A client that goes away — it closes the response before
+    the end, or is cancelled while waiting for the head — is a disconnect: the app's
+    ``receive`` answers ``http.disconnect`` from then on, as uvicorn's does, and what it
+    sends after that is dropped. ``drain`` waits for the requests still running.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "headers": [(k.lower(), v) for (k, v) in request.headers.raw],
+            "scheme": request.url.scheme,
+            "path": request.url.path,
+            "raw_path": request.url.raw_path.split(b"?")[0],
+            "query_string": request.url.query,
+            "server": (request.url.host, request.url.port),
+            "client": ("127.0.0.1", 50000),
+            "root_path": "",
+        }
+        head: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        gone = asyncio.Event()
+        request_sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal request_sent
+            if not request_sent:
+                request_sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Any) -> None:
+            if gone.is_set():
+                return
+            if message["type"] == "http.response.start":
+                head.set_result(message)
+            elif message["type"] == "http.response.body":
+                chunks.put_nowait(message.get("body", b""))
+                if not message.get("more_body", False):
+                    chunks.put_nowait(None)
+
+        async def serve() -> None:
+            try:
+                await self.app(scope, receive, send)
+            except Exception as exc:
+                if not head.done():
+                    head.set_exception(exc)
+                raise
+            finally:
+                chunks.put_nowait(None)
+                if not head.done():
+                    head.set_exception(RuntimeError("the app sent no response"))
+
+        served = asyncio.create_task(serve(), context=contextvars.Context())
+        self.running.add(served)
+        served.add_done_callback(self.running.discard)
+        try:
+            start = await asyncio.shield(head)
+        except asyncio.CancelledError:
+            gone.set()
+            raise
+        return httpx.Response(
+            start["status"], headers=start.get("headers", []), stream=_LiveBody(chunks, gone)
+        )
+
+    async def drain(self) -> None:
+        if self.running:
+            await asyncio.wait(self.running, timeout=30)
+
+
+class _LiveBody(httpx.AsyncByteStream):
+    def __init__(self, chunks: asyncio.Queue[bytes | None], gone: asyncio.Event) -> None:
+        self._chunks = chunks
+        self._gone = gone
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._chunks.get()) is not None:
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._gone.set()  # before the end: the client hangs up; after: nothing to hear
+
+
 class FaultyTransport(httpx.AsyncBaseTransport):
     """A downstream service that is down (connection refused) or slow, on some paths or all.
 
@@ -122,6 +220,46 @@ class FaultyTransport(httpx.AsyncBaseTransport):
                 raise httpx.ConnectError("connection refused", request=request)
             await asyncio.sleep(self.delay)
         return await self.inner.handle_async_request(request)
+
+
+class Gate:
+    """Holds every request to ``path`` until the test opens the gate::
+
+    gate = Gate("/charges")
+    async with start_system(wrap={"payment": gate.wrap}) as system:
+        ...
+        await gate.reached()  # a charge is being held
+        gate.open()
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.arrivals = 0
+        self._arrived = asyncio.Event()
+        self._opened = asyncio.Event()
+
+    def wrap(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        gate = self
+
+        class Held(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                if request.url.path == gate.path:
+                    gate.arrivals += 1
+                    gate._arrived.set()
+                    await gate._opened.wait()
+                return await inner.handle_async_request(request)
+
+        return Held()
+
+    async def reached(self, count: int = 1) -> None:
+        """Wait (at most 30 s, then fail) until ``count`` requests have reached the gate."""
+        async with asyncio.timeout(30):
+            while self.arrivals < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    def open(self) -> None:
+        self._opened.set()
 
 
 def down(*paths: str) -> TransportWrapper:
@@ -156,6 +294,8 @@ class System:
     apps: dict[str, FastAPI]
     transports: dict[str, httpx.AsyncBaseTransport]
     boundaries: dict[str, ProcessBoundary]
+    #: order-service called as over the network, responses streamed (:class:`LiveTransport`).
+    live: httpx.AsyncClient
     clock: Clock = field(default_factory=Clock)
     backend: str = "sqlite"
 
@@ -175,9 +315,20 @@ class System:
         return await self.compensations.retry_due()
 
     async def drain(self) -> None:
-        """Wait for the downstream requests still running (their callers may have gone)."""
+        """Wait for order-service's work after its responses (a 202'd order's steps,
+        notifications) and its requests still running over ``live``, then for the
+        downstream requests still running (their callers may have gone)."""
+        await self.apps["order"].state.detached.join()
+        await self.live_transport.drain()
+        await self.apps["order"].state.detached.join()
         for boundary in self.boundaries.values():
             await boundary.drain()
+
+    @property
+    def live_transport(self) -> LiveTransport:
+        transport = self.live._transport
+        assert isinstance(transport, LiveTransport)
+        return transport
 
     async def stock(self, *skus: str) -> dict[str, int]:
         response = await self.inventory.get("/products", params={"sku": list(skus)})
@@ -200,17 +351,18 @@ async def in_process_system(
     wrap: dict[str, TransportWrapper] | None = None,
     databases: dict[str, str] | None = None,
     scenarios: Collection[str] = (),
+    processors: Collection[SpanProcessor] = (),
     **order_settings: Any,
 ) -> AsyncIterator[System]:
     """The four apps in this process, each with its own provider over ``exporter``.
 
     ``databases`` maps a service ("order", "inventory" …) to its database URL;
     ``scenarios`` names the planted bugs every service gets (none by default, whatever
-    ORDERSIM_SCENARIOS says)."""
+    ORDERSIM_SCENARIOS says); ``processors`` are added to every provider."""
     wrap = wrap or {}
     names = frozenset(scenarios)
     urls = databases or {}
-    processors = [SimpleSpanProcessor(exporter)]
+    processors = [SimpleSpanProcessor(exporter), *processors]
 
     def telemetry(name: str) -> Any:
         return setup_telemetry(name, processors=processors)
@@ -267,6 +419,12 @@ async def in_process_system(
                     base_url=f"http://{name}",
                 )
             )
+            if name == "order":
+                live = LiveTransport(manager.app)
+                stack.push_async_callback(live.drain)  # before its lifespan ends
+                clients["live"] = await stack.enter_async_context(
+                    httpx.AsyncClient(transport=live, base_url="http://order")
+                )
         yield System(
             exporter=exporter,
             apps=apps,

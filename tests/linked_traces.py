@@ -1,7 +1,8 @@
 """Real traces linked across traces, from the four apps in this process: an order that failed
 while payment was down (a refund deferred), the worker's retry of that refund in a trace of
 its own whose span links back to the order's ``refund_payment`` span, a second retry, and a
-confirmed order."""
+confirmed order, whose notification is a trace of its own linking back to its
+``place_order`` span."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class LinkedTraces:
     retry_traces: list[str]
     retry_spans: list[str]
     confirmed_trace: str
+    #: ``place_order`` of the confirmed order, and its ``send_confirmation`` (trace, span).
+    confirmed_span: str
+    notification_trace: str
+    notification_span: str
 
 
 def _hex(number: int, width: int) -> str:
@@ -63,6 +68,12 @@ async def _run(tmp_path: Path) -> LinkedTraces:
     assert len(retries) == 2 and all(
         r.links[0].context.span_id == refund.context.span_id for r in retries
     )
+    place = find(
+        [s for s in spans if _hex(s.context.trace_id, 32) == confirmed["trace_id"]],
+        "place_order",
+    )
+    notification = find(spans, "send_confirmation")
+    assert notification.links[0].context.span_id == place.context.span_id
     return LinkedTraces(
         request=encode_spans(spans).SerializeToString(),
         spans=spans,
@@ -71,6 +82,9 @@ async def _run(tmp_path: Path) -> LinkedTraces:
         retry_traces=[_hex(r.context.trace_id, 32) for r in retries],
         retry_spans=[_hex(r.context.span_id, 16) for r in retries],
         confirmed_trace=confirmed["trace_id"],
+        confirmed_span=_hex(place.context.span_id, 16),
+        notification_trace=_hex(notification.context.trace_id, 32),
+        notification_span=_hex(notification.context.span_id, 16),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -501,6 +502,28 @@ def test_order_with_a_declined_card(
     assert "PaymentDeclined: the card was declined" in captured.out  # the span's status
     assert "release_stock" in captured.out  # the compensation
     assert "never reported" not in captured.out
+
+
+def test_order_follow_prints_the_steps_as_they_happen(
+    order_url: str, viewer: Viewer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["order", "--url", order_url, "--endpoint", viewer.ui, "--follow"])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, captured
+    assert "accepted (HTTP 202)" in out
+    steps = [
+        line.split()[1]
+        for line in out.splitlines()
+        if re.match(r"^\s+\d\d:\d\d:\d\d\.\d{3}\s", line)
+    ]
+    assert steps == ["pending", "reserved", "charged", "shipped", "confirmed"]
+    assert "confirmed  (HTTP 201)" in out and "tracking  TRK" in out
+    request, steps_part = out.split("its steps, after the response: trace ")
+    assert "accept_order" in request and "place_order" not in request
+    for name in ("place_order", "reserve_items", "authorize_card", "create_shipment"):
+        assert name in steps_part
+    assert "incomplete" not in out + captured.err
 
 
 def test_order_rejected_by_validation(

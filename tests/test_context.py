@@ -72,26 +72,6 @@ async def test_to_thread_carries_the_context(
     assert child_of(find(spans, "in_thread"), find(spans, "parent"))
 
 
-async def test_run_in_executor_needs_copy_context(
-    tracer: trace.Tracer, exporter: InMemorySpanExporter
-) -> None:
-    def blocking(name: str) -> None:
-        with tracer.start_as_current_span(name):
-            pass
-
-    loop = asyncio.get_running_loop()
-    with tracer.start_as_current_span("parent"):
-        # A bare executor call runs in the thread's own (empty) context: a new root span.
-        await loop.run_in_executor(None, blocking, "lost")
-        # copy_context().run carries the current span into the thread.
-        await loop.run_in_executor(None, contextvars.copy_context().run, blocking, "kept")
-
-    spans = exporter.get_finished_spans()
-    parent, lost, kept = find(spans, "parent"), find(spans, "lost"), find(spans, "kept")
-    assert lost.parent is None and lost.context.trace_id != parent.context.trace_id
-    assert child_of(kept, parent)
-
-
 async def test_cancelled_span_detaches_cleanly(
     tracer: trace.Tracer, exporter: InMemorySpanExporter
 ) -> None:

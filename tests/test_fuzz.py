@@ -85,6 +85,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = clean_env() | {name: str(port) for name, port in ports.items()}
     env |= {
         "TRACE_VIEWER_OTLP_PORT": str(free_port()),
+        "TRACE_VIEWER_GRPC_PORT": str(free_port()),  # 4317 may be another run's
         "ORDERSIM_DATA_DIR": str(tmp / "data"),
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }

@@ -486,8 +486,9 @@ def test_every_link_names_an_operation_and_a_field_of_the_response(system: Syste
                         ref = response["content"]["application/json"]["schema"]["$ref"]
                         assert field in schemas[ref.split("/")[-1]]["properties"], link
                         followed += 1
-    # inventory 3, payment 2, shipping 2; order-service: 201, 402, 503 (a 409 may be no order)
-    assert followed == 3 + 2 + 2 + 3
+    # inventory 3, payment 2, shipping 3 (its notification); order-service: 201, 402, 503 and
+    # 202 (a 409 may be no order), each to the order and to its events
+    assert followed == 3 + 2 + 3 + 4 * 2
 
 
 @pytest.fixture

@@ -201,9 +201,22 @@ async def test_a_failed_order_links_forward_to_its_compensation_retries(
     assert first["rootName"] == "retry_refund_payment", "the retry is its trace's root"
     assert int(first["durationNano"]) > 0 and int(first["startTimeUnixNano"]) > 0
 
-    # Backward, the retry's own trace has no forward links; nor does an unrelated trace.
-    for other in (traces.retry_traces[0], traces.confirmed_trace):
-        assert (await api.get(f"/api/traces/{other}/linked")).json() == {"data": []}
+    # Backward, the retry's own trace has no forward links.
+    assert (await api.get(f"/api/traces/{traces.retry_traces[0]}/linked")).json() == {"data": []}
+
+
+async def test_a_confirmed_order_links_forward_to_its_notification(
+    api: httpx.AsyncClient, real: tuple[TraceStore, LinkedTraces]
+) -> None:
+    _, traces = real
+    [notification] = (await api.get(f"/api/traces/{traces.confirmed_trace}/linked")).json()["data"]
+    assert (notification["traceID"], notification["spanID"]) == (
+        traces.notification_trace,
+        traces.notification_span,
+    )
+    assert notification["linkedSpanID"] == traces.confirmed_span
+    assert notification["name"] == notification["rootName"] == "send_confirmation"
+    assert notification["statusCode"] != 2
 
 
 async def test_linked_answers_404_for_an_unknown_trace_and_422_for_a_bad_id(

@@ -264,6 +264,25 @@ def test_rows_show_http_status_and_a_failed_order_links_forward_to_its_retries(
     assert back == [f"/trace/{linked.failed_trace}#span={linked.refund_span}"]
 
 
+def test_a_confirmed_order_and_its_notification_link_both_ways(site: Site) -> None:
+    """The notification is a trace of its own: the order's ``place_order`` row leads to it
+    ("Linked from"), and its root leads back."""
+    linked = site.linked
+    page = site.open(f"/trace/{linked.confirmed_trace}")
+    place = page.locator(f".row[data-span-id='{linked.confirmed_span}']")
+    assert place.locator(".link-mark.in").inner_text() == "↪1"
+    place.click()
+    details = page.text_content("#links-in") or ""
+    assert "Linked from (1)" in details and "send_confirmation" in details
+    page.click("#links-in a")
+    page.wait_for_selector("body[data-state=ready]")
+    assert linked.notification_trace in page.url
+    root = page.locator(f".row[data-span-id='{linked.notification_span}']")
+    assert root.locator(".link-mark.out").count() == 1
+    back = page.eval_on_selector_all("#links-out a", "links => links.map(a => a.pathname + a.hash)")
+    assert back == [f"/trace/{linked.confirmed_trace}#span={linked.confirmed_span}"]
+
+
 @pytest.mark.parametrize("view", ["timeline", "statistics", "flamegraph"])
 def test_the_skew_note_stays_visible_in_every_view(site: Site, view: str) -> None:
     page = site.open(f"/trace/{SKEW_TRACE_ID}#view={view}")

@@ -1,0 +1,116 @@
+"""A confirmed order's notification: after the response, in a trace of its own whose root
+links to the order's span, never changing the order's outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+from common.faults import FaultRule
+from tests.conftest import Gate, System, down
+from tests.helpers import DECLINED, find, find_all, in_trace, is_ancestor, order_body
+
+
+def notification_trace(system: System, order_id: str) -> list[Any]:
+    root = next(
+        s
+        for s in system.spans()
+        if s.name == "send_confirmation" and s.attributes["shop.order.id"] == order_id
+    )
+    return in_trace(system.spans(), f"{root.context.trace_id:032x}")
+
+
+async def test_a_confirmed_order_is_notified_in_a_trace_linked_to_the_order(
+    system: System,
+) -> None:
+    response = await system.order.post("/orders", json=order_body())
+    assert response.status_code == 201
+    body = response.json()
+    await system.drain()
+
+    order_spans = in_trace(system.spans(), body["trace_id"])
+    place = find(order_spans, "place_order")
+    assert not find_all(order_spans, "send_confirmation"), "not in the order's trace"
+    spans = notification_trace(system, body["order_id"])
+    root = find(spans, "send_confirmation")
+    assert root.parent is None, "a root of its own, not a child of a span that has ended"
+    assert [link.context.span_id for link in root.links] == [place.context.span_id]
+    assert root.links[0].context.trace_id == place.context.trace_id
+    assert root.attributes["shop.order.trace_id"] == body["trace_id"]
+    assert root.status.status_code == StatusCode.UNSET
+    assert [e.name for e in root.events] == ["notified"]
+    # The sink's side is in the same trace: order-service's call, shipping's server span.
+    call = find(spans, "POST /notifications", kind=SpanKind.CLIENT)
+    server = find(spans, "POST /notifications", kind=SpanKind.SERVER)
+    assert server.parent.span_id == call.context.span_id
+    assert is_ancestor(spans, root, find(spans, "notify_customer"))
+
+    sent = (await system.shipping.get(f"/notifications/{body['order_id']}")).json()
+    assert body["shipping"]["tracking_id"] in sent["message"]
+
+
+async def test_the_notification_runs_after_the_response_outside_the_request(
+    start_system: Any,
+) -> None:
+    """Held at the sink, the notification does not hold the request: the POST has its
+    answer and its ASGI cycle has returned (httpx's ASGITransport returns only then, and
+    the instrumentation records the request's duration just before), and the server span
+    has ended, before the notification has."""
+    gate = Gate("/notifications")
+    async with start_system(wrap={"shipping": gate.wrap}) as system:
+        post = asyncio.create_task(system.order.post("/orders", json=order_body()))
+        await gate.reached()
+        # The notification is held at the sink; the request is answered all the same.
+        async with asyncio.timeout(30):
+            response = await post
+        assert response.status_code == 201
+        spans = in_trace(system.spans(), response.json()["trace_id"])
+        server = find(spans, "POST /orders", kind=SpanKind.SERVER)
+        assert not find_all(system.spans(), "send_confirmation"), "still running"
+        gate.open()
+        await system.drain()
+        root = find(system.spans(), "send_confirmation")
+    assert root.start_time >= server.end_time, "started once the response had gone out"
+    assert root.status.status_code == StatusCode.UNSET
+
+
+@pytest.mark.parametrize("failure", ["down", "injected 500"])
+async def test_a_failed_notification_leaves_the_order_confirmed(
+    start_system: Any, failure: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="order_service.notifications")
+    wrap = {"shipping": down("/notifications")} if failure == "down" else {}
+    async with start_system(wrap=wrap) as system:
+        if failure == "injected 500":
+            rule = FaultRule(endpoint="POST /notifications", error_rate=1.0)
+            system.apps["shipping"].state.faults.replace([rule])
+        response = await system.order.post("/orders", json=order_body())
+        await system.drain()
+        order_id = response.json()["order_id"]
+        assert response.status_code == 201
+        assert (await system.order.get(f"/orders/{order_id}")).json()["status"] == "confirmed"
+        assert (await system.shipping.get(f"/notifications/{order_id}")).status_code == 404
+        root = find(system.spans(), "send_confirmation")
+    assert root.status.status_code == StatusCode.ERROR
+    assert [e.name for e in root.events] == ["exception"]
+    assert any(
+        r.levelno == logging.WARNING and f"confirmation of order {order_id}" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_only_a_confirmed_order_is_notified_and_only_once(system: System) -> None:
+    declined = await system.order.post("/orders", json=order_body(card=DECLINED))
+    assert declined.status_code == 402
+    headers = {"Idempotency-Key": "k-1"}
+    first = await system.order.post("/orders", json=order_body(), headers=headers)
+    replay = await system.order.post("/orders", json=order_body(), headers=headers)
+    assert (first.status_code, replay.status_code) == (201, 201)
+    assert replay.headers["idempotent-replayed"] == "true"
+    await system.drain()
+    [root] = find_all(system.spans(), "send_confirmation")
+    assert root.attributes["shop.order.id"] == first.json()["order_id"]
