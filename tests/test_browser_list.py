@@ -42,7 +42,7 @@ class Outcome:
 OUTCOMES = [
     Outcome("confirmed", "1157000000000000000000000000c201", 201, "confirmed", 0, 40, 0, 0),
     Outcome("declined", "1157000000000000000000000000d402", 402, "payment_failed", 100, 30, 1, 0),
-    Outcome("outage", "1157000000000000000000000000f503", 503, "failed", 200, 190, 2, 1),
+    Outcome("outage", "1157000000000000000000000000f503", 503, "failed", 200, 190, 0, 1),
     Outcome("rejected", "1157000000000000000000000000e409", 409, "rejected", 450, 25, 1, 0),
     Outcome("invalid", "1157000000000000000000000000a422", 422, None, 500, 3, 0, 0),
 ]
@@ -67,7 +67,7 @@ def build(outcome: Outcome) -> TraceBuilder:
     t.spans["root"]["attributes"].append(int_attr("http.response.status_code", outcome.status))
     if outcome.status == 422:
         return t
-    errors = outcome.real_errors
+    errors = outcome.real_errors or outcome.faults  # a fault fails place_order too
     t.span("place", "place_order", ORDER, start + 1, end - 1, "root", error="x" if errors else None)
     place = t.spans["place"]["attributes"]
     place.append(str_attr("shop.order.id", ORDER_ID if outcome.name == "declined" else "ord_1"))
@@ -76,7 +76,7 @@ def build(outcome: Outcome) -> TraceBuilder:
     t.span("call", "POST /charges", ORDER, start + 2, end - 2, "place", kind=CLIENT)
     t.span("charge", "POST /charges", PAYMENT, start + 3, end - 3, "call", kind=SERVER)
     t.spans["charge"]["attributes"].append(int_attr("http.response.status_code", outcome.status))
-    if outcome.faults:  # the payment span's ERROR is the injected fault's; the call's is real
+    if outcome.faults:  # the payment span's ERROR is the injected fault's, and so its callers'
         t.spans["charge"]["status"] = {"code": 2, "message": "injected fault: error 500"}
         t.spans["charge"]["attributes"].append(
             {"key": "ordersim.fault.injected", "value": {"boolValue": True}}
@@ -174,12 +174,45 @@ def test_each_trace_shows_its_outcome_and_real_errors_apart_from_faults(
         assert label in page.text
     badges = {a["class"]: a["title"] for a in page.with_class("outcome")}
     assert badges["outcome outcome-declined"] == "payment declined"
-    # The outage: two real errors (place_order and the call), one injected fault.
+    # The outage: place_order and the call failed because of the injected fault at payment,
+    # so no real error; the declined and rejected orders have one each.
     errors = [a["title"] for a in page.with_class("badge") if "error" in a["class"].split()]
-    assert "2 span(s) with status ERROR that no injected fault touched" in errors
+    assert errors == ["1 span(s) with status ERROR that no injected fault caused"] * 2
+    assert "has-error" not in rows["outage"]["class"].split()
     faults = [a["title"] for a in page.with_class("fault") if "injected" in a.get("title", "")]
     assert faults == ["1 span(s) an injected fault touched (ordersim.fault.injected)"]
     assert "has-error" not in rows["confirmed"]["class"].split()
+
+
+def test_the_trace_page_header_counts_errors_as_the_list_does(list_page: ListPage) -> None:
+    """The list's ⚠ and ⚡ numbers are the header's; the outage's ERROR spans (payment's
+    POST /charges, the call to it, place_order) are its injected fault's, not real errors."""
+    page = list_page.reader
+    load(page, list_page.url())
+
+    def badge(trace_id: str, kind: str) -> str:
+        found = page.locator(f'tr[data-trace-id="{trace_id}"] .badge.{kind}')
+        return found.inner_text() if found.count() else ""
+
+    listed = {o.name: (badge(o.trace_id, "error"), badge(o.trace_id, "fault")) for o in OUTCOMES}
+    assert listed["outage"] == ("", "⚡ 1") and listed["declined"] == ("⚠ 1", "")
+    for outcome in OUTCOMES:
+        load(page, f"{list_page.ui}/trace/{outcome.trace_id}")
+        errors, faults = page.locator("#error-badge"), page.locator("#fault-badge")
+        header = (
+            errors.inner_text().removesuffix(" errors").removesuffix(" error")
+            if errors.count()
+            else "",
+            faults.inner_text().removesuffix(" injected") if faults.count() else "",
+        )
+        assert header == listed[outcome.name], outcome.name
+        assert page.locator("#error-count").inner_text() == str(outcome.real_errors)
+        caused = page.locator("#fault-error-count")
+        if outcome.faults:
+            expect(caused).to_have_text(" · 3 caused by ⚡ injected faults")
+        else:
+            expect(caused).to_have_count(0)
+        assert not page.errors, page.errors  # type: ignore[attr-defined]
 
 
 def test_full_trace_ids_each_with_a_copy_button(list_page: ListPage) -> None:
@@ -235,7 +268,8 @@ def test_sorting_as_jaeger_offers_it(list_page: ListPage) -> None:
         "invalid",
     ]
     assert list_page.listed({"sort": "shortest"})[0] == "invalid"
-    assert list_page.listed({"sort": "most-errors"})[0] == "outage"
+    # Real errors: the outage's are its injected fault's, so it has none.
+    assert set(list_page.listed({"sort": "most-errors"})[:2]) == {"rejected", "declined"}
 
 
 def test_screenshot_of_the_trace_list(list_page: ListPage) -> None:

@@ -56,6 +56,38 @@ def test_a_span_delivered_twice_is_stored_and_counted_once(tmp_path: Path) -> No
     assert store.stats()["spans_received"] == 3
 
 
+def test_errors_an_injected_fault_caused_upstream_are_not_real_errors(tmp_path: Path) -> None:
+    """POST /orders → place_order → charge_payment → POST /charges (CLIENT) → POST /charges
+    (SERVER, the injected fault), each ERROR because of it; beside them a real ERROR (an
+    inventory call that failed on its own), one under a faulted ancestor (a descendant of a
+    fault fails for a reason of its own), and a faulted span that is no error."""
+    store = TraceStore(tmp_path / "t.db", Limits(100, 10**9))
+    chain = [record(1, 1, error=True)] + [
+        record(1, span, parent=span - 1, start=span, error=True) for span in range(2, 6)
+    ]
+    chain[-1].fault = True  # the SERVER span the fault made fail
+    real = record(1, 6, parent=2, start=6, error=True)  # under place_order, not on the path
+    slow = record(1, 7, parent=6, start=7)
+    slow.fault = True  # a latency fault: its ancestors 6, 2 and 1 are in error anyway
+    below = record(1, 8, parent=5, start=8, error=True)  # under the faulted span
+    # Delivered in two batches, the fault's span last: its ancestors are counted again.
+    store.write([*chain[:-1], real])
+    (before,) = store.search()
+    assert (before.error_count, before.fault_count) == (5, 0)
+    store.write([chain[-1], slow, below])
+    (summary,) = store.search()
+    assert (summary.span_count, summary.fault_count) == (8, 2)
+    # 1, 2, 3, 4 are ancestors of the fault at 5 (and 1, 2, 6 of the one at 7): only the
+    # span under the faulted one is a real error. Without the latency fault, 6 would be one.
+    assert summary.error_count == 1
+    other = TraceStore(tmp_path / "u.db", Limits(100, 10**9))
+    other.write([*chain, real, below])
+    (without_latency_fault,) = other.search()
+    assert without_latency_fault.error_count == 2
+    other.close()
+    store.close()
+
+
 def test_retention_drops_the_oldest_traces_beyond_the_count(tmp_path: Path) -> None:
     store = TraceStore(tmp_path / "t.db", Limits(max_traces=5, max_bytes=10**9))
     for trace in range(1, 9):

@@ -190,6 +190,19 @@ def test_dragging_on_the_minimap_zooms_the_timeline_and_reset_undoes_it(site: Si
     assert linked.is_visible("#minimap-window")
 
 
+def test_escape_after_a_drag_on_the_minimap_shows_the_whole_trace(site: Site) -> None:
+    """Esc, as the README says, right after the drag (the strip took no focus by a click)."""
+    page = site.open(f"/trace/{TRACE_ID}")
+    drag(page, "#minimap", 0.25, 0.5)
+    assert "range=" in fragment(page)
+    assert page.get_attribute("#waterfall", "data-range") != "0-1"
+    page.keyboard.press("Escape")
+    assert "range=" not in fragment(page)
+    assert page.get_attribute("#waterfall", "data-range") == "0-1"
+    assert not page.is_visible("#minimap-window") and not page.is_visible("#reset-zoom")
+    assert axis_labels(page)[:2] == ["0 ms", "20 ms"]
+
+
 def test_the_critical_path_is_a_band_under_the_bars_and_can_stand_alone(site: Site) -> None:
     trace = order_trace()
     page = site.open(f"/trace/{TRACE_ID}")

@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
 
+from common.faults import ATTR_INJECTED
 from tests.helpers import SERVICES, assert_order_waterfall, is_complete, service_of
 from tests.otlp_sink import from_otlp_json
 from tests.processes import ROOT, free_port, poll
@@ -86,6 +88,8 @@ def test_up_with_viewer_shows_the_whole_waterfall(
             f"{ui}/api/summaries", params={"tags": json.dumps({"shop.order.id": order_id})}
         ).json()
         page = httpx.get(f"{ui}/trace/{trace_id}")
+        if protocol == "http/protobuf":  # once: what the list counts of an injected fault
+            faulted = fault_counts(ui, order_url, f"http://127.0.0.1:{ports['PAYMENT']}", body)
     finally:
         assert up.stop() == 0, up.output()
 
@@ -115,6 +119,40 @@ def test_up_with_viewer_shows_the_whole_waterfall(
     assert trace_id in [r["traceID"] for r in by_order["data"]]
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert document["result"]["resourceSpans"]
+    if protocol == "http/protobuf":
+        # payment's POST /charges made to fail: its callers fail because of it (the CLIENT
+        # call, charge_payment, place_order, POST /orders), which are not real errors.
+        errors, faults, row = faulted
+        assert errors > faults > 0, (errors, faults)
+        assert (row["errorCount"], row["faultCount"]) == (0, faults)
+
+
+def fault_counts(
+    ui: str, order_url: str, payment_url: str, body: dict[str, Any]
+) -> tuple[int, int, dict[str, Any]]:
+    """An order while payment's ``POST /charges`` answers an injected 500: its ERROR spans and
+    faulted spans once its whole trace is in the viewer, and its /api/summaries row."""
+    rule = [{"endpoint": "POST /charges", "error_rate": 1}]
+    assert httpx.put(f"{payment_url}/admin/faults", json=rule, timeout=10).status_code == 200
+    response = httpx.post(f"{order_url}/orders", json=body, timeout=10)
+    assert response.status_code == 503, response.text
+    trace_id = response.json()["trace_id"]
+
+    def whole() -> tuple[int, int, dict[str, Any]] | None:
+        found = httpx.get(f"{ui}/api/v3/traces/{trace_id}")
+        if found.status_code == 404:
+            return None
+        spans = from_otlp_json(found.json()["result"]["resourceSpans"])
+        if not is_complete(spans) or "POST /orders" not in {s.name for s in spans}:
+            return None
+        rows = httpx.get(f"{ui}/api/summaries", params={"traceID": trace_id}).json()["data"]
+        if not rows or rows[0]["spanCount"] != len(spans):
+            return None  # a batch stored between the two reads
+        errors = sum(s.status.status_code is StatusCode.ERROR for s in spans)
+        faults = sum(bool((s.attributes or {}).get(ATTR_INJECTED)) for s in spans)
+        return errors, faults, rows[0]
+
+    return poll(whole, 15, f"the faulted order's trace {trace_id} in the viewer")
 
 
 @pytest.mark.parametrize("variable", ["TRACE_VIEWER_UI_PORT", "TRACE_VIEWER_GRPC_PORT"])

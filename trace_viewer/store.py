@@ -169,15 +169,29 @@ SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM spans WHERE trace_id = ? AND span_
 
 # One summary row per touched trace, recomputed from its spans (so a span delivered twice
 # by a retrying exporter is counted once). The root is the span without a parent, or,
-# while it has not arrived, the earliest one. Real errors are ERROR spans no injected fault
-# touched; the order status is what order-service's place_order span says.
+# while it has not arrived, the earliest one. Real errors are ERROR spans that are neither
+# touched by an injected fault nor an ancestor of one (a caller failing because of it: the
+# CLIENT span, place_order, POST /orders); the same rule as the trace page's
+# (static/trace/model.js, faultCaused). The ancestors are walked only in a trace with a
+# fault: CASE evaluates its branches lazily, so a fault-free trace costs no more. The order
+# status is what order-service's place_order span says.
 _SUMMARISE = """
 INSERT OR REPLACE INTO traces (trace_id, start_ns, duration_ns, span_count, error_count,
     root_name, root_service, services, bytes, fault_count, real_error_count, root_status,
     order_status, min_span_ns)
 SELECT s.trace_id, min(s.start_ns), max(s.end_ns) - min(s.start_ns), count(*),
        sum(s.status_code = 2), root.name, root.service, group_concat(DISTINCT s.service),
-       sum(length(s.data)), sum(s.fault), sum(s.status_code = 2 AND NOT s.fault),
+       sum(length(s.data)), sum(s.fault),
+       CASE WHEN sum(s.fault) = 0 THEN sum(s.status_code = 2) ELSE (
+           WITH RECURSIVE caused (span_id) AS (
+               SELECT f.span_id FROM spans f WHERE f.trace_id = ?1 AND f.fault
+               UNION  -- not UNION ALL: a parent cycle ends
+               SELECT p.parent_span_id FROM caused c
+               JOIN spans p ON p.trace_id = ?1 AND p.span_id = c.span_id
+           )
+           SELECT count(*) FROM spans e WHERE e.trace_id = ?1 AND e.status_code = 2
+               AND e.span_id NOT IN caused
+       ) END,
        root.http_status, max(s.order_status), min(s.end_ns - s.start_ns)
 FROM spans s,
      (SELECT r.name, r.service, r.http_status FROM spans r WHERE r.trace_id = ?1
@@ -247,7 +261,8 @@ class TraceSummary:
     start_ns: int
     duration_ns: int
     span_count: int
-    #: Real errors: spans with status ERROR that no injected fault touched.
+    #: Real errors: spans with status ERROR that are neither touched by an injected fault nor
+    #: an ancestor of a span one touched (those failed because of the fault).
     error_count: int
     root_name: str
     root_service: str

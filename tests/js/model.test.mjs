@@ -122,6 +122,52 @@ test("spans an injected fault touched are flagged and counted", () => {
   assert.equal(model.faultCount, 1);
 });
 
+test("ERROR spans above an injected fault are its consequence, not real errors", () => {
+  const fault = { key: "ordersim.fault.injected", value: { boolValue: true } };
+  const failed = (s) => ({ ...s, status: { code: "STATUS_CODE_ERROR" } });
+  // The fault at 5 fails 4, 3, 2 and 1 above it; 6 (beside it, under place_order) fails on
+  // its own, and so does 7, under the faulted span; 8 is a latency fault without an error.
+  const model = buildModel(
+    TRACE,
+    trace({
+      "order-service": [
+        failed(span("1", "POST /orders", 0, 100, { kind: SERVER })),
+        failed(span("2", "place_order", 1, 99, { parent: "1" })),
+        failed(span("3", "charge_payment", 2, 50, { parent: "2" })),
+        failed(span("4", "POST", 3, 49, { parent: "3", kind: CLIENT })),
+        failed(span("6", "GET", 60, 70, { parent: "2", kind: CLIENT })),
+      ],
+      "payment-service": [
+        failed(span("5", "POST /charges", 4, 48, { parent: "4", kind: SERVER, attributes: [fault] })),
+        failed(span("7", "authorize_card", 5, 6, { parent: "5" })),
+      ],
+      "inventory-service": [span("8", "GET /products", 61, 69, { parent: "6", attributes: [fault] })],
+    }),
+  );
+  const caused = model.spans.filter((s) => s.faultCaused).map((s) => Number(s.id));
+  assert.deepEqual(caused.sort(), [1, 2, 3, 4, 5, 6, 8]);
+  assert.equal(model.errorCount, 7);
+  // 6 is an ancestor of the latency fault at 8: its ERROR is counted as the fault's too.
+  assert.equal(model.realErrorCount, 1);
+  assert.equal(model.faultCount, 2);
+});
+
+test("without an injected fault every ERROR span is a real error", () => {
+  const failed = (s) => ({ ...s, status: { code: 2 } });
+  const model = buildModel(
+    TRACE,
+    trace({
+      "order-service": [
+        failed(span("1", "POST /orders", 0, 100, { kind: SERVER })),
+        failed(span("2", "place_order", 1, 99, { parent: "1" })),
+        span("3", "audit", 2, 3, { parent: "1" }),
+      ],
+    }),
+  );
+  assert.equal(model.realErrorCount, 2);
+  assert.equal(model.spans.filter((s) => s.faultCaused).length, 0);
+});
+
 test("schema URLs of the resource and the scope reach each span", () => {
   const model = buildModel(
     TRACE,

@@ -292,7 +292,7 @@ function traceRow(trace, maxDuration, fresh) {
             "span",
             {
               class: "badge error",
-              title: `${errors} span(s) with status ERROR that no injected fault touched`,
+              title: `${errors} span(s) with status ERROR that no injected fault caused`,
             },
             `⚠ ${errors}`,
           )

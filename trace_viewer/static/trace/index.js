@@ -61,6 +61,7 @@ function renderHeader(model) {
   const root = model.root;
   const onPath = page.critical.size;
   const linkedCount = [...page.linked.values()].reduce((n, list) => n + list.length, 0);
+  const faultErrors = model.errorCount - model.realErrorCount;
   return h(
     "header",
     { class: "trace-head" },
@@ -72,11 +73,15 @@ function renderHeader(model) {
       root.httpStatus !== null
         ? h("span", { class: "badge http", title: "the root span's HTTP status" }, root.httpStatus)
         : null,
-      model.errorCount
+      model.realErrorCount
         ? h(
             "span",
-            { class: "badge error", title: "spans with status ERROR" },
-            `⚠ ${model.errorCount} error${model.errorCount > 1 ? "s" : ""}`,
+            {
+              class: "badge error",
+              id: "error-badge",
+              title: "spans with status ERROR that no injected fault caused",
+            },
+            `⚠ ${model.realErrorCount} error${model.realErrorCount > 1 ? "s" : ""}`,
           )
         : null,
       model.faultCount
@@ -85,7 +90,9 @@ function renderHeader(model) {
             {
               class: "badge fault",
               id: "fault-badge",
-              title: `spans an injected fault touched (${FAULT_ATTRIBUTE})`,
+              title:
+                `spans an injected fault touched (${FAULT_ATTRIBUTE})` +
+                (faultErrors ? `; ${faultErrors} ERROR span(s) failed because of them` : ""),
             },
             `⚡ ${model.faultCount} injected`,
           )
@@ -162,8 +169,19 @@ function renderHeader(model) {
       fact("Depth", String(model.maxDepth)),
       fact(
         "Errors",
-        h("span", { id: "error-count" }, String(model.errorCount)),
-        model.errorCount ? "error" : "",
+        h(
+          "span",
+          {},
+          h("span", { id: "error-count" }, String(model.realErrorCount)),
+          faultErrors
+            ? h(
+                "span",
+                { class: "muted", id: "fault-error-count" },
+                ` · ${faultErrors} caused by ⚡ injected faults`,
+              )
+            : null,
+        ),
+        model.realErrorCount ? "error" : "",
       ),
       fact("Critical path", `${onPath} span${onPath === 1 ? "" : "s"}`),
     ),

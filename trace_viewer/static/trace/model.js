@@ -107,6 +107,7 @@ export function buildModel(traceId, resourceSpans) {
           depth: 0,
           descendants: 0,
           descendantErrors: 0,
+          faultCaused: false,
         };
         span.error = span.status.code === 2;
         span.httpStatus = httpStatus(span.kind, span.attributes);
@@ -190,6 +191,14 @@ export function buildModel(traceId, resourceSpans) {
       0,
     );
   }
+  // Touched by an injected fault, or an ancestor of a span one touched: an ERROR there is the
+  // fault's consequence (the CLIENT span, charge_payment, place_order, POST /orders failing
+  // because payment's POST /charges was made to fail), not a real error. The store counts the
+  // trace list's errors by the same rule (trace_viewer/store.py, _SUMMARISE).
+  for (const span of spans) {
+    if (!span.fault) continue;
+    for (let up = span; up && !up.faultCaused; up = up.parent) up.faultCaused = true;
+  }
   const orphans = topLevel.filter((s) => s.orphan);
   if (orphans.length) {
     warnings.push(
@@ -224,7 +233,11 @@ export function buildModel(traceId, resourceSpans) {
     serviceCounts,
     startAbs: t0,
     duration: Number(tEnd - t0),
+    /** Spans with status ERROR, whatever the cause. */
     errorCount: spans.filter((s) => s.error).length,
+    /** ERROR spans no injected fault caused (neither touched by one nor its ancestor). */
+    realErrorCount: spans.filter((s) => s.error && !s.faultCaused).length,
+    /** Spans an injected fault touched (the trace list's ⚡ count). */
     faultCount: spans.filter((s) => s.fault).length,
     maxDepth: Math.max(...order.map((s) => s.depth)) + 1,
     warnings,

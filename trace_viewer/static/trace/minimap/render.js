@@ -103,7 +103,8 @@ export class Minimap {
 
   pointerDown(event) {
     if (event.button !== 0) return;
-    event.preventDefault();
+    event.preventDefault(); // no text selection while dragging; it also keeps focus away, so:
+    this.strip.focus({ preventScroll: true }); // its keys (Esc, ←/→) work right after a drag
     const box = this.strip.getBoundingClientRect();
     const x0 = event.clientX - box.left;
     const at = x0 / box.width;
