@@ -304,6 +304,24 @@ class Trace:
     def errors(self) -> list[Span]:
         return [s for s in self.spans if s.is_error]
 
+    @cached_property
+    def fault_caused(self) -> set[str]:
+        """Ids of the spans an injected fault touched and of their ancestors: an ERROR among
+        them failed because of the fault, not on its own (the viewer's rule: the store's
+        summary and static/trace/model.js)."""
+        caused: set[str] = set()
+        for span in self.faults:
+            up: Span | None = span
+            while up is not None and up.span_id not in caused:
+                caused.add(up.span_id)
+                up = self.by_id.get(up.parent_id)
+        return caused
+
+    @property
+    def real_errors(self) -> list[Span]:
+        """ERROR spans no injected fault caused."""
+        return [s for s in self.errors if s.span_id not in self.fault_caused]
+
     @property
     def faults(self) -> list[Span]:
         return [s for s in self.spans if s.is_fault]
@@ -398,8 +416,11 @@ class Waterfall:
         else:
             text.append("(root span missing)", style="bold yellow")
         text.append(f"\n{format_ms(trace.duration_ns)} ms  {plural(len(trace.spans), 'span')}  ")
-        if trace.errors:
-            text.append(f"{plural(len(trace.errors), 'error')}  ", style=ERROR_STYLE)
+        if trace.real_errors:
+            text.append(f"{plural(len(trace.real_errors), 'error')}  ", style=ERROR_STYLE)
+        if len(trace.errors) > len(trace.real_errors):
+            caused = len(trace.errors) - len(trace.real_errors)
+            text.append(f"{caused} caused by injected faults  ", style=FAULT_STYLE)
         if trace.faults:
             text.append(f"{len(trace.faults)} injected  ", style=FAULT_STYLE)
         if trace.orphans:

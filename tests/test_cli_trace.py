@@ -402,6 +402,24 @@ def test_injected_faults_and_spans_outside_their_parent_are_marked() -> None:
     assert "injected fault" in notes and "⇥ ends 0.42 ms after its parent" in notes
 
 
+def test_errors_an_injected_fault_caused_are_counted_apart_from_real_errors() -> None:
+    """The viewer's rule: an ERROR span a fault touched, or above one, failed because of it."""
+    services = checkout_trace("d" * 32)
+    charges = services["payment-service"][0]  # POST /charges (SERVER), the fault's
+    charges["attributes"].append({"key": "ordersim.fault.injected", "value": {"boolValue": True}})
+    by_id = {s["spanId"]: s for spans in services.values() for s in spans}
+    client = by_id[charges["parentSpanId"]]  # POST /charges (CLIENT), failed because of it
+    real = services["inventory-service"][0]  # a failure of its own, off the fault's path
+    for span in (charges, client, real):
+        span["status"] = {"code": 2}
+    trace = Trace(parse_otlp(document(services)))
+    # authorize_card, under the faulted span, declined the card: an error of its own.
+    assert {s.span_id for s in trace.real_errors} == {real["spanId"], "c000000000000002"}
+    header = render(trace, 160).splitlines()[1]
+    assert "2 errors" in header and "2 caused by injected faults" in header
+    assert "1 injected" in header
+
+
 def test_a_parent_cycle_is_still_shown() -> None:
     spans = [
         otlp_span("c" * 32, "0000000000000001", "0000000000000002", "ping", 1, 0, 1),

@@ -307,6 +307,14 @@ def test_a_declined_card_against_a_confirmed_order_and_the_swap(site: Site) -> N
     assert "POST /orders" in page.inner_text("#side-a")
     assert page.inner_text("#side-a .http-status") == "201"
     assert page.inner_text("#side-b .http-status") == "402"
+    # Each side's error badge counts as the trace list does (real errors, not those an
+    # injected fault caused): the declined card's errors, none for the confirmed order.
+    listed = httpx.get(
+        f"{site.viewer.ui}/api/summaries", params={"traceID": [orders.declined]}
+    ).json()["data"]
+    errors = listed[0]["errorCount"]
+    assert errors > 0 and page.locator("#side-a .badge.error").count() == 0
+    assert page.inner_text("#side-b .badge.error") == f"⚠ {errors} error{'s' * (errors > 1)}"
     screenshot(page, "declined")
 
     page.click("#swap")

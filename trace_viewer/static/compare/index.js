@@ -143,11 +143,18 @@ function traceLine(side) {
     ),
     h("span", { class: "fact" }, h("b", { class: "duration" }, fmtMs(model.duration))),
     h("span", { class: "fact" }, h("b", { class: "span-count" }, String(model.spans.length)), " spans"),
-    model.errorCount
+    model.realErrorCount
       ? h(
           "span",
-          { class: "badge error", title: "spans with status ERROR" },
-          `⚠ ${model.errorCount} error${model.errorCount > 1 ? "s" : ""}`,
+          { class: "badge error", title: "spans with status ERROR that no injected fault caused" },
+          `⚠ ${model.realErrorCount} error${model.realErrorCount > 1 ? "s" : ""}`,
+        )
+      : null,
+    model.faultCount
+      ? h(
+          "span",
+          { class: "badge fault", title: "spans an injected fault touched" },
+          `⚡ ${model.faultCount} injected`,
         )
       : null,
     h("span", { class: "muted when" }, fmtClock(model.startAbs, { withDate: true })),
