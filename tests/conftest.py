@@ -170,6 +170,8 @@ class LiveTransport(httpx.AsyncBaseTransport):
             start = await asyncio.shield(head)
         except asyncio.CancelledError:
             gone.set()
+            # The client left: what the app answers (or why it answered nothing) is nobody's.
+            head.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
         return httpx.Response(
             start["status"], headers=start.get("headers", []), stream=_LiveBody(chunks, gone)
