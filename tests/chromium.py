@@ -66,3 +66,14 @@ def load(page: Page, url: str, state: str = "ready") -> None:
     page.goto(url)
     page.wait_for_selector("body[data-state]")
     assert page.evaluate("document.body.dataset.state") == state
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
+    """``test-artifacts/<name>.png`` of the page, which must have drawn something and thrown
+    nothing."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    assert path.stat().st_size > 20_000, f"{path} is suspiciously plain"
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
+    return path

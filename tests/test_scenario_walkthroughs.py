@@ -34,7 +34,8 @@ from playwright.sync_api import Browser, Page
 from ordersim import samples
 from payment_service import cards
 from payment_service.routes import LEGACY_PROCESSOR_DELAY
-from tests.chromium import ARTIFACTS, launched_chromium, open_page
+from tests import chromium
+from tests.chromium import launched_chromium, open_page
 from tests.conftest import in_process_system
 from tests.processes import ROOT, Viewer, running_viewer
 
@@ -171,11 +172,7 @@ def ready(page: Page) -> None:
 
 
 def screenshot(page: Page, scenario: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"walkthrough-{scenario.replace('_', '-')}.png"
-    page.screenshot(path=str(path))
-    assert path.stat().st_size > 20_000, f"{path} is suspiciously plain"
-    assert not page.errors, page.errors  # type: ignore[attr-defined]
+    chromium.screenshot(page, f"walkthrough-{scenario.replace('_', '-')}")
 
 
 # --------------------------------------------------------------------------------------------

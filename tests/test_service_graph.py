@@ -26,7 +26,8 @@ from playwright.sync_api import Browser, Page
 
 from common.faults import FaultRule
 from payment_service import cards
-from tests.chromium import ARTIFACTS, launched_chromium, open_page
+from tests import chromium
+from tests.chromium import launched_chromium, open_page
 from tests.conftest import FaultyTransport, down, in_process_system
 from tests.helpers import SERVICES, order_body
 from tests.processes import Viewer, running_viewer
@@ -258,11 +259,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 20_000, f"{path} is suspiciously plain"
-    assert not page.errors, page.errors  # type: ignore[attr-defined]
+    chromium.screenshot(page, name, full_page=True)
 
 
 def graph_nodes(page: Page) -> dict[str, dict[str, Any]]:

@@ -23,7 +23,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from playwright.sync_api import Browser, Page
 
 from payment_service import cards
-from tests.chromium import ARTIFACTS, launched_chromium, open_page
+from tests import chromium
+from tests.chromium import launched_chromium, open_page
 from tests.conftest import in_process_system
 from tests.helpers import order_body
 from tests.processes import ROOT, Viewer, running_viewer
@@ -139,11 +140,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"trace-compare-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 20_000, f"{path} is suspiciously plain"
-    assert not page.errors, page.errors  # type: ignore[attr-defined]
+    chromium.screenshot(page, f"trace-compare-{name}", full_page=True)
 
 
 def diff_rows(page: Page) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.chromium import ARTIFACTS, launched_chromium, open_page
+from tests import chromium
+from tests.chromium import launched_chromium, open_page
 from tests.linked_traces import LinkedTraces, linked_traces
 from tests.processes import Viewer, running_viewer
 from tests.test_browser import (
@@ -40,11 +41,7 @@ class Site:
 
 
 def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"trace-view-{name}.png"
-    page.screenshot(path=str(path))
-    assert path.stat().st_size > 20_000, f"{path} is suspiciously plain"
-    assert not page.errors, page.errors  # type: ignore[attr-defined]
+    chromium.screenshot(page, f"trace-view-{name}")
 
 
 @pytest.fixture(scope="module")
