@@ -500,3 +500,15 @@ def no_context_detach_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]
     yield
     detach_errors = [r for r in caplog.records if "Failed to detach context" in r.getMessage()]
     assert not detach_errors, detach_errors[0].getMessage()
+
+
+@pytest.fixture
+def query_app(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
+    """The viewer's query API and pages over an empty store, in process."""
+    from trace_viewer.query import create_query_app
+    from trace_viewer.store import Limits, TraceStore
+
+    store = TraceStore(tmp_path / "traces.db", Limits(100, 10**9))
+    app = create_query_app(store)
+    yield httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://viewer")
+    store.close()

@@ -47,17 +47,6 @@ ERROR_STEPS = (0.05, 0.25)
 # Without a browser: the page and its modules are served
 
 
-@pytest.fixture
-def query_app(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
-    from trace_viewer.query import create_query_app
-    from trace_viewer.store import Limits, TraceStore
-
-    store = TraceStore(tmp_path / "traces.db", Limits(100, 10**9))
-    app = create_query_app(store)
-    yield httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://viewer")
-    store.close()
-
-
 IMPORT = re.compile(r"""^\s*(?:import|export)\s[^;]*?\bfrom\s+["']([^"']+)["']""", re.M | re.S)
 
 

@@ -44,17 +44,6 @@ def fixture(name: str) -> Any:
 # The page's route, without a browser
 
 
-@pytest.fixture
-def query_app(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
-    from trace_viewer.query import create_query_app
-    from trace_viewer.store import Limits, TraceStore
-
-    store = TraceStore(tmp_path / "traces.db", Limits(100, 10**9))
-    app = create_query_app(store)
-    yield httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://viewer")
-    store.close()
-
-
 async def test_the_compare_url_serves_the_comparison_page(query_app: httpx.AsyncClient) -> None:
     one, other = "ab" * 16, "cd" * 16
     for path in (f"/trace/{one}...{other}", f"/trace/{one}...nope", "/trace/x...y"):
