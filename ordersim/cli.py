@@ -187,7 +187,66 @@ def build_parser() -> argparse.ArgumentParser:
     compensations.add_argument(
         "--json", action="store_true", help="print the service's JSON answer instead"
     )
+    _add_doctor(commands, viewer_help)
     return parser
+
+
+def _add_doctor(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], viewer_help: str
+) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a tracing setup end to end and say what is wrong and how to fix it",
+        description="Run the troubleshooting list against a running setup, ours or another: "
+        "the OTEL_* variables of this environment, the OTLP endpoint, the query API, each "
+        "service's propagator, whether one request gives one complete trace, dropped spans, "
+        "clock skew and double instrumentation. Checks the inputs do not allow are listed "
+        "as skipped, with why. Without --service, probes the services of `ordersim up` and "
+        "places a sample order.",
+        epilog="Exit status: 0 if every check that ran passed; 1 if one found a problem; "
+        "2 for bad arguments.",
+    )
+    doctor.add_argument(
+        "--otlp",
+        metavar="URL",
+        help="the OTLP endpoint (default: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else the "
+        "viewer's intake that `ordersim up` starts)",
+    )
+    doctor.add_argument(
+        "--protocol",
+        choices=("http/protobuf", "grpc"),
+        help="OTLP transport (default: OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, else http/protobuf)",
+    )
+    doctor.add_argument("--endpoint", metavar="VIEWER_URL", help=viewer_help)
+    doctor.add_argument(
+        "--service",
+        action="append",
+        metavar="URL",
+        help="a URL of a service to probe for its propagator with a GET (repeatable; "
+        "default: the four services' /openapi.json)",
+    )
+    doctor.add_argument(
+        "--request",
+        metavar="'METHOD URL'",
+        help="the request that should give one trace, e.g. 'POST http://host:8000/orders' "
+        "(default without --service: a sample order)",
+    )
+    doctor.add_argument("--body", metavar="JSON", help="the request's JSON body")
+    doctor.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for spans to reach the query API (default: 10)",
+    )
+    doctor.add_argument(
+        "--skew-ms",
+        type=float,
+        default=25.0,
+        metavar="MS",
+        help="how far a server span may lie outside its client span (default: 25)",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
 
 
 def _backlog_limit(text: str) -> int:
@@ -298,6 +357,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ordersim.compensations_cmd import show
 
         return show(url=args.url, limit=args.limit, as_json=args.json)
+    if args.command == "doctor":
+        from ordersim.doctor import doctor
+
+        return doctor(
+            otlp=args.otlp,
+            protocol=args.protocol,
+            endpoint=args.endpoint,
+            services=args.service,
+            request=args.request,
+            body=args.body,
+            wait=args.wait,
+            skew_ms=args.skew_ms,
+            as_json=args.json,
+        )
     raise AssertionError(args.command)
 
 
