@@ -2,14 +2,17 @@
 
     .venv/bin/python bench/cpu_per_order.py [--rate 30] [--seconds 10] [--rounds 5]
     .venv/bin/python bench/cpu_per_order.py --trees .,/path/to/other/worktree
+    git archive HEAD~1 | tar -x -C /tmp/before && \
+        .venv/bin/python bench/cpu_per_order.py --trees /tmp/before,.
     .venv/bin/python bench/cpu_per_order.py --profile /tmp/profiles --rounds 1
 
 Each round starts the four services of each tree in turn (``OTEL_SDK_DISABLED=true``,
-no viewer, each tree's own ``.venv``), warms them up, then sends orders from the load
-generator's mix at a fixed rate (open loop) and reads each process's CPU time (Linux
-``/proc``) before and after. CPU time per order is much steadier than throughput on a
-machine shared with other work, and alternating the trees round by round lets drift in
-the machine's speed hit them alike. Figures are medians of rounds, with the range.
+no viewer; with the tree's own ``.venv`` if it has one, else with this one), warms them
+up, then sends orders from the load generator's mix at a fixed rate (open loop) and
+reads each process's CPU time (Linux ``/proc``) before and after. CPU time per order is
+much steadier than throughput on a machine shared with other work, and alternating the
+trees round by round lets drift in the machine's speed hit them alike. Figures are
+medians of rounds, with the range.
 
 The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
 declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.
@@ -53,11 +56,19 @@ class Round:
     confirmed_share: float = 1.0  # of the orders recorded
 
 
+#: Runs ``sys.argv[2]`` as ``__main__`` from the tree ``sys.argv[1]``: on sys.path before
+#: anything else (an editable install's finder comes after sys.path), so a tree without its
+#: own ``.venv`` (``git archive`` of a commit) runs with this interpreter's packages.
+RUN_FROM_TREE = (
+    "import runpy, sys; tree, package = sys.argv[1:3]; sys.argv = [package]; "
+    "sys.path.insert(0, tree); runpy.run_module(package, run_name='__main__', alter_sys=True)"
+)
+
+
 def python_of(tree: Path) -> Path:
+    """The tree's own ``.venv``, else this interpreter."""
     python = tree / ".venv" / "bin" / "python"
-    if not python.exists():
-        raise SystemExit(f"{tree} has no .venv: run `make install` there")
-    return python
+    return python if python.exists() else Path(sys.executable)
 
 
 class TreeSystem(System):
@@ -73,9 +84,9 @@ class TreeSystem(System):
             assert service.settings is not None
             prefix = service.settings.model_config.get("env_prefix", "")
             self.env[f"{prefix}LOG_LEVEL"] = log_level
-            # -I: neither the working directory nor PYTHONPATH, only the tree's own
-            # (editable) install of the packages.
-            service.command = [str(python_of(tree)), "-I", "-m", service.package]
+            # -I: neither the working directory nor PYTHONPATH: the tree, then site-packages.
+            command = [str(python_of(tree)), "-I", "-c", RUN_FROM_TREE, str(tree)]
+            service.command = [*command, service.package]
 
     def pids(self) -> dict[str, int]:
         return {s.name: s.process.pid for s in self.services if s.process is not None}
@@ -211,8 +222,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
-    for tree in trees:
-        python_of(tree)
+    if missing := [t for t in trees if not (t / "inventory_service").is_dir()]:
+        parser.error(f"not an ordersim tree: {missing[0]}")
     asyncio.run(measure(args, trees))
 
 
