@@ -1,0 +1,43 @@
+"""What one order costs, counted (never timed): thread hops and database statements.
+
+``bench/cpu_per_order.py`` measures the CPU; these tests hold on to what made it smaller,
+so a change that brings a cost back fails here, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+import pytest
+
+from tests.conftest import System
+from tests.helpers import order_body
+
+THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
+
+
+async def test_no_request_hops_to_the_thread_pool(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI runs a plain ``def`` dependency in its thread pool: a thread hop (and a GIL
+    hand-over) per dependency per request. Every dependency is ``async def``."""
+    hops: list[Any] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    response = await system.order.post("/orders", json=order_body(THREE_SKUS))
+    assert response.status_code == 201
+    order_id = response.json()["order_id"]
+    assert (await system.order.get(f"/orders/{order_id}")).status_code == 200
+    for client, path in (
+        (system.inventory, f"/reservations/{order_id}"),
+        (system.payment, f"/charges/{order_id}"),
+        (system.shipping, f"/shipments/{order_id}"),
+    ):
+        assert (await client.get(path)).status_code == 200
+    assert hops == []
