@@ -9,8 +9,6 @@ the original request if it arrives late. An undo that fails is deferred to the b
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import trace
 
-from common.concurrency import settle_all
+from common.concurrency import settle_all, uncancelled
 from common.errors import DownstreamUnavailable, ServiceError
 
 if TYPE_CHECKING:
@@ -36,22 +34,6 @@ UndoCall = Callable[[str], Awaitable[object]]
 class Undo:
     name: str  # the span name, verb-noun: release_stock, refund_payment, cancel_shipment
     call: UndoCall
-
-
-async def _uncancelled(call: Awaitable[T]) -> T:
-    """Await ``call`` to its end even if the caller is cancelled meanwhile (the order's
-    deadline), then pass the cancellation on: a mutation cut off halfway would leave the
-    saga guessing whether it landed. The call bounds itself (the per-call timeout)."""
-    task = asyncio.ensure_future(call)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):  # a second cancellation too
-                await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # its outcome was recorded by the step; no "never retrieved"
-        raise
 
 
 class Saga:
@@ -78,7 +60,7 @@ class Saga:
                 # Registered before the call: one that times out may still have landed.
                 self._undo.append(undo)
             outcome = self._outcome(span, call, undo)
-            return await (outcome if read_only else _uncancelled(outcome))
+            return await (outcome if read_only else uncancelled(outcome))
 
     async def _outcome(self, span: trace.Span, call: Awaitable[T], undo: Undo | None) -> T:
         """The call's result; a failure is recorded on the step's span and, when it is a

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    Connection,
     DateTime,
     Integer,
     Row,
@@ -24,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.db import read, transaction
 from common.errors import NotFound
 from order_service.models import Order
 
@@ -93,35 +95,42 @@ def utc(at: datetime | None) -> datetime | None:
 
 
 async def insert_order(engine: AsyncEngine, order: Order) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(orders).values(
-                order_id=order.order_id,
-                status=order.status,
-                customer_id=order.customer_id,
-                trace_id=order.trace_id,
-                document=order.model_dump_json(),
-                updated_at=order.updated_at,
-            )
+    await transaction(engine, _insert_order, order)
+
+
+def _insert_order(conn: Connection, order: Order) -> None:
+    conn.execute(
+        insert(orders).values(
+            order_id=order.order_id,
+            status=order.status,
+            customer_id=order.customer_id,
+            trace_id=order.trace_id,
+            document=order.model_dump_json(),
+            updated_at=order.updated_at,
         )
+    )
 
 
 async def update_order(engine: AsyncEngine, order: Order) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(orders)
-            .where(orders.c.order_id == order.order_id)
-            .values(
-                status=order.status, document=order.model_dump_json(), updated_at=order.updated_at
-            )
-        )
+    await transaction(engine, _update_order, order)
+
+
+def _update_order(conn: Connection, order: Order) -> None:
+    conn.execute(
+        update(orders)
+        .where(orders.c.order_id == order.order_id)
+        .values(status=order.status, document=order.model_dump_json(), updated_at=order.updated_at)
+    )
 
 
 async def get_order(engine: AsyncEngine, order_id: str) -> Order:
-    async with engine.connect() as conn:
-        document = (
-            await conn.execute(select(orders.c.document).where(orders.c.order_id == order_id))
-        ).scalar_one_or_none()
+    return await read(engine, _get_order, order_id)
+
+
+def _get_order(conn: Connection, order_id: str) -> Order:
+    document = conn.execute(
+        select(orders.c.document).where(orders.c.order_id == order_id)
+    ).scalar_one_or_none()
     if document is None:
         raise NotFound(f"no order {order_id}")
     return Order.model_validate_json(document)
@@ -129,16 +138,17 @@ async def get_order(engine: AsyncEngine, order_id: str) -> Order:
 
 async def abandoned_orders(engine: AsyncEngine, cutoff: datetime) -> list[Order]:
     """Orders still pending although their last change is older than ``cutoff``."""
-    async with engine.connect() as conn:
-        documents = (
-            await conn.execute(
-                select(orders.c.document)
-                .where(orders.c.status == "pending", orders.c.updated_at < cutoff)
-                .order_by(orders.c.updated_at)
-                .limit(100)
-            )
-        ).scalars()
-        return [Order.model_validate_json(d) for d in documents]
+    return await read(engine, _abandoned_orders, cutoff)
+
+
+def _abandoned_orders(conn: Connection, cutoff: datetime) -> list[Order]:
+    documents = conn.execute(
+        select(orders.c.document)
+        .where(orders.c.status == "pending", orders.c.updated_at < cutoff)
+        .order_by(orders.c.updated_at)
+        .limit(100)
+    ).scalars()
+    return [Order.model_validate_json(d) for d in documents]
 
 
 async def fail_abandoned(
@@ -147,35 +157,34 @@ async def fail_abandoned(
     """Store an abandoned order as failed and queue its undos, due ``at`` once, in one
     transaction. False when the order is no longer pending (its request finished after all).
     """
-    async with engine.begin() as conn:
-        changed = (
-            await conn.execute(
-                update(orders)
-                .where(orders.c.order_id == order.order_id, orders.c.status == "pending")
-                .values(
-                    status=order.status,
-                    document=order.model_dump_json(),
-                    updated_at=order.updated_at,
-                )
-            )
-        ).rowcount
-        if changed:
-            await conn.execute(
-                insert(compensations),
-                [
-                    {
-                        "order_id": order.order_id,
-                        "action": action,
-                        "traceparent": traceparent,
-                        "attempts": 0,
-                        "last_error": "order abandoned",
-                        "done_at": None,
-                        "created_at": at,
-                        "next_attempt_at": at,  # nothing was tried yet
-                    }
-                    for action in actions
-                ],
-            )
+    return await transaction(engine, _fail_abandoned, order, actions, traceparent, at)
+
+
+def _fail_abandoned(
+    conn: Connection, order: Order, actions: list[str], traceparent: str, at: datetime
+) -> bool:
+    changed = conn.execute(
+        update(orders)
+        .where(orders.c.order_id == order.order_id, orders.c.status == "pending")
+        .values(status=order.status, document=order.model_dump_json(), updated_at=order.updated_at)
+    ).rowcount
+    if changed:
+        conn.execute(
+            insert(compensations),
+            [
+                {
+                    "order_id": order.order_id,
+                    "action": action,
+                    "traceparent": traceparent,
+                    "attempts": 0,
+                    "last_error": "order abandoned",
+                    "done_at": None,
+                    "created_at": at,
+                    "next_attempt_at": at,  # nothing was tried yet
+                }
+                for action in actions
+            ],
+        )
     return bool(changed)
 
 
@@ -215,19 +224,21 @@ async def add_compensation(
     due: datetime,
 ) -> None:
     """Store a compensation that failed once ``at``, to be retried from ``due`` on."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(compensations).values(
-                order_id=order_id,
-                action=action,
-                traceparent=traceparent,
-                attempts=1,
-                last_error=error[:500],
-                done_at=None,
-                created_at=at,
-                next_attempt_at=due,
-            )
-        )
+    values = {
+        "order_id": order_id,
+        "action": action,
+        "traceparent": traceparent,
+        "attempts": 1,
+        "last_error": error[:500],
+        "done_at": None,
+        "created_at": at,
+        "next_attempt_at": due,
+    }
+    await transaction(engine, _insert, compensations, values)
+
+
+def _insert(conn: Connection, table: Table, values: dict[str, object]) -> None:
+    conn.execute(insert(table).values(**values))
 
 
 _PENDING = compensations.c.done_at.is_(None)
@@ -237,16 +248,17 @@ async def due_compensations(
     engine: AsyncEngine, at: datetime, limit: int = 100
 ) -> list[PendingCompensation]:
     """The pending compensations due ``at``, the longest overdue first."""
+    return await read(engine, _due_compensations, at, limit)
+
+
+def _due_compensations(conn: Connection, at: datetime, limit: int) -> list[PendingCompensation]:
     due = or_(compensations.c.next_attempt_at.is_(None), compensations.c.next_attempt_at <= at)
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(compensations)
-                .where(_PENDING, due)
-                .order_by(compensations.c.next_attempt_at.asc().nulls_first(), compensations.c.id)
-                .limit(limit)
-            )
-        ).all()
+    rows = conn.execute(
+        select(compensations)
+        .where(_PENDING, due)
+        .order_by(compensations.c.next_attempt_at.asc().nulls_first(), compensations.c.id)
+        .limit(limit)
+    ).all()
     return [_pending(r) for r in rows]
 
 
@@ -257,18 +269,15 @@ async def claim_compensation(engine: AsyncEngine, item: PendingCompensation, due
     False when another worker claimed it first (``attempts`` no longer what was read), or
     it is done.
     """
-    async with engine.begin() as conn:
-        claimed = (
-            await conn.execute(
-                update(compensations)
-                .where(
-                    compensations.c.id == item.id,
-                    _PENDING,
-                    compensations.c.attempts == item.attempts,
-                )
-                .values(attempts=item.attempts + 1, next_attempt_at=due)
-            )
-        ).rowcount
+    return await transaction(engine, _claim_compensation, item, due)
+
+
+def _claim_compensation(conn: Connection, item: PendingCompensation, due: datetime) -> bool:
+    claimed = conn.execute(
+        update(compensations)
+        .where(compensations.c.id == item.id, _PENDING, compensations.c.attempts == item.attempts)
+        .values(attempts=item.attempts + 1, next_attempt_at=due)
+    ).rowcount
     return bool(claimed)
 
 
@@ -277,8 +286,11 @@ async def finish_compensation(
 ) -> None:
     """Mark a retried compensation done ``at``, or keep the error of its failed attempt."""
     values: dict[str, object] = {"done_at": at} if error is None else {"last_error": error[:500]}
-    async with engine.begin() as conn:
-        await conn.execute(update(compensations).where(compensations.c.id == id_).values(**values))
+    await transaction(engine, _update_compensation, id_, values)
+
+
+def _update_compensation(conn: Connection, id_: int, values: dict[str, object]) -> None:
+    conn.execute(update(compensations).where(compensations.c.id == id_).values(**values))
 
 
 async def compensation_backlog(
@@ -286,17 +298,18 @@ async def compensation_backlog(
 ) -> tuple[int, datetime | None, list[PendingCompensation]]:
     """How many compensations are pending, when the oldest (of those with a recorded time)
     was deferred, and the ``limit`` oldest of them."""
-    async with engine.connect() as conn:
-        count, oldest = (
-            await conn.execute(
-                select(func.count(), func.min(compensations.c.created_at)).where(_PENDING)
-            )
-        ).one()
-        rows = (
-            await conn.execute(
-                select(compensations).where(_PENDING).order_by(compensations.c.id).limit(limit)
-            )
-        ).all()
+    return await read(engine, _compensation_backlog, limit)
+
+
+def _compensation_backlog(
+    conn: Connection, limit: int
+) -> tuple[int, datetime | None, list[PendingCompensation]]:
+    count, oldest = conn.execute(
+        select(func.count(), func.min(compensations.c.created_at)).where(_PENDING)
+    ).one()
+    rows = conn.execute(
+        select(compensations).where(_PENDING).order_by(compensations.c.id).limit(limit)
+    ).all()
     return int(count), utc(oldest), [_pending(r) for r in rows]
 
 
@@ -310,36 +323,41 @@ class IdempotencyRecord:
 
 async def claim_key(engine: AsyncEngine, key: str, digest: str) -> IdempotencyRecord | None:
     """Claim an Idempotency-Key for a new request: None if claimed, else what is stored."""
+    values = {"key": key, "body_digest": digest, "updated_at": now()}
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(idempotency_keys).values(key=key, body_digest=digest, updated_at=now())
-            )
+        await transaction(engine, _insert, idempotency_keys, values)
         return None
     except IntegrityError:
         return await read_key(engine, key)
 
 
 async def read_key(engine: AsyncEngine, key: str) -> IdempotencyRecord | None:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))
-        ).first()
+    return await read(engine, _read_key, key)
+
+
+def _read_key(conn: Connection, key: str) -> IdempotencyRecord | None:
+    row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).first()
     if row is None:
         return None
     return IdempotencyRecord(row.body_digest, row.status_code, row.response, row.updated_at)
 
 
 async def complete_key(engine: AsyncEngine, key: str, status_code: int, response: str) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(idempotency_keys)
-            .where(idempotency_keys.c.key == key)
-            .values(status_code=status_code, response=response, updated_at=now())
-        )
+    await transaction(engine, _complete_key, key, status_code, response)
+
+
+def _complete_key(conn: Connection, key: str, status_code: int, response: str) -> None:
+    conn.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.key == key)
+        .values(status_code=status_code, response=response, updated_at=now())
+    )
 
 
 async def release_key(engine: AsyncEngine, key: str) -> None:
     """Forget a key whose request stored nothing (invalid input), so it can be used again."""
-    async with engine.begin() as conn:
-        await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))
+    await transaction(engine, _release_key, key)
+
+
+def _release_key(conn: Connection, key: str) -> None:
+    conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))

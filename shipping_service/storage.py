@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import DateTime, Integer, String, Table, insert, select, update
+from sqlalchemy import Connection, DateTime, Integer, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.db import read, transaction
 from common.errors import Conflict, NotFound
 from common.ids import new_quote_id, new_tracking_id
 from common.money import Money
@@ -104,17 +105,20 @@ def _now() -> datetime:
 
 async def save_quote(engine: AsyncEngine, carrier: str, cost: Money, days: int) -> Quote:
     quote = Quote(quote_id=new_quote_id(), carrier=carrier, cost=cost, estimated_days=days)
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(quotes).values(
-                quote_id=quote.quote_id,
-                carrier=carrier,
-                cost=str(cost.amount),
-                estimated_days=days,
-                created_at=_now(),
-            )
-        )
+    await transaction(engine, _save_quote, quote)
     return quote
+
+
+def _save_quote(conn: Connection, quote: Quote) -> None:
+    conn.execute(
+        insert(quotes).values(
+            quote_id=quote.quote_id,
+            carrier=quote.carrier,
+            cost=str(quote.cost.amount),
+            estimated_days=quote.estimated_days,
+            created_at=_now(),
+        )
+    )
 
 
 def _shipment(row: object) -> Shipment:
@@ -127,10 +131,11 @@ def _shipment(row: object) -> Shipment:
 
 
 async def get_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(shipments).where(shipments.c.order_id == order_id))
-        ).first()
+    return await read(engine, _get_shipment, order_id)
+
+
+def _get_shipment(conn: Connection, order_id: str) -> Shipment:
+    row = conn.execute(select(shipments).where(shipments.c.order_id == order_id)).first()
     if row is None:
         raise NotFound(f"no shipment for order {order_id}")
     return _shipment(row)
@@ -138,22 +143,9 @@ async def get_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
 
 async def create_shipment(engine: AsyncEngine, order_id: str, quote_id: str) -> Shipment:
     """Create a shipment from a quote. A repeat returns the first; a cancelled order is a 409."""
-    async with engine.connect() as conn:
-        quote = (await conn.execute(select(quotes).where(quotes.c.quote_id == quote_id))).first()
-    if quote is None:
-        raise NotFound(f"unknown quote {quote_id}")
+    carrier = await read(engine, _quoted_carrier, quote_id)
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(shipments).values(
-                    order_id=order_id,
-                    status="created",
-                    quote_id=quote_id,
-                    carrier=quote.carrier,
-                    tracking_id=new_tracking_id(),
-                    updated_at=_now(),
-                )
-            )
+        await transaction(engine, _create_shipment, order_id, quote_id, carrier)
     except IntegrityError:
         existing = await get_shipment(engine, order_id)
         if existing.status != "created":
@@ -162,26 +154,45 @@ async def create_shipment(engine: AsyncEngine, order_id: str, quote_id: str) -> 
     return await get_shipment(engine, order_id)
 
 
+def _quoted_carrier(conn: Connection, quote_id: str) -> str:
+    carrier = conn.execute(
+        select(quotes.c.carrier).where(quotes.c.quote_id == quote_id)
+    ).scalar_one_or_none()
+    if carrier is None:
+        raise NotFound(f"unknown quote {quote_id}")
+    return str(carrier)
+
+
+def _create_shipment(conn: Connection, order_id: str, quote_id: str, carrier: str) -> None:
+    conn.execute(
+        insert(shipments).values(
+            order_id=order_id,
+            status="created",
+            quote_id=quote_id,
+            carrier=carrier,
+            tracking_id=new_tracking_id(),
+            updated_at=_now(),
+        )
+    )
+
+
 async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
     """Cancel an order's shipment. Idempotent; leaves a tombstone when there was none."""
-    async with engine.begin() as conn:
-        changed = (
-            await conn.execute(
-                update(shipments)
-                .where(shipments.c.order_id == order_id, shipments.c.status == "created")
-                .values(status="cancelled", updated_at=_now())
-            )
-        ).rowcount
-        if not changed:
-            exists = (
-                await conn.execute(
-                    select(shipments.c.order_id).where(shipments.c.order_id == order_id)
-                )
-            ).first()
-            if exists is None:
-                await conn.execute(
-                    insert(shipments).values(
-                        order_id=order_id, status="cancelled", updated_at=_now()
-                    )
-                )
+    await transaction(engine, _cancel_shipment, order_id)
     return await get_shipment(engine, order_id)
+
+
+def _cancel_shipment(conn: Connection, order_id: str) -> None:
+    changed = conn.execute(
+        update(shipments)
+        .where(shipments.c.order_id == order_id, shipments.c.status == "created")
+        .values(status="cancelled", updated_at=_now())
+    ).rowcount
+    if not changed:
+        exists = conn.execute(
+            select(shipments.c.order_id).where(shipments.c.order_id == order_id)
+        ).first()
+        if exists is None:
+            conn.execute(
+                insert(shipments).values(order_id=order_id, status="cancelled", updated_at=_now())
+            )
