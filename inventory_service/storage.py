@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    bindparam,
     func,
     insert,
     select,
@@ -132,6 +133,42 @@ async def seed_if_empty(engine: AsyncEngine) -> None:
             )
 
 
+# The statements, built once. Building a statement's expression tree (and its cache key)
+# on every call cost more CPU than running it; built once, each compiles once (SQLAlchemy
+# caches the SQL) and runs with its parameters. (A parameter named after a column of the
+# table an UPDATE sets is SQLAlchemy's own: the others are named ``b_…``.)
+_CATALOGUE = select(products).order_by(products.c.sku)
+_NAMED_PRODUCTS = _CATALOGUE.where(products.c.sku.in_(bindparam("skus", expanding=True)))
+_PRODUCT = select(products).where(products.c.sku == bindparam("sku"))
+_SKUS = select(products.c.sku)
+_TAKE_STOCK = (
+    update(products)
+    .where(products.c.sku == bindparam("b_sku"), products.c.stock >= bindparam("b_quantity"))
+    .values(stock=products.c.stock - bindparam("b_quantity"))
+    .returning(products.c.unit_price)
+)
+_PUT_BACK = (
+    update(products)
+    .where(products.c.sku == bindparam("b_sku"))
+    .values(stock=products.c.stock + bindparam("b_quantity"))
+)
+_NEW_RESERVATION = insert(reservations)
+_NEW_ITEMS = insert(reservation_items)
+_STATUS = select(reservations.c.status).where(reservations.c.order_id == bindparam("order_id"))
+_EXISTS = select(reservations.c.order_id).where(reservations.c.order_id == bindparam("order_id"))
+_ITEMS = select(reservation_items).where(reservation_items.c.order_id == bindparam("order_id"))
+_COMMIT = (
+    update(reservations)
+    .where(reservations.c.order_id == bindparam("b_order_id"), reservations.c.status == "reserved")
+    .values(status="committed")
+)
+_RELEASE = (
+    update(reservations)
+    .where(reservations.c.order_id == bindparam("b_order_id"), reservations.c.status != "released")
+    .values(status="released")
+)
+
+
 def _product(row: ProductRow | object) -> Product:
     return Product.model_validate(row)
 
@@ -141,10 +178,8 @@ async def list_products(engine: AsyncEngine, skus: Sequence[str] = ()) -> list[P
 
 
 def _list_products(conn: Connection, skus: Sequence[str]) -> list[Product]:
-    query = select(products).order_by(products.c.sku)
-    if skus:
-        query = query.where(products.c.sku.in_(skus))
-    return [_product(row) for row in conn.execute(query).all()]
+    rows = conn.execute(_NAMED_PRODUCTS, {"skus": list(skus)}) if skus else conn.execute(_CATALOGUE)
+    return [_product(row) for row in rows.all()]
 
 
 async def list_products_one_by_one(engine: AsyncEngine, skus: Sequence[str] = ()) -> list[Product]:
@@ -154,10 +189,10 @@ async def list_products_one_by_one(engine: AsyncEngine, skus: Sequence[str] = ()
 
 def _list_products_one_by_one(conn: Connection, skus: Sequence[str]) -> list[Product]:
     if not skus:
-        skus = conn.execute(select(products.c.sku)).scalars().all()
+        skus = conn.execute(_SKUS).scalars().all()
     found: list[Product] = []
     for sku in sorted(set(skus)):
-        row = conn.execute(select(products).where(products.c.sku == sku)).first()
+        row = conn.execute(_PRODUCT, {"sku": sku}).first()
         if row is not None:
             found.append(_product(row))
     return found
@@ -168,21 +203,17 @@ async def get_product(engine: AsyncEngine, sku: str) -> Product:
 
 
 def _get_product(conn: Connection, sku: str) -> Product:
-    row = conn.execute(select(products).where(products.c.sku == sku)).first()
+    row = conn.execute(_PRODUCT, {"sku": sku}).first()
     if row is None:
         raise UnknownSku(sku)
     return _product(row)
 
 
 def _read_reservation(conn: Connection, order_id: str) -> Reservation | None:
-    status = conn.execute(
-        select(reservations.c.status).where(reservations.c.order_id == order_id)
-    ).scalar_one_or_none()
+    status = conn.execute(_STATUS, {"order_id": order_id}).scalar_one_or_none()
     if status is None:
         return None
-    rows = conn.execute(
-        select(reservation_items).where(reservation_items.c.order_id == order_id)
-    ).all()
+    rows = conn.execute(_ITEMS, {"order_id": order_id}).all()
     items = [ReservedItem(sku=r.sku, quantity=r.quantity, unit_price=r.unit_price) for r in rows]
     return Reservation(order_id=order_id, status=status, items=items)
 
@@ -214,24 +245,20 @@ async def reserve(engine: AsyncEngine, order_id: str, items: Sequence[ItemReques
 
 def _reserve(conn: Connection, order_id: str, items: Sequence[ItemRequest]) -> Reservation:
     conn.execute(
-        insert(reservations).values(order_id=order_id, status="reserved", updated_at=_now())
+        _NEW_RESERVATION, {"order_id": order_id, "status": "reserved", "updated_at": _now()}
     )
     reserved: list[ReservedItem] = []
     for item in items:
-        price = conn.execute(
-            update(products)
-            .where(products.c.sku == item.sku, products.c.stock >= item.quantity)
-            .values(stock=products.c.stock - item.quantity)
-            .returning(products.c.unit_price)
-        ).scalar_one_or_none()
+        taken = {"b_sku": item.sku, "b_quantity": item.quantity}
+        price = conn.execute(_TAKE_STOCK, taken).scalar_one_or_none()
         if price is None:  # rolls the whole reservation back
-            product = conn.execute(select(products).where(products.c.sku == item.sku)).first()
+            product = conn.execute(_PRODUCT, {"sku": item.sku}).first()
             if product is None:
                 raise UnknownSku(item.sku)
             raise OutOfStock(item.sku, item.quantity, product.stock)
         reserved.append(ReservedItem(sku=item.sku, quantity=item.quantity, unit_price=price))
     conn.execute(
-        insert(reservation_items),
+        _NEW_ITEMS,
         [
             {
                 "order_id": order_id,
@@ -256,11 +283,7 @@ async def commit(engine: AsyncEngine, order_id: str) -> Reservation:
 
 
 def _commit(conn: Connection, order_id: str) -> Reservation | None:
-    conn.execute(
-        update(reservations)
-        .where(reservations.c.order_id == order_id, reservations.c.status == "reserved")
-        .values(status="committed", updated_at=_now())
-    )
+    conn.execute(_COMMIT, {"b_order_id": order_id, "updated_at": _now()})
     return _read_reservation(conn, order_id)
 
 
@@ -275,28 +298,15 @@ async def release(engine: AsyncEngine, order_id: str) -> Reservation:
 
 
 def _release(conn: Connection, order_id: str) -> Reservation:
-    changed = conn.execute(
-        update(reservations)
-        .where(reservations.c.order_id == order_id, reservations.c.status != "released")
-        .values(status="released", updated_at=_now())
-    ).rowcount
+    now = _now()
+    changed = conn.execute(_RELEASE, {"b_order_id": order_id, "updated_at": now}).rowcount
     if changed:
-        for row in conn.execute(
-            select(reservation_items).where(reservation_items.c.order_id == order_id)
-        ).all():
-            conn.execute(
-                update(products)
-                .where(products.c.sku == row.sku)
-                .values(stock=products.c.stock + row.quantity)
-            )
-    else:
-        exists = conn.execute(
-            select(reservations.c.order_id).where(reservations.c.order_id == order_id)
-        ).first()
-        if exists is None:
-            conn.execute(
-                insert(reservations).values(order_id=order_id, status="released", updated_at=_now())
-            )
+        for row in conn.execute(_ITEMS, {"order_id": order_id}).all():
+            conn.execute(_PUT_BACK, {"b_sku": row.sku, "b_quantity": row.quantity})
+    elif conn.execute(_EXISTS, {"order_id": order_id}).first() is None:
+        conn.execute(
+            _NEW_RESERVATION, {"order_id": order_id, "status": "released", "updated_at": now}
+        )
     found = _read_reservation(conn, order_id)
     assert found is not None
     return found

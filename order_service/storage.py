@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -94,20 +95,32 @@ def utc(at: datetime | None) -> datetime | None:
     return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+# The statements of every order, built once (see inventory_service/storage.py); those of
+# the compensation backlog, rare, are built where they run.
+_NEW_ORDER = insert(orders)
+_UPDATE_ORDER = update(orders).where(orders.c.order_id == bindparam("b_order_id"))
+_DOCUMENT = select(orders.c.document).where(orders.c.order_id == bindparam("order_id"))
+_NEW_KEY = insert(idempotency_keys)
+_KEY = select(idempotency_keys).where(idempotency_keys.c.key == bindparam("key"))
+_COMPLETE_KEY = update(idempotency_keys).where(idempotency_keys.c.key == bindparam("b_key"))
+_RELEASE_KEY = delete(idempotency_keys).where(idempotency_keys.c.key == bindparam("key"))
+
+
 async def insert_order(engine: AsyncEngine, order: Order) -> None:
     await transaction(engine, _insert_order, order)
 
 
 def _insert_order(conn: Connection, order: Order) -> None:
     conn.execute(
-        insert(orders).values(
-            order_id=order.order_id,
-            status=order.status,
-            customer_id=order.customer_id,
-            trace_id=order.trace_id,
-            document=order.model_dump_json(),
-            updated_at=order.updated_at,
-        )
+        _NEW_ORDER,
+        {
+            "order_id": order.order_id,
+            "status": order.status,
+            "customer_id": order.customer_id,
+            "trace_id": order.trace_id,
+            "document": order.model_dump_json(),
+            "updated_at": order.updated_at,
+        },
     )
 
 
@@ -117,9 +130,13 @@ async def update_order(engine: AsyncEngine, order: Order) -> None:
 
 def _update_order(conn: Connection, order: Order) -> None:
     conn.execute(
-        update(orders)
-        .where(orders.c.order_id == order.order_id)
-        .values(status=order.status, document=order.model_dump_json(), updated_at=order.updated_at)
+        _UPDATE_ORDER,
+        {
+            "b_order_id": order.order_id,
+            "status": order.status,
+            "document": order.model_dump_json(),
+            "updated_at": order.updated_at,
+        },
     )
 
 
@@ -128,9 +145,7 @@ async def get_order(engine: AsyncEngine, order_id: str) -> Order:
 
 
 def _get_order(conn: Connection, order_id: str) -> Order:
-    document = conn.execute(
-        select(orders.c.document).where(orders.c.order_id == order_id)
-    ).scalar_one_or_none()
+    document = conn.execute(_DOCUMENT, {"order_id": order_id}).scalar_one_or_none()
     if document is None:
         raise NotFound(f"no order {order_id}")
     return Order.model_validate_json(document)
@@ -325,10 +340,14 @@ async def claim_key(engine: AsyncEngine, key: str, digest: str) -> IdempotencyRe
     """Claim an Idempotency-Key for a new request: None if claimed, else what is stored."""
     values = {"key": key, "body_digest": digest, "updated_at": now()}
     try:
-        await transaction(engine, _insert, idempotency_keys, values)
+        await transaction(engine, _claim_key, values)
         return None
     except IntegrityError:
         return await read_key(engine, key)
+
+
+def _claim_key(conn: Connection, values: dict[str, object]) -> None:
+    conn.execute(_NEW_KEY, values)
 
 
 async def read_key(engine: AsyncEngine, key: str) -> IdempotencyRecord | None:
@@ -336,7 +355,7 @@ async def read_key(engine: AsyncEngine, key: str) -> IdempotencyRecord | None:
 
 
 def _read_key(conn: Connection, key: str) -> IdempotencyRecord | None:
-    row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).first()
+    row = conn.execute(_KEY, {"key": key}).first()
     if row is None:
         return None
     return IdempotencyRecord(row.body_digest, row.status_code, row.response, row.updated_at)
@@ -348,9 +367,8 @@ async def complete_key(engine: AsyncEngine, key: str, status_code: int, response
 
 def _complete_key(conn: Connection, key: str, status_code: int, response: str) -> None:
     conn.execute(
-        update(idempotency_keys)
-        .where(idempotency_keys.c.key == key)
-        .values(status_code=status_code, response=response, updated_at=now())
+        _COMPLETE_KEY,
+        {"b_key": key, "status_code": status_code, "response": response, "updated_at": now()},
     )
 
 
@@ -360,4 +378,4 @@ async def release_key(engine: AsyncEngine, key: str) -> None:
 
 
 def _release_key(conn: Connection, key: str) -> None:
-    conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))
+    conn.execute(_RELEASE_KEY, {"key": key})

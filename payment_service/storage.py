@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Connection, DateTime, String, Table, insert, select, update
+from sqlalchemy import Connection, DateTime, String, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -42,6 +42,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# The statements, built once (see inventory_service/storage.py).
+_PAYMENT = select(payments).where(payments.c.order_id == bindparam("order_id"))
+_EXISTS = select(payments.c.order_id).where(payments.c.order_id == bindparam("order_id"))
+_NEW_PAYMENT = insert(payments)
+_REFUND = (
+    update(payments)
+    .where(payments.c.order_id == bindparam("b_order_id"), payments.c.status == "captured")
+    .values(status="refunded")
+)
+
+
 def _payment(row: object) -> Payment:
     return Payment(
         payment_id=row.payment_id,  # type: ignore[attr-defined]
@@ -57,7 +68,7 @@ async def get_payment(engine: AsyncEngine, order_id: str) -> Payment:
 
 
 def _get_payment(conn: Connection, order_id: str) -> Payment:
-    row = conn.execute(select(payments).where(payments.c.order_id == order_id)).first()
+    row = conn.execute(_PAYMENT, {"order_id": order_id}).first()
     if row is None:
         raise NotFound(f"no payment for order {order_id}")
     return _payment(row)
@@ -77,15 +88,16 @@ async def capture(engine: AsyncEngine, order_id: str, amount: Money, last4: str)
 
 def _capture(conn: Connection, order_id: str, amount: Money, last4: str) -> None:
     conn.execute(
-        insert(payments).values(
-            order_id=order_id,
-            payment_id=new_payment_id(),
-            status="captured",
-            amount=str(amount.amount),
-            currency=amount.currency,
-            card_last4=last4,
-            updated_at=_now(),
-        )
+        _NEW_PAYMENT,
+        {
+            "order_id": order_id,
+            "payment_id": new_payment_id(),
+            "status": "captured",
+            "amount": str(amount.amount),
+            "currency": amount.currency,
+            "card_last4": last4,
+            "updated_at": _now(),
+        },
     )
 
 
@@ -100,24 +112,17 @@ async def refund(engine: AsyncEngine, order_id: str) -> Payment:
 
 
 def _refund(conn: Connection, order_id: str) -> None:
-    changed = conn.execute(
-        update(payments)
-        .where(payments.c.order_id == order_id, payments.c.status == "captured")
-        .values(status="refunded", updated_at=_now())
-    ).rowcount
-    if not changed:
-        exists = conn.execute(
-            select(payments.c.order_id).where(payments.c.order_id == order_id)
-        ).first()
-        if exists is None:
-            conn.execute(
-                insert(payments).values(
-                    order_id=order_id,
-                    payment_id=new_payment_id(voided=True),
-                    status="voided",
-                    amount="0.00",
-                    currency="USD",
-                    card_last4=None,
-                    updated_at=_now(),
-                )
-            )
+    changed = conn.execute(_REFUND, {"b_order_id": order_id, "updated_at": _now()}).rowcount
+    if not changed and conn.execute(_EXISTS, {"order_id": order_id}).first() is None:
+        conn.execute(
+            _NEW_PAYMENT,
+            {
+                "order_id": order_id,
+                "payment_id": new_payment_id(voided=True),
+                "status": "voided",
+                "amount": "0.00",
+                "currency": "USD",
+                "card_last4": None,
+                "updated_at": _now(),
+            },
+        )

@@ -6,7 +6,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Connection, DateTime, Integer, String, Table, insert, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -103,6 +113,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# The statements, built once (see inventory_service/storage.py).
+_NEW_QUOTE = insert(quotes)
+_CARRIER = select(quotes.c.carrier).where(quotes.c.quote_id == bindparam("quote_id"))
+_SHIPMENT = select(shipments).where(shipments.c.order_id == bindparam("order_id"))
+_EXISTS = select(shipments.c.order_id).where(shipments.c.order_id == bindparam("order_id"))
+_NEW_SHIPMENT = insert(shipments)
+_CANCEL = (
+    update(shipments)
+    .where(shipments.c.order_id == bindparam("b_order_id"), shipments.c.status == "created")
+    .values(status="cancelled")
+)
+
+
 async def save_quote(engine: AsyncEngine, carrier: str, cost: Money, days: int) -> Quote:
     quote = Quote(quote_id=new_quote_id(), carrier=carrier, cost=cost, estimated_days=days)
     await transaction(engine, _save_quote, quote)
@@ -111,13 +134,14 @@ async def save_quote(engine: AsyncEngine, carrier: str, cost: Money, days: int) 
 
 def _save_quote(conn: Connection, quote: Quote) -> None:
     conn.execute(
-        insert(quotes).values(
-            quote_id=quote.quote_id,
-            carrier=quote.carrier,
-            cost=str(quote.cost.amount),
-            estimated_days=quote.estimated_days,
-            created_at=_now(),
-        )
+        _NEW_QUOTE,
+        {
+            "quote_id": quote.quote_id,
+            "carrier": quote.carrier,
+            "cost": str(quote.cost.amount),
+            "estimated_days": quote.estimated_days,
+            "created_at": _now(),
+        },
     )
 
 
@@ -135,7 +159,7 @@ async def get_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
 
 
 def _get_shipment(conn: Connection, order_id: str) -> Shipment:
-    row = conn.execute(select(shipments).where(shipments.c.order_id == order_id)).first()
+    row = conn.execute(_SHIPMENT, {"order_id": order_id}).first()
     if row is None:
         raise NotFound(f"no shipment for order {order_id}")
     return _shipment(row)
@@ -155,9 +179,7 @@ async def create_shipment(engine: AsyncEngine, order_id: str, quote_id: str) -> 
 
 
 def _quoted_carrier(conn: Connection, quote_id: str) -> str:
-    carrier = conn.execute(
-        select(quotes.c.carrier).where(quotes.c.quote_id == quote_id)
-    ).scalar_one_or_none()
+    carrier = conn.execute(_CARRIER, {"quote_id": quote_id}).scalar_one_or_none()
     if carrier is None:
         raise NotFound(f"unknown quote {quote_id}")
     return str(carrier)
@@ -165,14 +187,15 @@ def _quoted_carrier(conn: Connection, quote_id: str) -> str:
 
 def _create_shipment(conn: Connection, order_id: str, quote_id: str, carrier: str) -> None:
     conn.execute(
-        insert(shipments).values(
-            order_id=order_id,
-            status="created",
-            quote_id=quote_id,
-            carrier=carrier,
-            tracking_id=new_tracking_id(),
-            updated_at=_now(),
-        )
+        _NEW_SHIPMENT,
+        {
+            "order_id": order_id,
+            "status": "created",
+            "quote_id": quote_id,
+            "carrier": carrier,
+            "tracking_id": new_tracking_id(),
+            "updated_at": _now(),
+        },
     )
 
 
@@ -183,16 +206,9 @@ async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
 
 
 def _cancel_shipment(conn: Connection, order_id: str) -> None:
-    changed = conn.execute(
-        update(shipments)
-        .where(shipments.c.order_id == order_id, shipments.c.status == "created")
-        .values(status="cancelled", updated_at=_now())
-    ).rowcount
-    if not changed:
-        exists = conn.execute(
-            select(shipments.c.order_id).where(shipments.c.order_id == order_id)
-        ).first()
-        if exists is None:
-            conn.execute(
-                insert(shipments).values(order_id=order_id, status="cancelled", updated_at=_now())
-            )
+    now = _now()
+    changed = conn.execute(_CANCEL, {"b_order_id": order_id, "updated_at": now}).rowcount
+    if not changed and conn.execute(_EXISTS, {"order_id": order_id}).first() is None:
+        conn.execute(
+            _NEW_SHIPMENT, {"order_id": order_id, "status": "cancelled", "updated_at": now}
+        )
