@@ -77,16 +77,15 @@ def _get_payment(conn: Connection, order_id: str) -> Payment:
 async def capture(engine: AsyncEngine, order_id: str, amount: Money, last4: str) -> Payment:
     """Record a captured charge. A repeat returns the first; a refunded/voided order is a 409."""
     try:
-        await transaction(engine, _capture, order_id, amount, last4)
+        return await transaction(engine, _capture, order_id, amount, last4)
     except IntegrityError:
         existing = await get_payment(engine, order_id)
         if existing.status != "captured":
             raise Conflict(f"payment for order {order_id} is {existing.status}") from None
         return existing
-    return await get_payment(engine, order_id)
 
 
-def _capture(conn: Connection, order_id: str, amount: Money, last4: str) -> None:
+def _capture(conn: Connection, order_id: str, amount: Money, last4: str) -> Payment:
     conn.execute(
         _NEW_PAYMENT,
         {
@@ -99,6 +98,7 @@ def _capture(conn: Connection, order_id: str, amount: Money, last4: str) -> None
             "updated_at": _now(),
         },
     )
+    return _get_payment(conn, order_id)
 
 
 async def refund(engine: AsyncEngine, order_id: str) -> Payment:
@@ -107,11 +107,10 @@ async def refund(engine: AsyncEngine, order_id: str) -> Payment:
     Refunding an order that was never charged leaves a ``voided`` tombstone, so a charge
     request that arrives late (after the order gave up on it) is refused, not captured.
     """
-    await transaction(engine, _refund, order_id)
-    return await get_payment(engine, order_id)
+    return await transaction(engine, _refund, order_id)
 
 
-def _refund(conn: Connection, order_id: str) -> None:
+def _refund(conn: Connection, order_id: str) -> Payment:
     changed = conn.execute(_REFUND, {"b_order_id": order_id, "updated_at": _now()}).rowcount
     if not changed and conn.execute(_EXISTS, {"order_id": order_id}).first() is None:
         conn.execute(
@@ -126,3 +125,4 @@ def _refund(conn: Connection, order_id: str) -> None:
                 "updated_at": _now(),
             },
         )
+    return _get_payment(conn, order_id)

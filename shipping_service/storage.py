@@ -167,25 +167,19 @@ def _get_shipment(conn: Connection, order_id: str) -> Shipment:
 
 async def create_shipment(engine: AsyncEngine, order_id: str, quote_id: str) -> Shipment:
     """Create a shipment from a quote. A repeat returns the first; a cancelled order is a 409."""
-    carrier = await read(engine, _quoted_carrier, quote_id)
     try:
-        await transaction(engine, _create_shipment, order_id, quote_id, carrier)
+        return await transaction(engine, _create_shipment, order_id, quote_id)
     except IntegrityError:
         existing = await get_shipment(engine, order_id)
         if existing.status != "created":
             raise Conflict(f"shipment for order {order_id} is {existing.status}") from None
         return existing
-    return await get_shipment(engine, order_id)
 
 
-def _quoted_carrier(conn: Connection, quote_id: str) -> str:
+def _create_shipment(conn: Connection, order_id: str, quote_id: str) -> Shipment:
     carrier = conn.execute(_CARRIER, {"quote_id": quote_id}).scalar_one_or_none()
     if carrier is None:
         raise NotFound(f"unknown quote {quote_id}")
-    return str(carrier)
-
-
-def _create_shipment(conn: Connection, order_id: str, quote_id: str, carrier: str) -> None:
     conn.execute(
         _NEW_SHIPMENT,
         {
@@ -197,18 +191,19 @@ def _create_shipment(conn: Connection, order_id: str, quote_id: str, carrier: st
             "updated_at": _now(),
         },
     )
+    return _get_shipment(conn, order_id)
 
 
 async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
     """Cancel an order's shipment. Idempotent; leaves a tombstone when there was none."""
-    await transaction(engine, _cancel_shipment, order_id)
-    return await get_shipment(engine, order_id)
+    return await transaction(engine, _cancel_shipment, order_id)
 
 
-def _cancel_shipment(conn: Connection, order_id: str) -> None:
+def _cancel_shipment(conn: Connection, order_id: str) -> Shipment:
     now = _now()
     changed = conn.execute(_CANCEL, {"b_order_id": order_id, "updated_at": now}).rowcount
     if not changed and conn.execute(_EXISTS, {"order_id": order_id}).first() is None:
         conn.execute(
             _NEW_SHIPMENT, {"order_id": order_id, "status": "cancelled", "updated_at": now}
         )
+    return _get_shipment(conn, order_id)

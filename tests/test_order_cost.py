@@ -6,6 +6,7 @@ so a change that brings a cost back fails here, whatever the machine's speed.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio.to_thread
@@ -41,3 +42,27 @@ async def test_no_request_hops_to_the_thread_pool(
     ):
         assert (await client.get(path)).status_code == 200
     assert hops == []
+
+
+async def test_each_database_transaction_is_one_thread_hop(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a transaction runs in a database thread in one piece (common/db.py): one
+    wake-up of the event loop from that thread per transaction. aiosqlite took one per
+    cursor call, four or five per statement."""
+    loop = asyncio.get_running_loop()
+    wakeups: list[Any] = []
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakeups.append(callback)
+        return call_soon_threadsafe(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    response = await system.order.post("/orders", json=order_body(THREE_SKUS))
+    assert response.status_code == 201
+    await system.drain()
+    # order: insert the pending order, store it confirmed (2); inventory: list the SKUs,
+    # check each of the three, reserve, commit (6); shipping: save the quote, create the
+    # shipment (2); payment: capture (1).
+    assert len(wakeups) == 2 + 6 + 2 + 1
