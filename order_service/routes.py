@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from common.deps import EngineDep
 from common.errors import ErrorBody, error_responses
@@ -55,7 +55,11 @@ async def place_order(
     """
     if idempotency_key is None:
         order = await flow.place(body)
-        return JSONResponse(order.model_dump(mode="json"), status_code=HTTP_STATUS[order.status])
+        return Response(
+            order.model_dump_json(),
+            status_code=HTTP_STATUS[order.status],
+            media_type="application/json",
+        )
     settings: OrderSettings = request.app.state.settings
     status, response, replayed = await idempotency.once(
         engine,

@@ -1,4 +1,4 @@
-"""What one order costs, counted (never timed): thread hops and database statements.
+"""What one order costs, counted (never timed): thread hops, and work the clients skip.
 
 ``bench/cpu_per_order.py`` measures the CPU; these tests hold on to what made it smaller,
 so a change that brings a cost back fails here, whatever the machine's speed.
@@ -10,8 +10,13 @@ import asyncio
 from typing import Any
 
 import anyio.to_thread
+import httpx
 import pytest
+from opentelemetry import trace
 
+from common.http import Timeouts, create_http_client
+from common.telemetry import Telemetry
+from inventory_service.client import InventoryClient
 from tests.conftest import System
 from tests.helpers import order_body
 
@@ -66,3 +71,58 @@ async def test_each_database_transaction_is_one_thread_hop(
     # check each of the three, reserve, commit (6); shipping: save the quote, create the
     # shipment (2); payment: capture (1).
     assert len(wakeups) == 2 + 6 + 2 + 1
+
+
+async def test_service_clients_keep_no_cookies() -> None:
+    """No service sets or reads a cookie; httpx would parse every response's headers for
+    them (through http.cookiejar), so the clients' jar keeps nothing."""
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={}, headers={"set-cookie": "session=abc; Path=/"})
+
+    telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
+    http = create_http_client(
+        "http://inventory/prefix",
+        telemetry,
+        timeouts=Timeouts(),
+        transport=httpx.MockTransport(answer),
+    )
+    async with http:
+        client = InventoryClient(http)
+        for _ in range(2):
+            await client._request("GET", "/products", idempotent=True)
+    assert seen == [None, None]
+    assert not http.cookies
+
+
+async def test_service_clients_build_urls_under_the_base_url() -> None:
+    urls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return httpx.Response(200, json={})
+
+    telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
+    http = create_http_client(
+        "http://gateway/inventory",
+        telemetry,
+        timeouts=Timeouts(),
+        transport=httpx.MockTransport(answer),
+    )
+    async with http:
+        client = InventoryClient(http)
+        for _ in range(2):
+            await client._request("GET", "/products", params={"sku": ["A", "B"]}, idempotent=True)
+        await client._request(
+            "POST",
+            "/reservations/{order_id}/commit",
+            path_params={"order_id": "a/b c"},
+            idempotent=True,
+        )
+    assert urls == [
+        "http://gateway/inventory/products?sku=A&sku=B",
+        "http://gateway/inventory/products?sku=A&sku=B",
+        "http://gateway/inventory/reservations/a%2Fb%20c/commit",
+    ]
