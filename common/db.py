@@ -78,7 +78,8 @@ class _ThreadedSQLite:
             return fn(conn, *args, **kwargs)
 
     def dispose(self, *_: object) -> None:
-        self.threads.shutdown(wait=True)
+        """Close the connections, as the async engine's ``dispose()`` does its own; like it,
+        this stays usable (the idle threads end with the executor)."""
         self.engine.dispose()
 
 
