@@ -19,8 +19,10 @@ declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed 
 
 ``--profile DIR`` also records each service with py-spy (``pip install py-spy``) during
 the measured run, writes the raw stacks there, and prints each service's top functions by
-share of its samples (a profiled run's CPU figures include py-spy's pauses: measure
-without it).
+share of its samples. py-spy samples the thread holding the GIL (``--gil``), without
+pausing the process: shares of the time the GIL was held, wall clock, which counts a
+system call made while holding it (a socket write that wakes the reader) in full even
+when the kernel ran something else meanwhile; the CPU figures say how much it cost.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ class TreeSystem(System):
 
     def main_thread_seconds(self) -> dict[str, float]:
         """CPU time of each process's main thread (its event loop); the rest of the
-        process's time is its other threads' (aiosqlite's, one per connection, and the
-        thread pool's)."""
+        process's time is its other threads' (the database threads, one per connection:
+        aiosqlite's in older trees, common.db's since)."""
         tick = os.sysconf("SC_CLK_TCK")
         seconds = {}
         for name, pid in self.pids().items():
@@ -155,7 +157,9 @@ def summarise(raw: Path, top: int) -> tuple[int, list[tuple[str, float, float]]]
             continue
         count = int(count_text)
         frames = [_short(f) for f in stack.split(";")[1:] if " (" in f]  # [0]: the thread
-        leaf = frames[-1] if frames else ""
+        if not frames:  # the GIL held outside any Python frame
+            frames = ["no Python frame (uvloop, httptools: C holding the GIL) (:0)"]
+        leaf = frames[-1]
         if leaf.startswith(IDLE_LEAVES) or leaf == AIOSQLITE_WAIT:
             continue
         busy += count

@@ -33,7 +33,7 @@ async def settle_all(*calls: Awaitable[Any]) -> tuple[Any, ...]:
 
     Why a failure does not cancel the other calls, as ``asyncio.TaskGroup`` would: they
     are database reads and HTTP calls that end within their own timeouts, and cancelling
-    one abandons only the wait, not the work (aiosqlite's thread runs the statement to
+    one abandons only the wait, not the work (a database thread runs its transaction to
     its end all the same), while a connection cancelled mid-transaction is the one
     thing that hung the test suite before (stuck in its graceful close).
 
