@@ -145,24 +145,64 @@ IDLE_LEAVES = ("Condition.wait ", "Queue.get ", "Event.wait ", "_worker (", "sel
 AIOSQLITE_WAIT = "_connection_worker_thread (aiosqlite/core.py:59)"
 
 
-def summarise(raw: Path, top: int) -> tuple[int, list[tuple[str, float, float]]]:
-    """Busy samples, and (function, inclusive share, self share) of them, from a py-spy
-    raw file; samples whose leaf is a wait are left out."""
+#: The parts of a service, by the top-level package of the frame a sample ends in.
+PARTS = {
+    "server (uvicorn, Starlette, FastAPI)": ("uvicorn", "starlette", "fastapi", "httptools"),
+    "client (httpx over aiohttp)": (
+        "httpx",
+        "httpx_aiohttp",
+        "aiohttp",
+        "yarl",
+        "multidict",
+        "aiohappyeyeballs",
+        "http",
+    ),
+    "database (SQLAlchemy, sqlite3)": ("sqlalchemy", "sqlite3", "aiosqlite"),
+    "pydantic": ("pydantic", "pydantic_core"),
+    "ordersim's own code": (
+        "common",
+        "order_service",
+        "inventory_service",
+        "payment_service",
+        "shipping_service",
+    ),
+    "asyncio and threads": ("asyncio", "concurrent", "threading.py", "queue.py", "uvloop"),
+    "OpenTelemetry API (no-op)": ("opentelemetry",),
+}
+
+
+def part_of(frame: str) -> str:
+    """The part a raw py-spy frame (``f (fastapi/routing.py:12)``) belongs to."""
+    top = frame.partition(" (")[2].split("/", 1)[0]
+    for part, packages in PARTS.items():
+        if top in packages or any(p.endswith(".py") and top == p for p in packages):
+            return part
+    return "standard library, other"
+
+
+def summarise(
+    raw: Path, top: int
+) -> tuple[int, list[tuple[str, float, float]], collections.Counter[str]]:
+    """Busy samples, (function, inclusive share, self share) of them, and samples by part,
+    from a py-spy raw file; samples whose leaf is a wait are left out."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
+    parts: collections.Counter[str] = collections.Counter()
     busy = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack:
             continue
         count = int(count_text)
-        frames = [_short(f) for f in stack.split(";")[1:] if " (" in f]  # [0]: the thread
+        raw_frames = [f for f in stack.split(";")[1:] if " (" in f]  # [0]: the thread
+        frames = [_short(f) for f in raw_frames]
         if not frames:  # the GIL held outside any Python frame
             frames = ["no Python frame (uvloop, httptools: C holding the GIL) (:0)"]
         leaf = frames[-1]
         if leaf.startswith(IDLE_LEAVES) or leaf == AIOSQLITE_WAIT:
             continue
         busy += count
+        parts[part_of(raw_frames[-1]) if raw_frames else "uvloop, httptools (C)"] += count
         for frame in {f.rsplit(":", 1)[0] + ")" for f in frames[:-1]}:
             inclusive[frame] += count
         leaf_function = leaf.rsplit(":", 1)[0] + ")"
@@ -173,8 +213,9 @@ def summarise(raw: Path, top: int) -> tuple[int, list[tuple[str, float, float]]]
         inclusive[leaf_function] += count
         own[leaf_function] += count
     if not busy:
-        return 0, []
-    return busy, [(f, n / busy, own[f] / busy) for f, n in inclusive.most_common(top)]
+        return 0, [], parts
+    shares = [(f, n / busy, own[f] / busy) for f, n in inclusive.most_common(top)]
+    return busy, shares, parts
 
 
 def _short(frame: str) -> str:
@@ -203,8 +244,11 @@ async def one_round(
         if spy is not None:
             for name, raw in (await spy).items():
                 console.print(f"[bold]{tree} {name}[/] ({raw})")
-                busy, frames = summarise(raw, args.top)
-                console.print(f"  {busy} busy samples; inclusive and self shares of them:")
+                busy, frames, parts = summarise(raw, args.top)
+                console.print(f"  {busy} samples holding the GIL; by the part they end in:")
+                for part, n in parts.most_common():
+                    console.print(f"  {n / max(busy, 1):6.1%}  {part}")
+                console.print("  functions, inclusive and self shares:")
                 for frame, incl, own in frames:
                     console.print(f"  {incl:6.1%} {own:6.1%}  {frame}")
     result.sent = args.rate * (WARMUP + args.seconds)
