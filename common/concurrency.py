@@ -1,8 +1,10 @@
-"""Fanning out without leaving anything behind: :func:`settle_all`."""
+"""Fanning out without leaving anything behind: :func:`settle_all`; and work that is
+never cut off halfway: :func:`uncancelled`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from typing import Any, TypeVar, overload
 
@@ -31,7 +33,7 @@ async def settle_all(*calls: Awaitable[Any]) -> tuple[Any, ...]:
 
     Why a failure does not cancel the other calls, as ``asyncio.TaskGroup`` would: they
     are database reads and HTTP calls that end within their own timeouts, and cancelling
-    one abandons only the wait, not the work (aiosqlite's thread runs the statement to
+    one abandons only the wait, not the work (a database thread runs its transaction to
     its end all the same), while a connection cancelled mid-transaction is the one
     thing that hung the test suite before (stuck in its graceful close).
 
@@ -42,3 +44,20 @@ async def settle_all(*calls: Awaitable[Any]) -> tuple[Any, ...]:
         if isinstance(outcome, BaseException):
             raise outcome
     return tuple(outcomes)
+
+
+async def uncancelled(call: Awaitable[T]) -> T:
+    """Await ``call`` to its end even if the caller is cancelled meanwhile (the order's
+    deadline), then pass the cancellation on: a mutation cut off halfway would leave the
+    caller guessing whether it landed. The call bounds itself (a per-call timeout, one
+    database transaction)."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):  # a second cancellation too
+                await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # the caller recorded its outcome; no "never retrieved"
+        raise

@@ -1,4 +1,9 @@
-"""FastAPI dependencies the services share: DB engine and tracer (set by the lifespan)."""
+"""FastAPI dependencies the services share: DB engine and tracer (set by the lifespan).
+
+Every dependency in the services is ``async def``, even one that awaits nothing: FastAPI
+runs a plain ``def`` dependency in its thread pool, a thread hop (and a hand-over of the
+GIL) per dependency per request (tests/test_order_cost.py).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,12 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-def _engine(request: Request) -> AsyncEngine:
+async def _engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
 
 
-def _tracer(request: Request) -> trace.Tracer:
+async def _tracer(request: Request) -> trace.Tracer:
     tracer: trace.Tracer = request.app.state.tracer
     return tracer
 

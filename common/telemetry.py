@@ -65,7 +65,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.semconv.attributes.db_attributes import DB_COLLECTION_NAME, DB_OPERATION_NAME
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_INSTANCE_ID
 from opentelemetry.trace import Span
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import TableClause
 
@@ -150,9 +150,11 @@ class Telemetry:
             client, tracer_provider=self.tracer_provider, request_hook=request_hook
         )
 
-    def instrument_engine(self, engine: AsyncEngine) -> None:
+    def instrument_engine(self, engine: Engine | AsyncEngine) -> None:
         if not self.enabled or {"sqlalchemy", "*"} & self.disabled:
             return
+        if isinstance(engine, AsyncEngine):
+            engine = engine.sync_engine
         if not SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry:
             # The instrumentor's public entry point also monkey-patches create_engine for
             # the whole process, once, for the first provider only; binding its
@@ -169,10 +171,10 @@ class Telemetry:
             )
             tracer = self.tracer("opentelemetry.instrumentation.sqlalchemy")
             self._engine_tracers.append(
-                EngineTracer(tracer, engine.sync_engine, connections_usage)  # type: ignore[no-untyped-call]
+                EngineTracer(tracer, engine, connections_usage)  # type: ignore[no-untyped-call]
             )
         # After the EngineTracer's own listener, which has started the statement's span.
-        event.listen(engine.sync_engine, "before_cursor_execute", name_statement_span)
+        event.listen(engine, "before_cursor_execute", name_statement_span)
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Flush pending spans, for at most ``timeout`` seconds (an unreachable collector

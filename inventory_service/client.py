@@ -32,7 +32,7 @@ class InventoryClient(ServiceClient):
         """Raises OutOfStock (409), UnknownSku (422) or DownstreamUnavailable."""
         body = ReserveRequest(order_id=order_id, items=list(items))
         response = await self._request(  # keyed by order id: a repeat returns the first
-            "POST", "/reservations", json=body.model_dump(mode="json"), idempotent=True
+            "POST", "/reservations", body=body, idempotent=True
         )
         if response.status_code == 409:
             error = response.json()

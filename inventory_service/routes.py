@@ -33,7 +33,7 @@ router = APIRouter(tags=["inventory"])
 ListProducts = Callable[[AsyncEngine, Sequence[str]], Awaitable[list[Product]]]
 
 
-def _list_products(request: Request) -> ListProducts:
+async def _list_products(request: Request) -> ListProducts:
     chosen: ListProducts = request.app.state.list_products
     return chosen
 

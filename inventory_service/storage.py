@@ -16,20 +16,23 @@ from typing import cast
 
 from sqlalchemy import (
     CheckConstraint,
+    Connection,
     DateTime,
     ForeignKey,
     Integer,
     String,
     Table,
+    bindparam,
     func,
     insert,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.db import read, transaction
 from common.errors import Conflict, NotFound
 from inventory_service.errors import OutOfStock, UnknownSku
 from inventory_service.models import ItemRequest, Product, Reservation, ReservedItem
@@ -130,58 +133,93 @@ async def seed_if_empty(engine: AsyncEngine) -> None:
             )
 
 
+# The statements, built once. Building a statement's expression tree (and its cache key)
+# on every call cost more CPU than running it; built once, each compiles once (SQLAlchemy
+# caches the SQL) and runs with its parameters. (A parameter named after a column of the
+# table an UPDATE sets is SQLAlchemy's own: the others are named ``b_…``.)
+_CATALOGUE = select(products).order_by(products.c.sku)
+_NAMED_PRODUCTS = _CATALOGUE.where(products.c.sku.in_(bindparam("skus", expanding=True)))
+_PRODUCT = select(products).where(products.c.sku == bindparam("sku"))
+_SKUS = select(products.c.sku)
+_TAKE_STOCK = (
+    update(products)
+    .where(products.c.sku == bindparam("b_sku"), products.c.stock >= bindparam("b_quantity"))
+    .values(stock=products.c.stock - bindparam("b_quantity"))
+    .returning(products.c.unit_price)
+)
+_PUT_BACK = (
+    update(products)
+    .where(products.c.sku == bindparam("b_sku"))
+    .values(stock=products.c.stock + bindparam("b_quantity"))
+)
+_NEW_RESERVATION = insert(reservations)
+_NEW_ITEMS = insert(reservation_items)
+_STATUS = select(reservations.c.status).where(reservations.c.order_id == bindparam("order_id"))
+_EXISTS = select(reservations.c.order_id).where(reservations.c.order_id == bindparam("order_id"))
+_ITEMS = select(reservation_items).where(reservation_items.c.order_id == bindparam("order_id"))
+_COMMIT = (
+    update(reservations)
+    .where(reservations.c.order_id == bindparam("b_order_id"), reservations.c.status == "reserved")
+    .values(status="committed")
+)
+_RELEASE = (
+    update(reservations)
+    .where(reservations.c.order_id == bindparam("b_order_id"), reservations.c.status != "released")
+    .values(status="released")
+)
+
+
 def _product(row: ProductRow | object) -> Product:
     return Product.model_validate(row)
 
 
 async def list_products(engine: AsyncEngine, skus: Sequence[str] = ()) -> list[Product]:
-    query = select(products).order_by(products.c.sku)
-    if skus:
-        query = query.where(products.c.sku.in_(skus))
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    return [_product(row) for row in rows]
+    return await read(engine, _list_products, skus)
+
+
+def _list_products(conn: Connection, skus: Sequence[str]) -> list[Product]:
+    rows = conn.execute(_NAMED_PRODUCTS, {"skus": list(skus)}) if skus else conn.execute(_CATALOGUE)
+    return [_product(row) for row in rows.all()]
 
 
 async def list_products_one_by_one(engine: AsyncEngine, skus: Sequence[str] = ()) -> list[Product]:
     """:func:`list_products`, one SELECT per product (the "n_plus_one" scenario)."""
-    async with engine.connect() as conn:
-        if not skus:
-            skus = (await conn.execute(select(products.c.sku))).scalars().all()
-        found: list[Product] = []
-        for sku in sorted(set(skus)):
-            row = (await conn.execute(select(products).where(products.c.sku == sku))).first()
-            if row is not None:
-                found.append(_product(row))
+    return await read(engine, _list_products_one_by_one, skus)
+
+
+def _list_products_one_by_one(conn: Connection, skus: Sequence[str]) -> list[Product]:
+    if not skus:
+        skus = conn.execute(_SKUS).scalars().all()
+    found: list[Product] = []
+    for sku in sorted(set(skus)):
+        row = conn.execute(_PRODUCT, {"sku": sku}).first()
+        if row is not None:
+            found.append(_product(row))
     return found
 
 
 async def get_product(engine: AsyncEngine, sku: str) -> Product:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(products).where(products.c.sku == sku))).first()
+    return await read(engine, _get_product, sku)
+
+
+def _get_product(conn: Connection, sku: str) -> Product:
+    row = conn.execute(_PRODUCT, {"sku": sku}).first()
     if row is None:
         raise UnknownSku(sku)
     return _product(row)
 
 
-async def _read_reservation(conn: AsyncConnection, order_id: str) -> Reservation | None:
-    status = (
-        await conn.execute(select(reservations.c.status).where(reservations.c.order_id == order_id))
-    ).scalar_one_or_none()
+def _read_reservation(conn: Connection, order_id: str) -> Reservation | None:
+    status = conn.execute(_STATUS, {"order_id": order_id}).scalar_one_or_none()
     if status is None:
         return None
-    rows = (
-        await conn.execute(
-            select(reservation_items).where(reservation_items.c.order_id == order_id)
-        )
-    ).all()
+    rows = conn.execute(_ITEMS, {"order_id": order_id}).all()
     items = [ReservedItem(sku=r.sku, quantity=r.quantity, unit_price=r.unit_price) for r in rows]
     return Reservation(order_id=order_id, status=status, items=items)
 
 
 async def get_reservation(engine: AsyncEngine, order_id: str) -> Reservation:
-    async with engine.connect() as conn:
-        found = await _read_reservation(conn, order_id)
+    found = await read(engine, _read_reservation, order_id)
     if found is None:
         raise NotFound(f"no reservation for order {order_id}")
     return found
@@ -194,43 +232,7 @@ def _now() -> datetime:
 async def reserve(engine: AsyncEngine, order_id: str, items: Sequence[ItemRequest]) -> Reservation:
     """Reserve all items or none. Repeating a reservation returns the first one."""
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(reservations).values(order_id=order_id, status="reserved", updated_at=_now())
-            )
-            reserved: list[ReservedItem] = []
-            for item in items:
-                price = (
-                    await conn.execute(
-                        update(products)
-                        .where(products.c.sku == item.sku, products.c.stock >= item.quantity)
-                        .values(stock=products.c.stock - item.quantity)
-                        .returning(products.c.unit_price)
-                    )
-                ).scalar_one_or_none()
-                if price is None:  # rolls the whole reservation back
-                    product = (
-                        await conn.execute(select(products).where(products.c.sku == item.sku))
-                    ).first()
-                    if product is None:
-                        raise UnknownSku(item.sku)
-                    raise OutOfStock(item.sku, item.quantity, product.stock)
-                reserved.append(
-                    ReservedItem(sku=item.sku, quantity=item.quantity, unit_price=price)
-                )
-            await conn.execute(
-                insert(reservation_items),
-                [
-                    {
-                        "order_id": order_id,
-                        "sku": r.sku,
-                        "quantity": r.quantity,
-                        "unit_price": str(r.unit_price),
-                    }
-                    for r in reserved
-                ],
-            )
-            return Reservation(order_id=order_id, status="reserved", items=reserved)
+        return await transaction(engine, _reserve, order_id, items)
     except IntegrityError:
         # The order id already has a reservation (a retry) or a release tombstone.
         existing = await get_reservation(engine, order_id)
@@ -241,20 +243,48 @@ async def reserve(engine: AsyncEngine, order_id: str, items: Sequence[ItemReques
         return existing
 
 
+def _reserve(conn: Connection, order_id: str, items: Sequence[ItemRequest]) -> Reservation:
+    conn.execute(
+        _NEW_RESERVATION, {"order_id": order_id, "status": "reserved", "updated_at": _now()}
+    )
+    reserved: list[ReservedItem] = []
+    for item in items:
+        taken = {"b_sku": item.sku, "b_quantity": item.quantity}
+        price = conn.execute(_TAKE_STOCK, taken).scalar_one_or_none()
+        if price is None:  # rolls the whole reservation back
+            product = conn.execute(_PRODUCT, {"sku": item.sku}).first()
+            if product is None:
+                raise UnknownSku(item.sku)
+            raise OutOfStock(item.sku, item.quantity, product.stock)
+        reserved.append(ReservedItem(sku=item.sku, quantity=item.quantity, unit_price=price))
+    conn.execute(
+        _NEW_ITEMS,
+        [
+            {
+                "order_id": order_id,
+                "sku": r.sku,
+                "quantity": r.quantity,
+                "unit_price": str(r.unit_price),
+            }
+            for r in reserved
+        ],
+    )
+    return Reservation(order_id=order_id, status="reserved", items=reserved)
+
+
 async def commit(engine: AsyncEngine, order_id: str) -> Reservation:
     """Turn a reservation into a sale. Idempotent; a released reservation is a 409."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(reservations)
-            .where(reservations.c.order_id == order_id, reservations.c.status == "reserved")
-            .values(status="committed", updated_at=_now())
-        )
-        found = await _read_reservation(conn, order_id)
+    found = await transaction(engine, _commit, order_id)
     if found is None:
         raise NotFound(f"no reservation for order {order_id}")
     if found.status == "released":
         raise Conflict(f"reservation for order {order_id} was released", order_id=order_id)
     return found
+
+
+def _commit(conn: Connection, order_id: str) -> Reservation | None:
+    conn.execute(_COMMIT, {"b_order_id": order_id, "updated_at": _now()})
+    return _read_reservation(conn, order_id)
 
 
 async def release(engine: AsyncEngine, order_id: str) -> Reservation:
@@ -264,37 +294,19 @@ async def release(engine: AsyncEngine, order_id: str) -> Reservation:
     request that arrives late (after the order gave up on it) is refused instead of
     holding stock forever.
     """
-    async with engine.begin() as conn:
-        changed = (
-            await conn.execute(
-                update(reservations)
-                .where(reservations.c.order_id == order_id, reservations.c.status != "released")
-                .values(status="released", updated_at=_now())
-            )
-        ).rowcount
-        if changed:
-            for row in (
-                await conn.execute(
-                    select(reservation_items).where(reservation_items.c.order_id == order_id)
-                )
-            ).all():
-                await conn.execute(
-                    update(products)
-                    .where(products.c.sku == row.sku)
-                    .values(stock=products.c.stock + row.quantity)
-                )
-        else:
-            exists = (
-                await conn.execute(
-                    select(reservations.c.order_id).where(reservations.c.order_id == order_id)
-                )
-            ).first()
-            if exists is None:
-                await conn.execute(
-                    insert(reservations).values(
-                        order_id=order_id, status="released", updated_at=_now()
-                    )
-                )
-        found = await _read_reservation(conn, order_id)
+    return await transaction(engine, _release, order_id)
+
+
+def _release(conn: Connection, order_id: str) -> Reservation:
+    now = _now()
+    changed = conn.execute(_RELEASE, {"b_order_id": order_id, "updated_at": now}).rowcount
+    if changed:
+        for row in conn.execute(_ITEMS, {"order_id": order_id}).all():
+            conn.execute(_PUT_BACK, {"b_sku": row.sku, "b_quantity": row.quantity})
+    elif conn.execute(_EXISTS, {"order_id": order_id}).first() is None:
+        conn.execute(
+            _NEW_RESERVATION, {"order_id": order_id, "status": "released", "updated_at": now}
+        )
+    found = _read_reservation(conn, order_id)
     assert found is not None
     return found

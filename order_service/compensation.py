@@ -10,7 +10,6 @@ the original request if it arrives late. An undo that fails is deferred to the b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 from opentelemetry import trace
 
 from common.cancellation import marked_cancellation
-from common.concurrency import settle_all
+from common.concurrency import settle_all, uncancelled
 from common.errors import DownstreamUnavailable, ServiceError
 
 if TYPE_CHECKING:
@@ -37,22 +36,6 @@ UndoCall = Callable[[str], Awaitable[object]]
 class Undo:
     name: str  # the span name, verb-noun: release_stock, refund_payment, cancel_shipment
     call: UndoCall
-
-
-async def uncancelled(call: Awaitable[T]) -> T:
-    """Await ``call`` to its end even if the caller is cancelled meanwhile (the order's
-    deadline), then pass the cancellation on: a mutation cut off halfway would leave the
-    saga guessing whether it landed. The call bounds itself (the per-call timeout)."""
-    task = asyncio.ensure_future(call)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):  # a second cancellation too
-                await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # its outcome was recorded by the step; no "never retrieved"
-        raise
 
 
 class Saga:

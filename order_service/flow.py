@@ -31,7 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.concurrency import settle_all
+from common.concurrency import settle_all, uncancelled
 from common.errors import DownstreamUnavailable, ServiceError
 from common.ids import new_order_id
 from common.money import Money
@@ -41,7 +41,7 @@ from inventory_service.models import ItemRequest
 from order_service import storage
 from order_service.background import Detached
 from order_service.backlog import Backlog
-from order_service.compensation import Saga, Undo, UndoCall, uncancelled
+from order_service.compensation import Saga, Undo, UndoCall
 from order_service.models import (
     Order,
     OrderError,

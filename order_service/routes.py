@@ -32,7 +32,7 @@ from order_service.settings import OrderSettings
 router = APIRouter(tags=["orders"])
 
 
-def _flow(request: Request) -> OrderFlow:
+async def _flow(request: Request) -> OrderFlow:
     flow: OrderFlow = request.app.state.flow
     return flow
 

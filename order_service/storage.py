@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -26,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.db import read, transaction
 from common.errors import NotFound
 from order_service.models import Order, OrderEvent, OrderStep
 
@@ -111,6 +114,25 @@ def utc(at: datetime | None) -> datetime | None:
     return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+# The statements of every order, built once (see inventory_service/storage.py); those of
+# the compensation backlog, rare, are built where they run.
+_NEW_ORDER = insert(orders)
+_UPDATE_ORDER = update(orders).where(orders.c.order_id == bindparam("b_order_id"))
+_DOCUMENT = select(orders.c.document).where(orders.c.order_id == bindparam("order_id"))
+_NEW_KEY = insert(idempotency_keys)
+_KEY = select(idempotency_keys).where(idempotency_keys.c.key == bindparam("key"))
+_COMPLETE_KEY = update(idempotency_keys).where(idempotency_keys.c.key == bindparam("b_key"))
+_RELEASE_KEY = delete(idempotency_keys).where(idempotency_keys.c.key == bindparam("key"))
+_NEW_EVENT = insert(order_events)
+_EVENTS_AFTER = (
+    select(order_events)
+    .where(order_events.c.order_id == bindparam("order_id"), order_events.c.id > bindparam("after"))
+    .order_by(order_events.c.id)
+    .limit(bindparam("limit"))
+)
+_ORDER_EXISTS = select(orders.c.order_id).where(orders.c.order_id == bindparam("order_id"))
+
+
 def _status_event(order: Order) -> dict[str, object]:
     """The event row of an order's status, as it is being stored."""
     detail: dict[str, str] = {}
@@ -129,58 +151,69 @@ def _status_event(order: Order) -> dict[str, object]:
 
 async def insert_order(engine: AsyncEngine, order: Order) -> None:
     """Store a new order, and its status as the first of its events."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(orders).values(
-                order_id=order.order_id,
-                status=order.status,
-                customer_id=order.customer_id,
-                trace_id=order.trace_id,
-                document=order.model_dump_json(),
-                updated_at=order.updated_at,
-            )
-        )
-        await conn.execute(insert(order_events).values(**_status_event(order)))
+    await transaction(engine, _insert_order, order)
+
+
+def _insert_order(conn: Connection, order: Order) -> None:
+    conn.execute(
+        _NEW_ORDER,
+        {
+            "order_id": order.order_id,
+            "status": order.status,
+            "customer_id": order.customer_id,
+            "trace_id": order.trace_id,
+            "document": order.model_dump_json(),
+            "updated_at": order.updated_at,
+        },
+    )
+    conn.execute(_NEW_EVENT, _status_event(order))
 
 
 async def update_order(engine: AsyncEngine, order: Order) -> None:
     """Store an order's new status, and the event that says so."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(orders)
-            .where(orders.c.order_id == order.order_id)
-            .values(
-                status=order.status, document=order.model_dump_json(), updated_at=order.updated_at
-            )
-        )
-        await conn.execute(insert(order_events).values(**_status_event(order)))
+    await transaction(engine, _update_order, order)
+
+
+def _update_order(conn: Connection, order: Order) -> None:
+    conn.execute(
+        _UPDATE_ORDER,
+        {
+            "b_order_id": order.order_id,
+            "status": order.status,
+            "document": order.model_dump_json(),
+            "updated_at": order.updated_at,
+        },
+    )
+    conn.execute(_NEW_EVENT, _status_event(order))
 
 
 async def add_order_event(
     engine: AsyncEngine, order_id: str, step: OrderStep, detail: dict[str, str], at: datetime
 ) -> None:
     """A step of a pending order (reserved, charged, shipped)."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(order_events).values(
-                order_id=order_id, step=step, status="pending", detail=json.dumps(detail), at=at
-            )
-        )
+    row = {
+        "order_id": order_id,
+        "step": step,
+        "status": "pending",
+        "detail": json.dumps(detail),
+        "at": at,
+    }
+    await transaction(engine, _add_order_event, row)
+
+
+def _add_order_event(conn: Connection, row: dict[str, object]) -> None:
+    conn.execute(_NEW_EVENT, row)
 
 
 async def events_after(
     engine: AsyncEngine, order_id: str, after: int = 0, limit: int = 100
 ) -> list[OrderEvent]:
     """An order's events after the one numbered ``after``, oldest first."""
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(order_events)
-                .where(order_events.c.order_id == order_id, order_events.c.id > after)
-                .order_by(order_events.c.id)
-                .limit(limit)
-            )
-        ).all()
+    return await read(engine, _events_after, order_id, after, limit)
+
+
+def _events_after(conn: Connection, order_id: str, after: int, limit: int) -> list[OrderEvent]:
+    rows = conn.execute(_EVENTS_AFTER, {"order_id": order_id, "after": after, "limit": limit}).all()
     return [
         OrderEvent(
             order_id=row.order_id,
@@ -196,16 +229,19 @@ async def events_after(
 
 
 async def order_exists(engine: AsyncEngine, order_id: str) -> bool:
-    async with engine.connect() as conn:
-        found = await conn.execute(select(orders.c.order_id).where(orders.c.order_id == order_id))
-        return found.first() is not None
+    return await read(engine, _order_exists, order_id)
+
+
+def _order_exists(conn: Connection, order_id: str) -> bool:
+    return conn.execute(_ORDER_EXISTS, {"order_id": order_id}).first() is not None
 
 
 async def get_order(engine: AsyncEngine, order_id: str) -> Order:
-    async with engine.connect() as conn:
-        document = (
-            await conn.execute(select(orders.c.document).where(orders.c.order_id == order_id))
-        ).scalar_one_or_none()
+    return await read(engine, _get_order, order_id)
+
+
+def _get_order(conn: Connection, order_id: str) -> Order:
+    document = conn.execute(_DOCUMENT, {"order_id": order_id}).scalar_one_or_none()
     if document is None:
         raise NotFound(f"no order {order_id}")
     return Order.model_validate_json(document)
@@ -213,16 +249,17 @@ async def get_order(engine: AsyncEngine, order_id: str) -> Order:
 
 async def abandoned_orders(engine: AsyncEngine, cutoff: datetime) -> list[Order]:
     """Orders still pending although their last change is older than ``cutoff``."""
-    async with engine.connect() as conn:
-        documents = (
-            await conn.execute(
-                select(orders.c.document)
-                .where(orders.c.status == "pending", orders.c.updated_at < cutoff)
-                .order_by(orders.c.updated_at)
-                .limit(100)
-            )
-        ).scalars()
-        return [Order.model_validate_json(d) for d in documents]
+    return await read(engine, _abandoned_orders, cutoff)
+
+
+def _abandoned_orders(conn: Connection, cutoff: datetime) -> list[Order]:
+    documents = conn.execute(
+        select(orders.c.document)
+        .where(orders.c.status == "pending", orders.c.updated_at < cutoff)
+        .order_by(orders.c.updated_at)
+        .limit(100)
+    ).scalars()
+    return [Order.model_validate_json(d) for d in documents]
 
 
 async def fail_abandoned(
@@ -231,36 +268,35 @@ async def fail_abandoned(
     """Store an abandoned order as failed and queue its undos, due ``at`` once, in one
     transaction. False when the order is no longer pending (its request finished after all).
     """
-    async with engine.begin() as conn:
-        changed = (
-            await conn.execute(
-                update(orders)
-                .where(orders.c.order_id == order.order_id, orders.c.status == "pending")
-                .values(
-                    status=order.status,
-                    document=order.model_dump_json(),
-                    updated_at=order.updated_at,
-                )
-            )
-        ).rowcount
-        if changed:
-            await conn.execute(insert(order_events).values(**_status_event(order)))
-            await conn.execute(
-                insert(compensations),
-                [
-                    {
-                        "order_id": order.order_id,
-                        "action": action,
-                        "traceparent": traceparent,
-                        "attempts": 0,
-                        "last_error": "order abandoned",
-                        "done_at": None,
-                        "created_at": at,
-                        "next_attempt_at": at,  # nothing was tried yet
-                    }
-                    for action in actions
-                ],
-            )
+    return await transaction(engine, _fail_abandoned, order, actions, traceparent, at)
+
+
+def _fail_abandoned(
+    conn: Connection, order: Order, actions: list[str], traceparent: str, at: datetime
+) -> bool:
+    changed = conn.execute(
+        update(orders)
+        .where(orders.c.order_id == order.order_id, orders.c.status == "pending")
+        .values(status=order.status, document=order.model_dump_json(), updated_at=order.updated_at)
+    ).rowcount
+    if changed:
+        conn.execute(_NEW_EVENT, _status_event(order))
+        conn.execute(
+            insert(compensations),
+            [
+                {
+                    "order_id": order.order_id,
+                    "action": action,
+                    "traceparent": traceparent,
+                    "attempts": 0,
+                    "last_error": "order abandoned",
+                    "done_at": None,
+                    "created_at": at,
+                    "next_attempt_at": at,  # nothing was tried yet
+                }
+                for action in actions
+            ],
+        )
     return bool(changed)
 
 
@@ -300,19 +336,21 @@ async def add_compensation(
     due: datetime,
 ) -> None:
     """Store a compensation that failed once ``at``, to be retried from ``due`` on."""
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(compensations).values(
-                order_id=order_id,
-                action=action,
-                traceparent=traceparent,
-                attempts=1,
-                last_error=error[:500],
-                done_at=None,
-                created_at=at,
-                next_attempt_at=due,
-            )
-        )
+    values = {
+        "order_id": order_id,
+        "action": action,
+        "traceparent": traceparent,
+        "attempts": 1,
+        "last_error": error[:500],
+        "done_at": None,
+        "created_at": at,
+        "next_attempt_at": due,
+    }
+    await transaction(engine, _insert, compensations, values)
+
+
+def _insert(conn: Connection, table: Table, values: dict[str, object]) -> None:
+    conn.execute(insert(table).values(**values))
 
 
 _PENDING = compensations.c.done_at.is_(None)
@@ -322,16 +360,17 @@ async def due_compensations(
     engine: AsyncEngine, at: datetime, limit: int = 100
 ) -> list[PendingCompensation]:
     """The pending compensations due ``at``, the longest overdue first."""
+    return await read(engine, _due_compensations, at, limit)
+
+
+def _due_compensations(conn: Connection, at: datetime, limit: int) -> list[PendingCompensation]:
     due = or_(compensations.c.next_attempt_at.is_(None), compensations.c.next_attempt_at <= at)
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(compensations)
-                .where(_PENDING, due)
-                .order_by(compensations.c.next_attempt_at.asc().nulls_first(), compensations.c.id)
-                .limit(limit)
-            )
-        ).all()
+    rows = conn.execute(
+        select(compensations)
+        .where(_PENDING, due)
+        .order_by(compensations.c.next_attempt_at.asc().nulls_first(), compensations.c.id)
+        .limit(limit)
+    ).all()
     return [_pending(r) for r in rows]
 
 
@@ -342,18 +381,15 @@ async def claim_compensation(engine: AsyncEngine, item: PendingCompensation, due
     False when another worker claimed it first (``attempts`` no longer what was read), or
     it is done.
     """
-    async with engine.begin() as conn:
-        claimed = (
-            await conn.execute(
-                update(compensations)
-                .where(
-                    compensations.c.id == item.id,
-                    _PENDING,
-                    compensations.c.attempts == item.attempts,
-                )
-                .values(attempts=item.attempts + 1, next_attempt_at=due)
-            )
-        ).rowcount
+    return await transaction(engine, _claim_compensation, item, due)
+
+
+def _claim_compensation(conn: Connection, item: PendingCompensation, due: datetime) -> bool:
+    claimed = conn.execute(
+        update(compensations)
+        .where(compensations.c.id == item.id, _PENDING, compensations.c.attempts == item.attempts)
+        .values(attempts=item.attempts + 1, next_attempt_at=due)
+    ).rowcount
     return bool(claimed)
 
 
@@ -362,8 +398,11 @@ async def finish_compensation(
 ) -> None:
     """Mark a retried compensation done ``at``, or keep the error of its failed attempt."""
     values: dict[str, object] = {"done_at": at} if error is None else {"last_error": error[:500]}
-    async with engine.begin() as conn:
-        await conn.execute(update(compensations).where(compensations.c.id == id_).values(**values))
+    await transaction(engine, _update_compensation, id_, values)
+
+
+def _update_compensation(conn: Connection, id_: int, values: dict[str, object]) -> None:
+    conn.execute(update(compensations).where(compensations.c.id == id_).values(**values))
 
 
 async def compensation_backlog(
@@ -371,17 +410,18 @@ async def compensation_backlog(
 ) -> tuple[int, datetime | None, list[PendingCompensation]]:
     """How many compensations are pending, when the oldest (of those with a recorded time)
     was deferred, and the ``limit`` oldest of them."""
-    async with engine.connect() as conn:
-        count, oldest = (
-            await conn.execute(
-                select(func.count(), func.min(compensations.c.created_at)).where(_PENDING)
-            )
-        ).one()
-        rows = (
-            await conn.execute(
-                select(compensations).where(_PENDING).order_by(compensations.c.id).limit(limit)
-            )
-        ).all()
+    return await read(engine, _compensation_backlog, limit)
+
+
+def _compensation_backlog(
+    conn: Connection, limit: int
+) -> tuple[int, datetime | None, list[PendingCompensation]]:
+    count, oldest = conn.execute(
+        select(func.count(), func.min(compensations.c.created_at)).where(_PENDING)
+    ).one()
+    rows = conn.execute(
+        select(compensations).where(_PENDING).order_by(compensations.c.id).limit(limit)
+    ).all()
     return int(count), utc(oldest), [_pending(r) for r in rows]
 
 
@@ -395,36 +435,44 @@ class IdempotencyRecord:
 
 async def claim_key(engine: AsyncEngine, key: str, digest: str) -> IdempotencyRecord | None:
     """Claim an Idempotency-Key for a new request: None if claimed, else what is stored."""
+    values = {"key": key, "body_digest": digest, "updated_at": now()}
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(idempotency_keys).values(key=key, body_digest=digest, updated_at=now())
-            )
+        await transaction(engine, _claim_key, values)
         return None
     except IntegrityError:
         return await read_key(engine, key)
 
 
+def _claim_key(conn: Connection, values: dict[str, object]) -> None:
+    conn.execute(_NEW_KEY, values)
+
+
 async def read_key(engine: AsyncEngine, key: str) -> IdempotencyRecord | None:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))
-        ).first()
+    return await read(engine, _read_key, key)
+
+
+def _read_key(conn: Connection, key: str) -> IdempotencyRecord | None:
+    row = conn.execute(_KEY, {"key": key}).first()
     if row is None:
         return None
     return IdempotencyRecord(row.body_digest, row.status_code, row.response, row.updated_at)
 
 
 async def complete_key(engine: AsyncEngine, key: str, status_code: int, response: str) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(idempotency_keys)
-            .where(idempotency_keys.c.key == key)
-            .values(status_code=status_code, response=response, updated_at=now())
-        )
+    await transaction(engine, _complete_key, key, status_code, response)
+
+
+def _complete_key(conn: Connection, key: str, status_code: int, response: str) -> None:
+    conn.execute(
+        _COMPLETE_KEY,
+        {"b_key": key, "status_code": status_code, "response": response, "updated_at": now()},
+    )
 
 
 async def release_key(engine: AsyncEngine, key: str) -> None:
     """Forget a key whose request stored nothing (invalid input), so it can be used again."""
-    async with engine.begin() as conn:
-        await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))
+    await transaction(engine, _release_key, key)
+
+
+def _release_key(conn: Connection, key: str) -> None:
+    conn.execute(_RELEASE_KEY, {"key": key})

@@ -57,7 +57,7 @@ async def route_by_bin_range(card: Card, span: trace.Span) -> None:
         await asyncio.sleep(LEGACY_PROCESSOR_DELAY)  # the legacy processor's round trip
 
 
-def _route_card(request: Request) -> RouteCard:
+async def _route_card(request: Request) -> RouteCard:
     chosen: RouteCard = request.app.state.route_card
     return chosen
 

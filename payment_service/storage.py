@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import DateTime, String, Table, insert, select, update
+from sqlalchemy import Connection, DateTime, String, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.db import read, transaction
 from common.errors import Conflict, NotFound
 from common.ids import new_payment_id
 from common.money import Money
@@ -41,6 +42,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# The statements, built once (see inventory_service/storage.py).
+_PAYMENT = select(payments).where(payments.c.order_id == bindparam("order_id"))
+_EXISTS = select(payments.c.order_id).where(payments.c.order_id == bindparam("order_id"))
+_NEW_PAYMENT = insert(payments)
+_REFUND = (
+    update(payments)
+    .where(payments.c.order_id == bindparam("b_order_id"), payments.c.status == "captured")
+    .values(status="refunded")
+)
+
+
 def _payment(row: object) -> Payment:
     return Payment(
         payment_id=row.payment_id,  # type: ignore[attr-defined]
@@ -52,8 +64,11 @@ def _payment(row: object) -> Payment:
 
 
 async def get_payment(engine: AsyncEngine, order_id: str) -> Payment:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(payments).where(payments.c.order_id == order_id))).first()
+    return await read(engine, _get_payment, order_id)
+
+
+def _get_payment(conn: Connection, order_id: str) -> Payment:
+    row = conn.execute(_PAYMENT, {"order_id": order_id}).first()
     if row is None:
         raise NotFound(f"no payment for order {order_id}")
     return _payment(row)
@@ -62,24 +77,28 @@ async def get_payment(engine: AsyncEngine, order_id: str) -> Payment:
 async def capture(engine: AsyncEngine, order_id: str, amount: Money, last4: str) -> Payment:
     """Record a captured charge. A repeat returns the first; a refunded/voided order is a 409."""
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(payments).values(
-                    order_id=order_id,
-                    payment_id=new_payment_id(),
-                    status="captured",
-                    amount=str(amount.amount),
-                    currency=amount.currency,
-                    card_last4=last4,
-                    updated_at=_now(),
-                )
-            )
+        return await transaction(engine, _capture, order_id, amount, last4)
     except IntegrityError:
         existing = await get_payment(engine, order_id)
         if existing.status != "captured":
             raise Conflict(f"payment for order {order_id} is {existing.status}") from None
         return existing
-    return await get_payment(engine, order_id)
+
+
+def _capture(conn: Connection, order_id: str, amount: Money, last4: str) -> Payment:
+    conn.execute(
+        _NEW_PAYMENT,
+        {
+            "order_id": order_id,
+            "payment_id": new_payment_id(),
+            "status": "captured",
+            "amount": str(amount.amount),
+            "currency": amount.currency,
+            "card_last4": last4,
+            "updated_at": _now(),
+        },
+    )
+    return _get_payment(conn, order_id)
 
 
 async def refund(engine: AsyncEngine, order_id: str) -> Payment:
@@ -88,30 +107,22 @@ async def refund(engine: AsyncEngine, order_id: str) -> Payment:
     Refunding an order that was never charged leaves a ``voided`` tombstone, so a charge
     request that arrives late (after the order gave up on it) is refused, not captured.
     """
-    async with engine.begin() as conn:
-        changed = (
-            await conn.execute(
-                update(payments)
-                .where(payments.c.order_id == order_id, payments.c.status == "captured")
-                .values(status="refunded", updated_at=_now())
-            )
-        ).rowcount
-        if not changed:
-            exists = (
-                await conn.execute(
-                    select(payments.c.order_id).where(payments.c.order_id == order_id)
-                )
-            ).first()
-            if exists is None:
-                await conn.execute(
-                    insert(payments).values(
-                        order_id=order_id,
-                        payment_id=new_payment_id(voided=True),
-                        status="voided",
-                        amount="0.00",
-                        currency="USD",
-                        card_last4=None,
-                        updated_at=_now(),
-                    )
-                )
-    return await get_payment(engine, order_id)
+    return await transaction(engine, _refund, order_id)
+
+
+def _refund(conn: Connection, order_id: str) -> Payment:
+    changed = conn.execute(_REFUND, {"b_order_id": order_id, "updated_at": _now()}).rowcount
+    if not changed and conn.execute(_EXISTS, {"order_id": order_id}).first() is None:
+        conn.execute(
+            _NEW_PAYMENT,
+            {
+                "order_id": order_id,
+                "payment_id": new_payment_id(voided=True),
+                "status": "voided",
+                "amount": "0.00",
+                "currency": "USD",
+                "card_last4": None,
+                "updated_at": _now(),
+            },
+        )
+    return _get_payment(conn, order_id)

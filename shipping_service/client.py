@@ -27,7 +27,7 @@ class ShippingClient(ServiceClient):
     async def quote(self, address: Address, item_count: int) -> Quote:
         body = QuoteRequest(address=address, item_count=item_count)
         response = await self._request(  # a quote commits nothing: a spare one is harmless
-            "POST", "/quotes", json=body.model_dump(mode="json"), idempotent=True
+            "POST", "/quotes", body=body, idempotent=True
         )
         if response.status_code != 200:
             raise self._unexpected(response)
@@ -36,7 +36,7 @@ class ShippingClient(ServiceClient):
     async def create_shipment(self, order_id: str, quote_id: str) -> Shipment:
         body = ShipmentRequest(order_id=order_id, quote_id=quote_id)
         response = await self._request(  # keyed by order id
-            "POST", "/shipments", json=body.model_dump(mode="json"), idempotent=True
+            "POST", "/shipments", body=body, idempotent=True
         )
         if response.status_code == 409:
             raise Conflict(response.json().get("detail", "shipment refused"))

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Integer, String, Table, insert, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    Row,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.db import read, transaction
 from common.errors import Conflict, NotFound
 from common.ids import new_quote_id, new_tracking_id
 from common.money import Money
@@ -113,19 +126,38 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# The statements, built once (see inventory_service/storage.py).
+_NEW_QUOTE = insert(quotes)
+_CARRIER = select(quotes.c.carrier).where(quotes.c.quote_id == bindparam("quote_id"))
+_SHIPMENT = select(shipments).where(shipments.c.order_id == bindparam("order_id"))
+_EXISTS = select(shipments.c.order_id).where(shipments.c.order_id == bindparam("order_id"))
+_NEW_SHIPMENT = insert(shipments)
+_CANCEL = (
+    update(shipments)
+    .where(shipments.c.order_id == bindparam("b_order_id"), shipments.c.status == "created")
+    .values(status="cancelled")
+)
+_NOTIFICATION = select(notifications).where(notifications.c.order_id == bindparam("order_id"))
+_NEW_NOTIFICATION = insert(notifications)
+
+
 async def save_quote(engine: AsyncEngine, carrier: str, cost: Money, days: int) -> Quote:
     quote = Quote(quote_id=new_quote_id(), carrier=carrier, cost=cost, estimated_days=days)
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(quotes).values(
-                quote_id=quote.quote_id,
-                carrier=carrier,
-                cost=str(cost.amount),
-                estimated_days=days,
-                created_at=_now(),
-            )
-        )
+    await transaction(engine, _save_quote, quote)
     return quote
+
+
+def _save_quote(conn: Connection, quote: Quote) -> None:
+    conn.execute(
+        _NEW_QUOTE,
+        {
+            "quote_id": quote.quote_id,
+            "carrier": quote.carrier,
+            "cost": str(quote.cost.amount),
+            "estimated_days": quote.estimated_days,
+            "created_at": _now(),
+        },
+    )
 
 
 def _shipment(row: object) -> Shipment:
@@ -138,10 +170,11 @@ def _shipment(row: object) -> Shipment:
 
 
 async def get_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(shipments).where(shipments.c.order_id == order_id))
-        ).first()
+    return await read(engine, _get_shipment, order_id)
+
+
+def _get_shipment(conn: Connection, order_id: str) -> Shipment:
+    row = conn.execute(_SHIPMENT, {"order_id": order_id}).first()
     if row is None:
         raise NotFound(f"no shipment for order {order_id}")
     return _shipment(row)
@@ -149,69 +182,63 @@ async def get_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
 
 async def create_shipment(engine: AsyncEngine, order_id: str, quote_id: str) -> Shipment:
     """Create a shipment from a quote. A repeat returns the first; a cancelled order is a 409."""
-    async with engine.connect() as conn:
-        quote = (await conn.execute(select(quotes).where(quotes.c.quote_id == quote_id))).first()
-    if quote is None:
-        raise NotFound(f"unknown quote {quote_id}")
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(shipments).values(
-                    order_id=order_id,
-                    status="created",
-                    quote_id=quote_id,
-                    carrier=quote.carrier,
-                    tracking_id=new_tracking_id(),
-                    updated_at=_now(),
-                )
-            )
+        return await transaction(engine, _create_shipment, order_id, quote_id)
     except IntegrityError:
         existing = await get_shipment(engine, order_id)
         if existing.status != "created":
             raise Conflict(f"shipment for order {order_id} is {existing.status}") from None
         return existing
-    return await get_shipment(engine, order_id)
+
+
+def _create_shipment(conn: Connection, order_id: str, quote_id: str) -> Shipment:
+    carrier = conn.execute(_CARRIER, {"quote_id": quote_id}).scalar_one_or_none()
+    if carrier is None:
+        raise NotFound(f"unknown quote {quote_id}")
+    conn.execute(
+        _NEW_SHIPMENT,
+        {
+            "order_id": order_id,
+            "status": "created",
+            "quote_id": quote_id,
+            "carrier": carrier,
+            "tracking_id": new_tracking_id(),
+            "updated_at": _now(),
+        },
+    )
+    return _get_shipment(conn, order_id)
 
 
 async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
     """Cancel an order's shipment. Idempotent; leaves a tombstone when there was none."""
-    async with engine.begin() as conn:
-        changed = (
-            await conn.execute(
-                update(shipments)
-                .where(shipments.c.order_id == order_id, shipments.c.status == "created")
-                .values(status="cancelled", updated_at=_now())
-            )
-        ).rowcount
-        if not changed:
-            exists = (
-                await conn.execute(
-                    select(shipments.c.order_id).where(shipments.c.order_id == order_id)
-                )
-            ).first()
-            if exists is None:
-                await conn.execute(
-                    insert(shipments).values(
-                        order_id=order_id, status="cancelled", updated_at=_now()
-                    )
-                )
-    return await get_shipment(engine, order_id)
+    return await transaction(engine, _cancel_shipment, order_id)
 
 
-def _notification(row: object) -> Notification:
-    sent_at: datetime = row.sent_at  # type: ignore[attr-defined]
+def _cancel_shipment(conn: Connection, order_id: str) -> Shipment:
+    now = _now()
+    changed = conn.execute(_CANCEL, {"b_order_id": order_id, "updated_at": now}).rowcount
+    if not changed and conn.execute(_EXISTS, {"order_id": order_id}).first() is None:
+        conn.execute(
+            _NEW_SHIPMENT, {"order_id": order_id, "status": "cancelled", "updated_at": now}
+        )
+    return _get_shipment(conn, order_id)
+
+
+def _notification(row: Row[Any]) -> Notification:
+    sent_at: datetime = row.sent_at
     return Notification(
-        order_id=row.order_id,  # type: ignore[attr-defined]
-        message=row.message,  # type: ignore[attr-defined]
+        order_id=row.order_id,
+        message=row.message,
         sent_at=sent_at if sent_at.tzinfo else sent_at.replace(tzinfo=UTC),  # SQLite: naive
     )
 
 
 async def get_notification(engine: AsyncEngine, order_id: str) -> Notification:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(select(notifications).where(notifications.c.order_id == order_id))
-        ).first()
+    return await read(engine, _get_notification, order_id)
+
+
+def _get_notification(conn: Connection, order_id: str) -> Notification:
+    row = conn.execute(_NOTIFICATION, {"order_id": order_id}).first()
     if row is None:
         raise NotFound(f"no notification for order {order_id}")
     return _notification(row)
@@ -227,11 +254,10 @@ async def notify(engine: AsyncEngine, order_id: str) -> Notification:
         f"Order {order_id} is confirmed: it ships with {shipment.carrier}, "
         f"tracking {shipment.tracking_id}."
     )
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(notifications).values(order_id=order_id, message=message, sent_at=_now())
-            )
-    except IntegrityError:
-        pass  # sent already: the first stands
+    with contextlib.suppress(IntegrityError):  # sent already: the first stands
+        await transaction(engine, _insert_notification, order_id, message)
     return await get_notification(engine, order_id)
+
+
+def _insert_notification(conn: Connection, order_id: str, message: str) -> None:
+    conn.execute(_NEW_NOTIFICATION, {"order_id": order_id, "message": message, "sent_at": _now()})

@@ -1,0 +1,239 @@
+"""What the order flow's building blocks cost, untraced, measured apart from the system:
+where the CPU of an order goes once its own work is lean.
+
+    .venv/bin/python bench/call_costs.py [--calls 2000] [--rounds 5]
+
+CPU time per call, medians of the rounds:
+
+- database (this process, all threads): a primary-key SELECT run by
+  ``common.db.read`` (one hop to a database thread and back), the same function called
+  inline, a bare hop to the thread pool, and a one-row UPDATE by ``common.db.transaction``
+  (synchronous=FULL: the commit waits for the disk);
+- client (this process): a ``ServiceClient`` call as order-service makes them (httpx over
+  the aiohttp transport, a pydantic body, a URL template), and the same request through a
+  bare aiohttp session, both against a bare ASGI app under uvicorn in another process;
+- server (that process): the same requests answered by the bare ASGI app, and by a
+  service app (``common.app.create_service_app``: our middlewares, FastAPI's routing,
+  a pydantic body and response) with one route, under uvicorn with uvloop and httptools.
+
+An order is 6 client calls, 7 server requests and 11 database transactions or reads
+(tests/test_order_cost.py), 7 of them synced commits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import httpx
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, bindparam, select
+from sqlalchemy import update as update_
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["OTEL_SDK_DISABLED"] = "true"
+
+from common.app import create_service_app  # noqa: E402
+from common.db import _threaded, create_engine, read, transaction  # noqa: E402
+from common.http import Timeouts, create_http_client  # noqa: E402
+from common.telemetry import setup_telemetry  # noqa: E402
+from inventory_service.client import InventoryClient  # noqa: E402
+from inventory_service.models import ItemRequest, Reservation, ReserveRequest  # noqa: E402
+from inventory_service.settings import InventorySettings  # noqa: E402
+from tests.processes import free_port  # noqa: E402
+
+WARMUP = 200
+TABLE = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("v", String))
+SELECT = select(TABLE.c.v).where(TABLE.c.id == bindparam("id"))
+UPDATE = update_(TABLE).where(TABLE.c.id == bindparam("b_id")).values(v=bindparam("b_v"))
+BODY = ReserveRequest(
+    order_id="ord_0123456789abcdef",
+    items=[ItemRequest(sku="SKU-0001", quantity=2), ItemRequest(sku="SKU-0002", quantity=1)],
+)
+
+#: The server process: ``python bench/call_costs.py --serve bare|service PORT``.
+ANSWER = b'{"order_id":"ord_0123456789abcdef","status":"reserved","items":[]}'
+
+
+def serve(kind: str, port: int) -> None:
+    import uvicorn
+
+    async def bare(scope: dict, receive: Callable, send: Callable) -> None:  # type: ignore[type-arg]
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        length = str(len(ANSWER)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": ANSWER})
+
+    router = APIRouter()
+
+    @router.post("/reservations")
+    async def reserve(body: ReserveRequest) -> Reservation:
+        return Reservation(order_id=body.order_id, status="reserved", items=[])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    settings = InventorySettings(port=port)
+    telemetry = setup_telemetry(settings.service_name)
+    app = (
+        bare
+        if kind == "bare"
+        else create_service_app(
+            title="bench",
+            settings=settings,
+            telemetry=telemetry,
+            lifespan=lifespan,
+            routers=[router],
+        )
+    )
+    uvicorn.run(app, port=port, log_level="warning", loop="uvloop", http="httptools")
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def per_call(call: Callable[[], Awaitable[object]], calls: int) -> float:
+    """This process's CPU per call, in µs."""
+    for _ in range(WARMUP):
+        await call()
+    start = time.process_time()
+    for _ in range(calls):
+        await call()
+    return (time.process_time() - start) / calls * 1e6
+
+
+async def database(calls: int) -> dict[str, float]:
+    def select_one(conn: Connection) -> object:
+        return conn.execute(SELECT, {"id": 1}).scalar_one()
+
+    def update_one(conn: Connection) -> None:
+        conn.execute(UPDATE, {"b_id": 1, "b_v": "x"})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp}/bench.db", setup_telemetry("bench"))
+        async with engine.begin() as conn:
+            await conn.run_sync(TABLE.metadata.create_all)
+            await conn.execute(TABLE.insert().values(id=1, v="a"))
+        threaded = _threaded[engine.sync_engine]
+        loop = asyncio.get_running_loop()
+
+        async def inline() -> object:
+            return threaded._call(select_one, (), {}, "read")
+
+        try:
+            return {
+                "read (one hop to a database thread)": await per_call(
+                    lambda: read(engine, select_one), calls
+                ),
+                "the same read, inline": await per_call(inline, calls),
+                "a bare hop to the thread pool": await per_call(
+                    lambda: loop.run_in_executor(threaded.threads, int), calls
+                ),
+                "transaction: UPDATE, synced commit": await per_call(
+                    lambda: transaction(engine, update_one), calls // 4
+                ),
+            }
+        finally:
+            await engine.dispose()
+
+
+@asynccontextmanager
+async def server(kind: str) -> AsyncIterator[tuple[str, int]]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve", kind, str(port)
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as probe:
+            for _ in range(100):
+                try:
+                    await probe.get(url)
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def service_calls(url: str, calls: int) -> float:
+    async with create_http_client(url, setup_telemetry("bench"), timeouts=Timeouts()) as client:
+        service = InventoryClient(client)  # its base, ServiceClient, sends
+
+        async def call() -> object:
+            return await service._request("POST", "/reservations", body=BODY, idempotent=True)
+
+        return await per_call(call, calls)
+
+
+async def aiohttp_calls(url: str, calls: int) -> float:
+    payload = BODY.model_dump_json().encode()
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(url) as session:
+
+        async def call() -> object:
+            async with session.post("/reservations", data=payload, headers=headers) as response:
+                return await response.read()
+
+        return await per_call(call, calls)
+
+
+async def http(calls: int) -> dict[str, float]:
+    figures = {}
+    for kind in ("bare", "service"):
+        async with server(kind) as (url, pid):
+            before = process_cpu(pid)
+            figures[f"client: ServiceClient call ({kind} server)"] = await service_calls(url, calls)
+            server_us = (process_cpu(pid) - before) / (calls + WARMUP) * 1e6
+            figures[f"server: request to the {kind} app, uvicorn"] = server_us
+            if kind == "bare":
+                figures["client: bare aiohttp session (bare server)"] = await aiohttp_calls(
+                    url, calls
+                )
+    return figures
+
+
+async def measure(calls: int, rounds: int) -> None:
+    runs: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for name, us in {**await database(calls), **await http(calls)}.items():
+            runs.setdefault(name, []).append(us)
+    print(f"CPU per call, µs, medians of {rounds} rounds of {calls} calls (min-max)")
+    for name, values in runs.items():
+        print(
+            f"  {name:45s} {statistics.median(values):8.1f}  ({min(values):.1f}-{max(values):.1f})"
+        )
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--serve"]:
+        serve(sys.argv[2], int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(measure(args.calls, args.rounds))
+
+
+if __name__ == "__main__":
+    main()

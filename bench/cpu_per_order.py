@@ -1,0 +1,322 @@
+"""CPU per order, untraced, by service: this tree alone, or several trees alternated.
+
+    .venv/bin/python bench/cpu_per_order.py [--rate 30] [--seconds 10] [--rounds 5]
+    .venv/bin/python bench/cpu_per_order.py --trees .,/path/to/other/worktree
+    git archive HEAD~1 | tar -x -C /tmp/before && \
+        .venv/bin/python bench/cpu_per_order.py --trees /tmp/before,.
+    .venv/bin/python bench/cpu_per_order.py --profile /tmp/profiles --rounds 1
+
+Each round starts the four services of each tree in turn (``OTEL_SDK_DISABLED=true``,
+no viewer; with the tree's own ``.venv`` if it has one, else with this one), warms them
+up, then sends orders from the load generator's mix at a fixed rate (open loop) and
+reads each process's CPU time (Linux ``/proc``) before and after. CPU time per order is
+much steadier than throughput on a machine shared with other work, and alternating the
+trees round by round lets drift in the machine's speed hit them alike. Figures are
+medians of rounds, with the range.
+
+The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
+declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.
+
+``--profile DIR`` also records each service with py-spy (``pip install py-spy``) during
+the measured run, writes the raw stacks there, and prints each service's top functions by
+share of its samples. py-spy samples the thread holding the GIL (``--gil``), without
+pausing the process: shares of the time the GIL was held, wall clock, which counts a
+system call made while holding it (a socket write that wakes the reader) in full even
+when the kernel ran something else meanwhile; the CPU figures say how much it cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.overhead import WARMUP, System  # noqa: E402
+
+SERVICES = ("inventory-service", "payment-service", "shipping-service", "order-service")
+
+
+@dataclass
+class Round:
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per order sent, per service
+    loop_ms: dict[str, float] = field(default_factory=dict)  # of which the main thread's
+    sent: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    confirmed_share: float = 1.0  # of the orders recorded
+
+
+#: Runs ``sys.argv[2]`` as ``__main__`` from the tree ``sys.argv[1]``: on sys.path before
+#: anything else (an editable install's finder comes after sys.path), so a tree without its
+#: own ``.venv`` (``git archive`` of a commit) runs with this interpreter's packages.
+RUN_FROM_TREE = (
+    "import runpy, sys; tree, package = sys.argv[1:3]; sys.argv = [package]; "
+    "sys.path.insert(0, tree); runpy.run_module(package, run_name='__main__', alter_sys=True)"
+)
+
+
+def python_of(tree: Path) -> Path:
+    """The tree's own ``.venv``, else this interpreter."""
+    python = tree / ".venv" / "bin" / "python"
+    return python if python.exists() else Path(sys.executable)
+
+
+class TreeSystem(System):
+    """``bench/overhead.py``'s system, untraced and without the viewer, running the
+    services of ``tree`` with that tree's own interpreter."""
+
+    def __init__(self, tree: Path, data: Path, log_level: str) -> None:
+        data.mkdir(parents=True)
+        super().__init__("untraced", {}, data)
+        self.services = [s for s in self.services if s.package != "trace_viewer"]
+        self.env["OTEL_SDK_DISABLED"] = "true"
+        for service in self.services:
+            assert service.settings is not None
+            prefix = service.settings.model_config.get("env_prefix", "")
+            self.env[f"{prefix}LOG_LEVEL"] = log_level
+            # -I: neither the working directory nor PYTHONPATH: the tree, then site-packages.
+            command = [str(python_of(tree)), "-I", "-c", RUN_FROM_TREE, str(tree)]
+            service.command = [*command, service.package]
+
+    def pids(self) -> dict[str, int]:
+        return {s.name: s.process.pid for s in self.services if s.process is not None}
+
+    def main_thread_seconds(self) -> dict[str, float]:
+        """CPU time of each process's main thread (its event loop); the rest of the
+        process's time is its other threads' (the database threads, one per connection:
+        aiosqlite's in older trees, common.db's since)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        seconds = {}
+        for name, pid in self.pids().items():
+            stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            seconds[name] = (int(fields[11]) + int(fields[12])) / tick
+        return seconds
+
+
+async def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, Path]:
+    """py-spy ``record`` of every process at once, raw (collapsed) stacks, one file each."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    files, procs = {}, []
+    for name, pid in pids.items():
+        files[name] = out / f"{name}.txt"
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--threads",
+                "--nonblocking",  # pausing every process 200 times a second stalls orders
+                "--gil",  # the thread holding the GIL: Python's work, not a thread's waits
+                "--output",
+                str(files[name]),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
+    for proc in procs:
+        await proc.wait()
+    return files
+
+
+#: Leaf frames of a thread that waits, not works: py-spy's ``--nonblocking`` mode cannot
+#: ask the OS, so these are told by where the stack ends (aiosqlite's worker waits for its
+#: next statement in a C call, ``SimpleQueue.get``, on this line).
+IDLE_LEAVES = ("Condition.wait ", "Queue.get ", "Event.wait ", "_worker (", "select (")
+AIOSQLITE_WAIT = "_connection_worker_thread (aiosqlite/core.py:59)"
+
+
+#: The parts of a service, by the top-level package of the frame a sample ends in.
+PARTS = {
+    "server (uvicorn, Starlette, FastAPI)": ("uvicorn", "starlette", "fastapi", "httptools"),
+    "client (httpx over aiohttp)": (
+        "httpx",
+        "httpx_aiohttp",
+        "aiohttp",
+        "yarl",
+        "multidict",
+        "aiohappyeyeballs",
+        "http",
+    ),
+    "database (SQLAlchemy, sqlite3)": ("sqlalchemy", "sqlite3", "aiosqlite"),
+    "pydantic": ("pydantic", "pydantic_core"),
+    "ordersim's own code": (
+        "common",
+        "order_service",
+        "inventory_service",
+        "payment_service",
+        "shipping_service",
+    ),
+    "asyncio and threads": ("asyncio", "concurrent", "threading.py", "queue.py", "uvloop"),
+    "OpenTelemetry API (no-op)": ("opentelemetry",),
+}
+
+
+def part_of(frame: str) -> str:
+    """The part a raw py-spy frame (``f (fastapi/routing.py:12)``) belongs to."""
+    top = frame.partition(" (")[2].split("/", 1)[0]
+    for part, packages in PARTS.items():
+        if top in packages or any(p.endswith(".py") and top == p for p in packages):
+            return part
+    return "standard library, other"
+
+
+def summarise(
+    raw: Path, top: int
+) -> tuple[int, list[tuple[str, float, float]], collections.Counter[str]]:
+    """Busy samples, (function, inclusive share, self share) of them, and samples by part,
+    from a py-spy raw file; samples whose leaf is a wait are left out."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    parts: collections.Counter[str] = collections.Counter()
+    busy = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        raw_frames = [f for f in stack.split(";")[1:] if " (" in f]  # [0]: the thread
+        frames = [_short(f) for f in raw_frames]
+        if not frames:  # the GIL held outside any Python frame
+            frames = ["no Python frame (uvloop, httptools: C holding the GIL) (:0)"]
+        leaf = frames[-1]
+        if leaf.startswith(IDLE_LEAVES) or leaf == AIOSQLITE_WAIT:
+            continue
+        busy += count
+        parts[part_of(raw_frames[-1]) if raw_frames else "uvloop, httptools (C)"] += count
+        for frame in {f.rsplit(":", 1)[0] + ")" for f in frames[:-1]}:
+            inclusive[frame] += count
+        leaf_function = leaf.rsplit(":", 1)[0] + ")"
+        if leaf.startswith("_connection_worker_thread"):  # in sqlite3's C code
+            leaf_function = "sqlite3 (C, in aiosqlite's thread)"
+        elif leaf.startswith("Runner.run "):  # in uvloop's C code: I/O, or waiting for it
+            leaf_function = "uvloop (C: I/O, parsing, or epoll wait)"
+        inclusive[leaf_function] += count
+        own[leaf_function] += count
+    if not busy:
+        return 0, [], parts
+    shares = [(f, n / busy, own[f] / busy) for f, n in inclusive.most_common(top)]
+    return busy, shares, parts
+
+
+def _short(frame: str) -> str:
+    """``Router.__call__ (…/site-packages/starlette/routing.py:71)`` →
+    ``Router.__call__ (starlette/routing.py:71)``."""
+    function, _, where = frame.partition(" (")
+    parts = Path(where.rstrip(")")).parts
+    return f"{function} ({'/'.join(parts[-2:])})"
+
+
+async def one_round(
+    tree: Path, args: argparse.Namespace, tmp: Path, console: Console, number: int
+) -> Round:
+    result = Round()
+    system = TreeSystem(tree, tmp, args.log_level)
+    async with system:
+        await system.load(rate=args.rate, seconds=WARMUP)  # warm caches, pools, code paths
+        before, loop_before = system.cpu_seconds(), system.main_thread_seconds()
+        spy = None
+        if args.profile:
+            out = Path(args.profile) / f"round{number}-{tree.name}"
+            out.mkdir(parents=True, exist_ok=True)
+            spy = asyncio.create_task(profile(system.pids(), args.seconds + WARMUP, out))
+        report = await system.load(rate=args.rate, seconds=args.seconds)
+        after, loop_after = system.cpu_seconds(), system.main_thread_seconds()
+        if spy is not None:
+            for name, raw in (await spy).items():
+                console.print(f"[bold]{tree} {name}[/] ({raw})")
+                busy, frames, parts = summarise(raw, args.top)
+                console.print(f"  {busy} samples holding the GIL; by the part they end in:")
+                for part, n in parts.most_common():
+                    console.print(f"  {n / max(busy, 1):6.1%}  {part}")
+                console.print("  functions, inclusive and self shares:")
+                for frame, incl, own in frames:
+                    console.print(f"  {incl:6.1%} {own:6.1%}  {frame}")
+    result.sent = args.rate * (WARMUP + args.seconds)
+    result.cpu_ms = {p: (after[p] - before[p]) * 1000 / result.sent for p in after}
+    result.loop_ms = {p: (loop_after[p] - loop_before[p]) * 1000 / result.sent for p in loop_after}
+    result.statuses = dict(report.status_counts)
+    result.confirmed_share = report.status_counts.get("201", 0) / max(report.requests, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trees", default=".", help="comma-separated worktrees to alternate")
+    parser.add_argument("--rate", type=float, default=30, help="orders/s, open loop")
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--log-level", default="warning", help="the services' log level")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy each service into DIR")
+    parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
+    args = parser.parse_args()
+    trees = [Path(t).resolve() for t in args.trees.split(",")]
+    if missing := [t for t in trees if not (t / "inventory_service").is_dir()]:
+        parser.error(f"not an ordersim tree: {missing[0]}")
+    asyncio.run(measure(args, trees))
+
+
+async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
+    console = Console(width=150)
+    runs: dict[Path, list[Round]] = {tree: [] for tree in trees}
+    with tempfile.TemporaryDirectory() as tmp:
+        for number in range(1, args.rounds + 1):
+            for tree in trees:
+                data = Path(tmp) / f"{number}-{trees.index(tree)}"
+                found = await one_round(tree, args, data, console, number)
+                runs[tree].append(found)
+                total = sum(found.cpu_ms[s] for s in SERVICES)
+                console.print(
+                    f"round {number} {tree}: {total:.2f} ms/order "
+                    + " ".join(
+                        f"{s.split('-')[0]} {found.cpu_ms[s]:.2f} (loop {found.loop_ms[s]:.2f})"
+                        for s in SERVICES
+                    )
+                    + f"  statuses {found.statuses}"
+                )
+
+    table = Table(
+        title=f"CPU ms per order, untraced, at {args.rate:g}/s: medians of {args.rounds} "
+        f"rounds (min-max), {args.seconds:g} s each"
+    )
+    for column in ("tree", *(s.split("-")[0] for s in SERVICES), "total", "per confirmed"):
+        table.add_column(column, justify="right")
+    for tree, rounds in runs.items():
+
+        def cell(values: list[float]) -> str:
+            return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+        totals = [sum(r.cpu_ms[s] for s in SERVICES) for r in rounds]
+        per_confirmed = [
+            t / max(r.confirmed_share, 1e-9) for t, r in zip(totals, rounds, strict=True)
+        ]
+        table.add_row(
+            str(tree),
+            *(cell([r.cpu_ms[s] for r in rounds]) for s in SERVICES),
+            cell(totals),
+            cell(per_confirmed),
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""What one order costs, counted (never timed): thread hops, and work the clients skip.
+
+``bench/cpu_per_order.py`` measures the CPU; these tests hold on to what made it smaller,
+so a change that brings a cost back fails here, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio.to_thread
+import httpx
+import pytest
+from opentelemetry import trace
+
+from common.http import Timeouts, create_http_client
+from common.telemetry import Telemetry
+from inventory_service.client import InventoryClient
+from tests.conftest import System
+from tests.helpers import order_body
+
+THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
+
+
+async def test_no_request_hops_to_the_thread_pool(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI runs a plain ``def`` dependency in its thread pool: a thread hop (and a GIL
+    hand-over) per dependency per request. Every dependency is ``async def``."""
+    hops: list[Any] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    response = await system.order.post("/orders", json=order_body(THREE_SKUS))
+    assert response.status_code == 201
+    order_id = response.json()["order_id"]
+    assert (await system.order.get(f"/orders/{order_id}")).status_code == 200
+    for client, path in (
+        (system.inventory, f"/reservations/{order_id}"),
+        (system.payment, f"/charges/{order_id}"),
+        (system.shipping, f"/shipments/{order_id}"),
+    ):
+        assert (await client.get(path)).status_code == 200
+    assert hops == []
+
+
+async def test_each_database_transaction_is_one_thread_hop(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a transaction runs in a database thread in one piece (common/db.py): one
+    wake-up of the event loop from that thread per transaction. aiosqlite took one per
+    cursor call, four or five per statement."""
+    loop = asyncio.get_running_loop()
+    wakeups: list[Any] = []
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakeups.append(callback)
+        return call_soon_threadsafe(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    response = await system.order.post("/orders", json=order_body(THREE_SKUS))
+    assert response.status_code == 201
+    await system.drain()
+    # order: insert the pending order, its three steps' events (reserved, charged, shipped),
+    # store it confirmed (5); inventory: list the SKUs, check each of the three, reserve,
+    # commit (6); shipping: save the quote, create the shipment (2), and after the response
+    # the confirmation: read the shipment, store the notification, read it back (3);
+    # payment: capture (1).
+    assert len(wakeups) == 5 + 6 + 2 + 3 + 1
+
+
+async def test_service_clients_keep_no_cookies() -> None:
+    """No service sets or reads a cookie; httpx would parse every response's headers for
+    them (through http.cookiejar), so the clients' jar keeps nothing."""
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={}, headers={"set-cookie": "session=abc; Path=/"})
+
+    telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
+    http = create_http_client(
+        "http://inventory/prefix",
+        telemetry,
+        timeouts=Timeouts(),
+        transport=httpx.MockTransport(answer),
+    )
+    async with http:
+        client = InventoryClient(http)
+        for _ in range(2):
+            await client._request("GET", "/products", idempotent=True)
+    assert seen == [None, None]
+    assert not http.cookies
+
+
+async def test_service_clients_build_urls_under_the_base_url() -> None:
+    urls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return httpx.Response(200, json={})
+
+    telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
+    http = create_http_client(
+        "http://gateway/inventory",
+        telemetry,
+        timeouts=Timeouts(),
+        transport=httpx.MockTransport(answer),
+    )
+    async with http:
+        client = InventoryClient(http)
+        for _ in range(2):
+            await client._request("GET", "/products", params={"sku": ["A", "B"]}, idempotent=True)
+        await client._request(
+            "POST",
+            "/reservations/{order_id}/commit",
+            path_params={"order_id": "a/b c"},
+            idempotent=True,
+        )
+    assert urls == [
+        "http://gateway/inventory/products?sku=A&sku=B",
+        "http://gateway/inventory/products?sku=A&sku=B",
+        "http://gateway/inventory/reservations/a%2Fb%20c/commit",
+    ]
