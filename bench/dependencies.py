@@ -27,10 +27,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,14 +42,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from overhead import System  # noqa: E402
 
-from trace_viewer.otlp import SpanRecord, StoredSpan  # noqa: E402
+from trace_viewer.otlp import SpanRecord, StoredSpan, records  # noqa: E402
 from trace_viewer.query import create_query_app  # noqa: E402
-from trace_viewer.store import Limits, TraceStore  # noqa: E402
+from trace_viewer.store import Limits, TraceQuery, TraceStore  # noqa: E402
 
 BATCH = 512
 
 
-async def record(orders_seconds: float, data: Path) -> list[list[SpanRecord]]:
+async def record(orders_seconds: float, data: Path) -> list[list[StoredSpan]]:
     """Real traces from ``ordersim``'s services, as the store keeps them."""
     env = {"PAYMENT_SERVICE_FAULTS": json.dumps([{"error_rate": 0.1, "seed": 7}])}
     async with System("deps", env, data) as system:
@@ -53,75 +57,47 @@ async def record(orders_seconds: float, data: Path) -> list[list[SpanRecord]]:
         print(f"recorded from {report.requests} orders: {dict(report.status_counts)}")
         database = system.viewer.database
     store = TraceStore(database, Limits(10**6, 10**12))
-    traces = []
-    for summary in store.summaries(limit=10**6):
-        rows = store.trace(summary.trace_id)
-        if len(rows) > 1:  # a whole order, not a stray health check
-            traces.append([stored_record(summary.trace_id, row) for row in rows])
+    traces = [store.trace(summary.trace_id) for summary in store.search(TraceQuery(limit=10**6))]
     store.close()
-    return traces
+    return [rows for rows in traces if len(rows) > 1]  # whole orders, not stray health checks
 
 
-def stored_record(trace_id: str, row: StoredSpan) -> SpanRecord:
-    resource, resource_url, scope, scope_url, data = row
-    span = Span.FromString(data)
-    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-
-    from trace_viewer.otlp import service_name
-
-    return SpanRecord(
-        trace_id=trace_id,
-        span_id=span.span_id.hex(),
-        parent_span_id=span.parent_span_id.hex(),
-        name=span.name,
-        service=service_name(Resource.FromString(resource)),
-        kind=span.kind,
-        start_ns=span.start_time_unix_nano,
-        end_ns=max(span.end_time_unix_nano, span.start_time_unix_nano),
-        status_code=span.status.code,
-        resource=resource,
-        scope=scope,
-        span=data,
-        resource_schema_url=resource_url,
-        scope_schema_url=scope_url,
-    )
-
-
-def copies(traces: list[list[SpanRecord]], count: int, now_ns: int) -> list[list[SpanRecord]]:
-    """``count`` traces cloned from ``traces``: fresh ids, starts spread over the last hour."""
+def copies(traces: list[list[StoredSpan]], count: int, now_ns: int) -> list[list[SpanRecord]]:
+    """``count`` traces cloned from ``traces``: fresh ids, starts spread over the last hour,
+    each read by the intake's own :func:`~trace_viewer.otlp.records` (so the records carry
+    what the store indexes, as the viewer would have them)."""
     rng = random.Random(1)
     out = []
     for i in range(count):
         template = traces[i % len(traces)]
+        spans = [Span.FromString(data) for *_, data in template]
         trace_id = rng.randbytes(16)
-        ids = {r.span_id: rng.randbytes(8) for r in template}
-        shift = now_ns - rng.randrange(3600 * 10**9) - min(r.start_ns for r in template)
-        clone = []
-        for r in template:
-            span = Span.FromString(r.span)
+        ids = {span.span_id: rng.randbytes(8) for span in spans}
+        shift = now_ns - rng.randrange(3600 * 10**9) - min(s.start_time_unix_nano for s in spans)
+        request = ExportTraceServiceRequest()
+        for (resource, resource_url, scope, scope_url, _), span in zip(
+            template, spans, strict=True
+        ):
             span.trace_id = trace_id
-            span.span_id = ids[r.span_id]
-            span.parent_span_id = ids.get(r.parent_span_id, b"")
+            span.span_id = ids[span.span_id]
+            span.parent_span_id = ids.get(span.parent_span_id, b"")
             span.start_time_unix_nano += shift
             span.end_time_unix_nano += shift
-            clone.append(
-                SpanRecord(
-                    trace_id=trace_id.hex(),
-                    span_id=span.span_id.hex(),
-                    parent_span_id=span.parent_span_id.hex(),
-                    name=r.name,
-                    service=r.service,
-                    kind=r.kind,
-                    start_ns=r.start_ns + shift,
-                    end_ns=r.end_ns + shift,
-                    status_code=r.status_code,
-                    resource=r.resource,
-                    scope=r.scope,
-                    span=span.SerializeToString(),
-                    resource_schema_url=r.resource_schema_url,
-                    scope_schema_url=r.scope_schema_url,
+            request.resource_spans.append(
+                ResourceSpans(
+                    resource=Resource.FromString(resource),
+                    schema_url=resource_url,
+                    scope_spans=[
+                        ScopeSpans(
+                            scope=InstrumentationScope.FromString(scope),
+                            schema_url=scope_url,
+                            spans=[span],
+                        )
+                    ],
                 )
             )
+        clone, rejected = records(request)
+        assert not rejected, rejected
         out.append(clone)
     return out
 
@@ -134,7 +110,7 @@ class StoreWithoutGraph(TraceStore):
         super().__init__(path, limits)
         self._writer.execute("DROP INDEX spans_by_failed_call")
 
-    def _add_calls(self, trace_ids: set[str]) -> None:
+    def _add_calls(self, spans: Sequence[SpanRecord]) -> None:
         pass
 
 
