@@ -16,12 +16,12 @@ from rich.text import Text
 from ordersim.trace_cmd import (
     UsageError,
     Viewer,
-    ViewerError,
     _consoles,
     _usage_error,
     base_url,
     default_viewer_url,
     parse_trace_id,
+    stored,
 )
 from ordersim.trace_diff import DiffNode, TraceDiff, diff_traces
 from ordersim.waterfall import ERROR_STYLE, Trace, format_ms, parse_otlp, plural, service_colour
@@ -128,13 +128,8 @@ def diff(
     with httpx.Client(transport=transport) as client:
         viewer = Viewer(endpoint, client)
         for trace_id in ids:
-            try:
-                document = viewer.otlp(trace_id)
-            except ViewerError as exc:
-                errors.print(Text(f"error: {exc}", style="red"))
-                return 1
+            document = stored(viewer, trace_id, errors)
             if document is None:
-                errors.print(Text(f"error: trace {trace_id} not found at {endpoint}", style="red"))
                 return 1
             traces.append(Trace(parse_otlp(document)))
     console.print(render(diff_traces(traces[0], traces[1]), console.width))

@@ -169,6 +169,21 @@ class Viewer:
         return document
 
 
+def stored(
+    viewer: Viewer, trace_id: str, errors: Console, *, jaeger: bool = False
+) -> dict[str, Any] | None:
+    """A stored trace's OTLP (or Jaeger) JSON; None once ``errors`` says why there is none
+    (the viewer cannot be asked, or holds no such trace)."""
+    try:
+        document = viewer.jaeger(trace_id) if jaeger else viewer.otlp(trace_id)
+    except ViewerError as exc:
+        errors.print(Text(f"error: {exc}", style="red"))
+        return None
+    if document is None:
+        errors.print(Text(f"error: trace {trace_id} not found at {viewer.endpoint}", style="red"))
+    return document
+
+
 # --- ordersim trace ---------------------------------------------------------------------------
 
 
@@ -189,14 +204,8 @@ def trace(
         return _usage_error("trace", exc)
     endpoint = base_url(endpoint or default_viewer_url())
     with httpx.Client(transport=transport) as client:
-        viewer = Viewer(endpoint, client)
-        try:
-            document = viewer.jaeger(trace_id) if output == "jaeger" else viewer.otlp(trace_id)
-        except ViewerError as exc:
-            errors.print(Text(f"error: {exc}", style="red"))
-            return 1
+        document = stored(Viewer(endpoint, client), trace_id, errors, jaeger=output == "jaeger")
     if document is None:
-        errors.print(Text(f"error: trace {trace_id} not found at {endpoint}", style="red"))
         return 1
     try:
         if output == "waterfall":
