@@ -42,6 +42,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ordersim.calls import reason
+from ordersim.load import trace_of
 from ordersim.trace_cmd import (
     POLL_INTERVAL,
     Viewer,
@@ -359,12 +360,6 @@ def check_pipeline(report: Report, viewer: Viewer | None, client: httpx.Client) 
     return False
 
 
-def _traceresponse(response: httpx.Response) -> tuple[str | None, bool]:
-    from ordersim.load import _trace_of  # the one parser of the header in ordersim
-
-    return _trace_of(response)
-
-
 def check_propagation(
     report: Report, url: str, viewer: Viewer | None, client: httpx.Client
 ) -> None:
@@ -382,7 +377,7 @@ def check_propagation(
             name, "problem", f"GET {url}: {reason(exc)}", "start the service, or fix --service"
         )
         return
-    echoed, sampled = _traceresponse(response)
+    echoed, sampled = trace_of(response)
     if echoed == trace_id:
         if not sampled:
             report.add(
@@ -411,7 +406,7 @@ def check_propagation(
     b3_trace, b3_span = _new_ids()
     try:
         b3 = client.get(url, headers={"b3": f"{b3_trace}-{b3_span}-1"}, timeout=PROBE_TIMEOUT)
-        b3_echoed, _ = _traceresponse(b3)
+        b3_echoed, _ = trace_of(b3)
     except httpx.TransportError:
         b3_echoed = None
     if b3_echoed == b3_trace:
@@ -499,7 +494,7 @@ def run_request(report: Report, viewer: Viewer | None, client: httpx.Client) -> 
         report.add(name, "problem", str(exc), "check the query API")
         return None
     link = viewer.link(trace_id)
-    echoed, _ = _traceresponse(response)
+    echoed, _ = trace_of(response)
     if trace.is_complete():
         report.add(
             name,

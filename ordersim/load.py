@@ -210,7 +210,7 @@ class Recorder:
 # -- sending -------------------------------------------------------------------------------
 
 
-def _trace_of(response: httpx.Response) -> tuple[str | None, bool]:
+def trace_of(response: httpx.Response) -> tuple[str | None, bool]:
     """Trace id and sampled flag, from the ``traceresponse`` header (any status)."""
     parts = response.headers.get("traceresponse", "").split("-")
     if len(parts) == 4 and len(parts[1]) == 32:
@@ -250,7 +250,7 @@ class LoadTest:
         try:
             response = await self.client.post("/orders", json=body)
             status = response.status_code
-            trace_id, sampled = _trace_of(response)
+            trace_id, sampled = trace_of(response)
         except httpx.HTTPError:
             status, trace_id, sampled = 0, None, False
         done = self.now()
