@@ -391,9 +391,12 @@ async def in_process_system(
         for name, boundary in boundaries.items()
     }
     # The compensation worker polls only when a test asks (it calls the worker's jobs).
+    # Calls and orders get all the time a busy machine needs (at 2 s, a load of 10 timed
+    # calls out and failed orders at the wrong step); a test about timeouts or deadlines
+    # sets its own, and holds the call it times out far longer.
     settings = {
-        "call_timeout": 2.0,
-        "order_deadline": 8.0,
+        "call_timeout": 30.0,
+        "order_deadline": 60.0,
         "compensation_poll_interval": 3600.0,
         **order_settings,
     }
@@ -474,7 +477,7 @@ async def any_system(
     # These tests are about what concurrent orders do to the data, not about timeouts: on a
     # busy 2-core machine 30 orders at once can take longer than the 2 s call timeout the
     # other tests use, and a 503 there would be the machine's speed, not a finding.
-    async with start_system(databases=databases, call_timeout=30, order_deadline=60) as running:
+    async with start_system(databases=databases) as running:
         running.backend = request.param
         yield running
 

@@ -180,7 +180,7 @@ async def test_completeness_polls_until_traces_are_whole() -> None:
 
 async def test_short_real_run_against_the_in_test_system(start_system: Any) -> None:
     # Generous timeouts: what is checked is the report, not how fast a busy machine is.
-    async with start_system(call_timeout=30, order_deadline=60) as system:
+    async with start_system() as system:
         products = (await system.inventory.get("/products")).json()
         test = LoadTest(
             system.order,
