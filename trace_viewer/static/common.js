@@ -1,13 +1,17 @@
-// Shared helpers for the trace list (list.js) and the waterfall (waterfall.js).
+// Shared helpers for the viewer's pages (the list, the trace, the comparison, the graph).
 // Plain ES2020 modules, no build step, no network access beyond this viewer's own API.
 
-/** Create an element: h("a", {href: "/x", class: "y"}, "text", childNode, ...). */
+/**
+ * Create an element: h("a", {href: "/x", class: "y"}, "text", childNode, ...). A class may be
+ * a list, its empty entries left out: class: ["row", error ? "error" : ""].
+ */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
-    if (key === "class") el.className = value;
-    else if (key === "style" && typeof value === "object") {
+    if (key === "class") {
+      el.className = Array.isArray(value) ? value.filter(Boolean).join(" ") : value;
+    } else if (key === "style" && typeof value === "object") {
       for (const [prop, v] of Object.entries(value)) {
         if (prop.startsWith("--")) el.style.setProperty(prop, v);
         else el.style[prop] = v;

@@ -249,9 +249,7 @@ function traceRow(trace, maxDuration, fresh) {
   return h(
     "tr",
     {
-      class: [errors ? "has-error" : "", faults ? "has-fault" : "", fresh ? "fresh" : ""]
-        .filter(Boolean)
-        .join(" "),
+      class: [errors ? "has-error" : "", faults ? "has-fault" : "", fresh ? "fresh" : ""],
       "data-trace-id": trace.traceID,
       "data-outcome": classifyOutcome(trace).kind,
       onclick: (event) => {

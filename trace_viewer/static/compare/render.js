@@ -154,9 +154,7 @@ export function renderDiffTable(diff, colors, { changedOnly = false } = {}) {
               node.presence.replace("_", "-"),
               deltaClass(node),
               node.errorsA + node.errorsB ? "has-error" : "",
-            ]
-              .filter(Boolean)
-              .join(" "),
+            ],
             "data-key": node.key,
             "data-depth": String(node.depth),
             "data-service": node.service,

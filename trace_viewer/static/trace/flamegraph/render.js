@@ -111,10 +111,7 @@ export class FlamegraphView {
               fault ? "fault" : "",
               node.squeezed ? "squeezed" : "",
               node.service ? "" : "virtual",
-            ]
-              .join(" ")
-              .replace(/\s+/g, " ")
-              .trim(),
+            ],
             "data-key": node.key,
             "data-name": node.name,
             "data-service": node.service,

@@ -115,7 +115,7 @@ export class StatisticsView {
         h(
           "tr",
           {
-            class: [i === 0 ? "top" : "", row.errors ? "has-error" : ""].join(" ").trim(),
+            class: [i === 0 ? "top" : "", row.errors ? "has-error" : ""],
             "data-key": row.key,
             "data-service": row.service,
             "data-operation": row.operation ?? null,
@@ -134,9 +134,7 @@ export class StatisticsView {
                   c.numeric ? "num" : "",
                   c.key === "selfTotal" ? "self" : "",
                   c.key === "operation" ? "op" : "",
-                ]
-                  .join(" ")
-                  .trim(),
+                ],
                 "data-column": c.key,
                 style:
                   c.key === "selfTotal"

@@ -181,9 +181,7 @@ export class Timeline {
     for (const { time, percent } of ticks) {
       if (percent < -0.0001 || percent > 100.0001) continue;
       if (percent > 88 && percent < 99.9999) continue; // too close to the end label
-      const cls = ["tick", percent <= 0.0001 ? "first" : "", percent >= 99.9999 ? "last" : ""]
-        .join(" ")
-        .trim();
+      const cls = ["tick", percent <= 0.0001 ? "first" : "", percent >= 99.9999 ? "last" : ""];
       labels.push(h("span", { class: cls, style: { left: `${percent}%` } }, fmtTick(time, step)));
       lines.push(h("span", { class: "line", style: { left: `${percent}%` } }));
     }
@@ -226,10 +224,7 @@ export class Timeline {
           overhang ? "overhang" : "",
           segments.length ? "critical" : "",
           span.orphan ? "orphan" : "",
-        ]
-          .join(" ")
-          .replace(/\s+/g, " ")
-          .trim(),
+        ],
         role: "treeitem",
         "aria-level": String(span.depth + 1),
         "aria-expanded": span.children.length ? "true" : null,
