@@ -22,8 +22,9 @@ import asyncio
 import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from weakref import WeakKeyDictionary
 
 import sqlalchemy
@@ -141,6 +142,15 @@ async def read(
         return await threaded.run(fn, args, kwargs, write=False)
     async with engine.connect() as conn:
         return await conn.run_sync(fn, *args, **kwargs)
+
+
+@overload
+def utc(at: datetime) -> datetime: ...
+@overload
+def utc(at: None) -> None: ...
+def utc(at: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC datetime (SQLite hands them back naive, in UTC)."""
+    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:

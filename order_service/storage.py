@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.db import read, transaction
+from common.db import read, transaction, utc
 from common.errors import NotFound
 from order_service.models import Order, OrderEvent, OrderStep
 
@@ -107,11 +107,6 @@ metadata = Base.metadata
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def utc(at: datetime | None) -> datetime | None:
-    """A stored time as an aware UTC datetime (SQLite hands them back naive, in UTC)."""
-    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 # The statements of every order, built once (see inventory_service/storage.py); those of
@@ -221,7 +216,7 @@ def _events_after(conn: Connection, order_id: str, after: int, limit: int) -> li
             step=row.step,
             status=row.status,
             final=row.status != "pending",
-            at=row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
+            at=utc(row.at),
             detail=json.loads(row.detail),
         )
         for row in rows

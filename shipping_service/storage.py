@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.db import read, transaction
+from common.db import read, transaction, utc
 from common.errors import Conflict, NotFound
 from common.ids import new_quote_id, new_tracking_id
 from common.money import Money
@@ -225,12 +225,7 @@ def _cancel_shipment(conn: Connection, order_id: str) -> Shipment:
 
 
 def _notification(row: Row[Any]) -> Notification:
-    sent_at: datetime = row.sent_at
-    return Notification(
-        order_id=row.order_id,
-        message=row.message,
-        sent_at=sent_at if sent_at.tzinfo else sent_at.replace(tzinfo=UTC),  # SQLite: naive
-    )
+    return Notification(order_id=row.order_id, message=row.message, sent_at=utc(row.sent_at))
 
 
 async def get_notification(engine: AsyncEngine, order_id: str) -> Notification:
