@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 from trace_viewer.jaeger import trace_id_from_text
-from trace_viewer.store import TraceQuery
+from trace_viewer.store import GO_BOOLS, TraceQuery
 
 #: The longest duration the store can compare against (SQLite's INTEGER, in ns: 292 years).
 MAX_DURATION_NS = 2**63 - 1
@@ -58,8 +58,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIGITS = re.compile(r"^\d+$")
 _MICROS = re.compile(r"^-?\d+$")
 #: Go's strconv.ParseBool.
-_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_GO_BOOLS = _GO_TRUE | {"0", "f", "F", "FALSE", "false", "False"}
 
 # What the OpenAPI declares for each parameter (documentation and the fuzzer's guide; the
 # parsing below is what holds, so that a bad value is Jaeger's 400, not FastAPI's 422).
@@ -69,7 +67,7 @@ INTEGER_PATTERN = r"^(\d+)?$"
 MICROS_PATTERN = r"^(-?\d+)?$"
 TRACE_ID_PATTERN = r"^[0-9a-fA-F]{1,32}$"
 RFC3339_PATTERN = _RFC3339.pattern
-BOOL_PATTERN = rf"^({'|'.join(sorted(_GO_BOOLS))})?$"
+BOOL_PATTERN = rf"^({'|'.join(sorted(GO_BOOLS))})?$"
 
 
 class BadQuery(ValueError):
@@ -115,9 +113,9 @@ def parse_bool(text: str | None, name: str) -> bool:
     empty."""
     if not text:
         return False
-    if text not in _GO_BOOLS:
+    if text not in GO_BOOLS:
         raise BadQuery(f"unable to parse param '{name}': {text[:80]!r} is not a boolean")
-    return text in _GO_TRUE
+    return GO_BOOLS[text]
 
 
 def _micros(text: str | None, name: str) -> int | None:

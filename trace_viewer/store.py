@@ -328,8 +328,9 @@ class TraceQuery:
     limit: int = 50
 
 
-#: Go's strconv.ParseBool, which Jaeger reads the ``error`` tag with.
-_GO_BOOLS = {
+#: Go's strconv.ParseBool, which Jaeger reads the ``error`` tag (and its query API its
+#: boolean parameters) with.
+GO_BOOLS = {
     **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
     **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
 }
@@ -928,7 +929,7 @@ def _postings(rowid: int, keys: bytes) -> list[tuple[int, int]]:
 def _attribute_condition(key: str, text: str) -> tuple[str, list[object]]:
     """SQL on span ``s`` for one searched attribute, as Jaeger v2 reads its keys."""
     if key == "error":
-        wanted = _GO_BOOLS.get(text)
+        wanted = GO_BOOLS.get(text)
         if wanted is None:  # not a boolean: Jaeger matches nothing
             return "0", []
         return "s.status_code = ?", [2 if wanted else 1]
@@ -1038,7 +1039,7 @@ def _cheapest_driver(
             )
         )
     for key, text in query.attributes.items():
-        errors = (key == "error" and _GO_BOOLS.get(text) is True) or (
+        errors = (key == "error" and GO_BOOLS.get(text) is True) or (
             key == "span.status" and text.upper() == "ERROR"
         )
         if errors and query.service:
