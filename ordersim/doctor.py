@@ -128,9 +128,9 @@ def default_otlp(env: Mapping[str, str]) -> tuple[str, str]:
 
 def default_services() -> list[str]:
     """Our four services, each probed at its OpenAPI document (any traced path would do)."""
-    from ordersim.faults_cmd import SERVICES, default_url
+    from common import topology
 
-    return [f"{default_url(name)}/openapi.json" for name in SERVICES]
+    return [f"{service.url()}/openapi.json" for service in topology.SERVICES]
 
 
 def default_request() -> Probe:

@@ -3,7 +3,6 @@ service's ``/admin/faults`` (see :mod:`common.faults`)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,17 +13,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
+from common import topology
 from common.faults import ADMIN_PATH, FaultRule
 from ordersim.calls import AdminError, admin_call, unexpected
 from ordersim.trace_cmd import base_url
 
-#: Short name → (service.name, the variable that sets its port, the default port).
-SERVICES: dict[str, tuple[str, str, int]] = {
-    "order": ("order-service", "ORDER_SERVICE_PORT", 8000),
-    "inventory": ("inventory-service", "INVENTORY_SERVICE_PORT", 8001),
-    "payment": ("payment-service", "PAYMENT_SERVICE_PORT", 8002),
-    "shipping": ("shipping-service", "SHIPPING_SERVICE_PORT", 8003),
-}
 #: FaultRule field → the ``ordersim faults set`` option that sets it.
 OPTIONS = {
     "endpoint": "--endpoint",
@@ -44,9 +37,9 @@ class UsageError(Exception):
 
 
 def default_url(service: str) -> str:
-    """http://127.0.0.1:<port>, the port from ``<SERVICE>_SERVICE_PORT`` if set."""
-    _, variable, port = SERVICES[service]
-    return f"http://127.0.0.1:{os.environ.get(variable) or port}"
+    """Where ``<SERVICE>_SERVICE_HOST`` and ``<SERVICE>_SERVICE_PORT`` put the service (by
+    its short name), else 127.0.0.1 and its default port."""
+    return topology.BY_KEY[service].url()
 
 
 @dataclass
@@ -59,7 +52,7 @@ class Admin:
 
     @property
     def name(self) -> str:
-        return SERVICES[self.service][0]
+        return topology.BY_KEY[self.service].name
 
     def get(self) -> list[dict[str, Any]]:
         return self._call("GET")
@@ -165,7 +158,7 @@ def _consoles(console: Console | None, errors: Console | None) -> tuple[Console,
 
 
 def _admins(services: Sequence[str], url: str | None, client: httpx.Client) -> list[Admin]:
-    names = list(dict.fromkeys(services)) or list(SERVICES)
+    names = list(dict.fromkeys(services)) or list(topology.BY_KEY)
     if url is not None and len(names) != 1:
         raise UsageError("--url needs exactly one SERVICE")
     return [Admin(name, base_url(url or default_url(name)), client) for name in names]

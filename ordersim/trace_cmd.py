@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
+from common import topology
 from ordersim.calls import reason
 from ordersim.samples import DEFAULT_ITEMS, order_body
 from ordersim.waterfall import KIND_SERVER, Span, Trace, Waterfall, parse_otlp, plural
@@ -59,13 +60,14 @@ class ViewerTimeout(ViewerError):
 
 
 def default_viewer_url() -> str:
-    """The embedded viewer (or Jaeger) on this machine: TRACE_VIEWER_UI_PORT, else 16686."""
-    return f"http://127.0.0.1:{os.environ.get('TRACE_VIEWER_UI_PORT') or 16686}"
+    """The embedded viewer (or Jaeger): TRACE_VIEWER_HOST and TRACE_VIEWER_UI_PORT, else
+    127.0.0.1:16686."""
+    return topology.VIEWER.ui_url()
 
 
 def default_order_url() -> str:
-    """The order service on this machine: ORDER_SERVICE_PORT, else 8000."""
-    return f"http://127.0.0.1:{os.environ.get('ORDER_SERVICE_PORT') or 8000}"
+    """The order service: ORDER_SERVICE_HOST and ORDER_SERVICE_PORT, else 127.0.0.1:8000."""
+    return topology.ORDER.url()
 
 
 def base_url(text: str) -> str:
@@ -239,34 +241,23 @@ class Outcome:
         return FINAL_STATUSES.get(str(self.order.get("status"))) == self.http_status
 
 
-def service_ports(trace: Trace) -> dict[int, str]:
-    """Port → service name: the ports this shell's settings give the services (as ``ordersim
-    up`` wires them), overridden by what the trace's own SERVER spans say they listened on."""
-    # Imported here: the settings modules pull in FastAPI and OpenTelemetry, a second's work
-    # that only an incomplete trace needs.
-    from pydantic import ValidationError
-
-    from inventory_service.settings import InventorySettings
-    from order_service.settings import OrderSettings
-    from payment_service.settings import PaymentSettings
-    from shipping_service.settings import ShippingSettings
-
+def service_ports(trace: Trace, env: Mapping[str, str] | None = None) -> dict[int, str]:
+    """Port → service name: the ports this shell's variables give the services (as ``ordersim
+    up`` wires them: ``<SERVICE>_SERVICE_PORT``, and ``ORDER_SERVICE_<SERVICE>_URL`` where
+    set), overridden by what the trace's own SERVER spans say they listened on."""
+    env = os.environ if env is None else env
     ports: dict[int, str] = {}
-    try:
-        order_settings = OrderSettings()
-        for settings, field in (
-            (InventorySettings(), "inventory_url"),
-            (PaymentSettings(), "payment_url"),
-            (ShippingSettings(), "shipping_url"),
-        ):
-            ports[settings.port] = settings.service_name
-            if field in order_settings.model_fields_set:  # ORDER_SERVICE_*_URL wins, as in up
-                port = urlsplit(getattr(order_settings, field)).port
-                if port:
-                    ports[port] = settings.service_name
-        ports[order_settings.port] = order_settings.service_name
-    except (ValidationError, ValueError):  # odd settings: the trace may still tell
-        pass
+    for service in (*topology.DOWNSTREAM, topology.ORDER):
+        urls = [service.url(env)]
+        if service is not topology.ORDER and env.get(service.url_variable):
+            urls.append(env[service.url_variable])  # the order service calls it there
+        for url in urls:
+            try:
+                listens = urlsplit(url).port
+            except ValueError:  # odd settings: the trace may still tell
+                continue
+            if listens:
+                ports[listens] = service.name
     for span in trace.spans:
         port = span.attributes.get("server.port")
         if span.kind == KIND_SERVER and isinstance(port, int):
