@@ -15,7 +15,7 @@ from pydantic import Field, ValidatorFunctionWrapHandler, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common import scenarios
-from common.faults import FaultRule, FaultRules, validate_rules_setting
+from common.fault_rules import FaultRule, FaultRules, validate_rules_setting
 from common.scenarios import Scenario
 from common.topology import DEFAULT_HOST
 
@@ -44,7 +44,7 @@ class ServiceSettings(BaseSettings):
         default=frozenset(), validation_alias="ORDERSIM_SCENARIOS"
     )
 
-    #: Fault injection rules (:class:`common.faults.FaultRule`) in force at start-up, a JSON
+    #: Fault injection rules (:class:`common.fault_rules.FaultRule`) in force at start-up, a JSON
     #: list in <SERVICE>_SERVICE_FAULTS; changed at run time through /admin/faults.
     faults: Annotated[FaultRules, NoDecode] = Field(default_factory=list)
 

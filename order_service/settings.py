@@ -5,7 +5,6 @@ from typing import ClassVar, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from common.http import RetryPolicy, Timeouts
 from common.settings import ServiceSettings
 from common.topology import INVENTORY, ORDER, PAYMENT, SHIPPING
 
@@ -57,11 +56,3 @@ class OrderSettings(ServiceSettings):
         """An order still pending this long was abandoned (its request can take at most a
         validation call, the deadline, and a round of compensations)."""
         return self.order_deadline + 3 * self.call_timeout
-
-    @property
-    def retry(self) -> RetryPolicy:
-        return RetryPolicy(retries=self.call_retries)
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return Timeouts(connect=self.connect_timeout, call=self.call_timeout)

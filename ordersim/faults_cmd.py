@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from common import topology
-from common.faults import ADMIN_PATH, FaultRule
+from common.fault_rules import ADMIN_PATH, FaultRule
 from ordersim.calls import AdminError, admin_call, unexpected
 from ordersim.trace_cmd import base_url
 
