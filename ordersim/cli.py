@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "trace":
         return _trace(args)
     if args.command == "order":
-        from ordersim.trace_cmd import order
+        from ordersim.order_cmd import order
 
         return order(
             items=args.items,
@@ -404,8 +404,8 @@ def _load(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
+    from ordersim.calls import base_url
     from ordersim.load import LoadOptions, run_load
-    from ordersim.trace_cmd import base_url, default_order_url, default_viewer_url
 
     if (args.rate is not None and args.rate <= 0) or (
         args.concurrency is not None and args.concurrency < 1
@@ -413,9 +413,11 @@ def _load(args: argparse.Namespace) -> int:
         build_parser().error("--rate must be > 0 and --concurrency >= 1")
     inventory = args.inventory_url or topology.INVENTORY.url()
     options = LoadOptions(
-        order_url=base_url(args.url or default_order_url()),
+        order_url=base_url(args.url or topology.ORDER.url()),
         inventory_url=base_url(inventory),
-        viewer_url=base_url(args.endpoint or default_viewer_url()) if args.check_traces else None,
+        viewer_url=base_url(args.endpoint or topology.VIEWER.ui_url())
+        if args.check_traces
+        else None,
         rate=args.rate,
         concurrency=args.concurrency,
         duration=args.duration,

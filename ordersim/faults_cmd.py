@@ -3,7 +3,6 @@ service's ``/admin/faults`` (see :mod:`common.faults`)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +14,8 @@ from rich.text import Text
 
 from common import topology
 from common.fault_rules import ADMIN_PATH, FaultRule
-from ordersim.calls import AdminError, admin_call, unexpected
-from ordersim.trace_cmd import base_url
+from ordersim.calls import AdminError, admin_call, base_url, unexpected
+from ordersim.console import UsageError, consoles, usage_error
 
 #: FaultRule field → the ``ordersim faults set`` option that sets it.
 OPTIONS = {
@@ -30,10 +29,6 @@ OPTIONS = {
     "seed": "--seed",
 }
 _INJECTING = ("latency_ms", "jitter_ms", "error_rate", "timeout_rate", "hang")
-
-
-class UsageError(Exception):
-    """A bad argument: exit status 2."""
 
 
 def default_url(service: str) -> str:
@@ -150,23 +145,11 @@ def _print_rules(console: Console, admin: Admin, rules: list[dict[str, Any]], no
             console.print(line)
 
 
-def _consoles(console: Console | None, errors: Console | None) -> tuple[Console, Console]:
-    return (
-        console or Console(highlight=False),
-        errors or Console(stderr=True, highlight=False, soft_wrap=True),
-    )
-
-
 def _admins(services: Sequence[str], url: str | None, client: httpx.Client) -> list[Admin]:
     names = list(dict.fromkeys(services)) or list(topology.BY_KEY)
     if url is not None and len(names) != 1:
         raise UsageError("--url needs exactly one SERVICE")
     return [Admin(name, base_url(url or default_url(name)), client) for name in names]
-
-
-def _usage_error(action: str, error: UsageError) -> int:
-    print(f"ordersim faults {action}: error: {error}", file=sys.stderr)
-    return 2
 
 
 def show(
@@ -204,7 +187,7 @@ def set_rule(
     try:
         rule = build_rule(**options)
     except UsageError as exc:
-        return _usage_error("set", exc)
+        return usage_error("faults set", exc)
 
     def upsert(admin: Admin) -> tuple[list[dict[str, Any]], str]:
         current = _parse(admin.get())
@@ -227,18 +210,18 @@ def _each(
     errors: Console | None,
     call: Callable[[Admin], tuple[list[dict[str, Any]], str]],
 ) -> int:
-    console, errors = _consoles(console, errors)
+    console, errors = consoles(console, errors, highlight=False)
     status = 0
     with httpx.Client() as client:
         try:
             admins = _admins(services, url, client)
         except UsageError as exc:
-            return _usage_error(action, exc)
+            return usage_error(f"faults {action}", exc)
         for admin in admins:
             try:
                 rules, note = call(admin)
             except UsageError as exc:
-                return _usage_error(action, exc)
+                return usage_error(f"faults {action}", exc)
             except AdminError as exc:
                 errors.print(Text(f"error: {exc}", style="red"))
                 status = 1
