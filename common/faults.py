@@ -21,9 +21,9 @@ import asyncio
 import json
 import random
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -232,29 +232,30 @@ def install_faults(app: FastAPI, rules: Sequence[FaultRule]) -> FaultState:
 router = APIRouter(tags=["admin"])
 
 
-def _state(request: Request) -> FaultState:
+async def _state(request: Request) -> FaultState:
     state: FaultState = request.app.state.faults
     return state
 
 
+FaultStateDep = Annotated[FaultState, Depends(_state)]
+
+
 @router.get(ADMIN_PATH)
-async def get_faults(request: Request) -> list[FaultRule]:
+async def get_faults(state: FaultStateDep) -> list[FaultRule]:
     """The rules in force, one per scope (``endpoint`` null: the whole service)."""
-    return list(_state(request).rules)
+    return list(state.rules)
 
 
 @router.put(ADMIN_PATH)
-async def put_faults(rules: FaultRules, request: Request) -> list[FaultRule]:
+async def put_faults(rules: FaultRules, state: FaultStateDep) -> list[FaultRule]:
     """Replace every rule with these (422 names a bad field); returns the rules in force.
     Requests held by the old rules (delays, timeouts, hangs) are let through."""
-    state = _state(request)
     state.replace(rules)
     return list(state.rules)
 
 
 @router.delete(ADMIN_PATH)
-async def clear_faults(request: Request) -> list[FaultRule]:
+async def clear_faults(state: FaultStateDep) -> list[FaultRule]:
     """Remove every rule (requests held by one are let through); returns ``[]``."""
-    state = _state(request)
     state.clear()
     return list(state.rules)
