@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from common import topology
+from order_service.models import HTTP_STATUS  # what POST /orders answers, per final status
 from ordersim.calls import TRACE_ID, base_url, reason, trace_of
 from ordersim.console import UsageError, consoles, usage_error
 from ordersim.incomplete import missing_reports
@@ -26,8 +27,6 @@ _ITEM = re.compile(r"^(?P<sku>[^:\s]+):(?P<qty>\d+)$")
 #: Seconds an order may take: the order service gives up on its own after 10 s.
 ORDER_TIMEOUT = httpx.Timeout(30.0, connect=3.0)
 
-#: The status of ``POST /orders`` for each final order status.
-FINAL_STATUSES = {"confirmed": 201, "rejected": 409, "payment_failed": 402, "failed": 503}
 _STATUS_STYLE = {
     "confirmed": "bold green",
     "rejected": "bold yellow",
@@ -67,7 +66,7 @@ class Outcome:
         """A finished order, whatever its outcome (201, 409, 402 and 503 all are)."""
         if self.order is None:
             return False
-        return FINAL_STATUSES.get(str(self.order.get("status"))) == self.http_status
+        return HTTP_STATUS.get(str(self.order.get("status"))) == self.http_status
 
 
 def _print_outcome(console: Console, outcome: Outcome, link: str | None) -> None:
@@ -183,7 +182,7 @@ def _follow(
         follow.stream_failed(errors, url, exc)
         return 1
     order = final.json()
-    finished = Outcome(FINAL_STATUSES.get(order.get("status"), final.status_code), order, None)
+    finished = Outcome(HTTP_STATUS.get(order.get("status"), final.status_code), order, None)
     console.print()
     _print_outcome(console, finished, None)
     if outcome.trace_id is None:
