@@ -124,7 +124,7 @@ class OrderMix:
         if kind == "invalid":
             flaw = self.rng.choice(["luhn", "quantity", "sku"])
             if flaw == "luhn":
-                body["payment"]["card_number"] = "4242424242424241"
+                body["payment"]["card_number"] = samples.LUHN_INVALID
             elif flaw == "quantity":
                 body["items"][0]["quantity"] = 0
             else:

@@ -58,3 +58,14 @@ async def test_every_sample_order_is_accepted_today_and_decades_ahead(system: Sy
             for body, status in orders:
                 response = await system.order.post("/orders", json=body)
                 assert response.status_code == status, (clock.year, response.text)
+
+
+async def test_the_invalid_sample_card_fails_only_the_luhn_check(system: System) -> None:
+    """What ``ordersim load`` sends as its invalid-card order: a 422 on the card number
+    alone, so the load's "invalid" share means what it says."""
+    body = samples.order_body(card_number=samples.LUHN_INVALID)
+    response = await system.order.post("/orders", json=body)
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [
+        ["body", "payment", "card_number"]
+    ]
