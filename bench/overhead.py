@@ -34,6 +34,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import topology  # noqa: E402
 from inventory_service.settings import InventorySettings  # noqa: E402
 from order_service.settings import OrderSettings  # noqa: E402
 from ordersim.load import LoadOptions, LoadReport, run_load  # noqa: E402
@@ -80,10 +81,10 @@ class System:
             otlp_port=free_port(), grpc_port=free_port(), ui_port=free_port(), data_dir=state
         )
         settings = [
-            ("inventory_service", InventorySettings(port=free_port())),
-            ("payment_service", PaymentSettings(port=free_port())),
-            ("shipping_service", ShippingSettings(port=free_port())),
-            ("order_service", OrderSettings(port=free_port())),
+            (topology.INVENTORY, InventorySettings(port=free_port())),
+            (topology.PAYMENT, PaymentSettings(port=free_port())),
+            (topology.SHIPPING, ShippingSettings(port=free_port())),
+            (topology.ORDER, OrderSettings(port=free_port())),
         ]
         self.services = [
             Service(
@@ -102,13 +103,13 @@ class System:
             "TRACE_VIEWER_UI_PORT": str(self.viewer.ui_port),
             **config_env,
         }
-        for package, service_settings in settings:
-            prefix = service_settings.model_config.get("env_prefix", "")
-            self.env[f"{prefix}PORT"] = str(service_settings.port)
-            self.env[f"{prefix}LOG_LEVEL"] = "warning"
-            service = Service.of(package, service_settings, "white")
+        for node, service_settings in settings:
+            self.env[node.port_variable] = str(service_settings.port)
+            self.env[f"{node.env_prefix}LOG_LEVEL"] = "warning"
+            service = Service.of(node, service_settings)
             if name == "seed config":
-                service.command = [sys.executable, str(ROOT / "bench" / "seed_service.py"), package]
+                seed_service = str(ROOT / "bench" / "seed_service.py")
+                service.command = [sys.executable, seed_service, node.package]
             self.services.append(service)
         self.order_url = settings[-1][1].base_url
         self.inventory_url = settings[0][1].base_url

@@ -8,7 +8,7 @@ plus the fields its error adds); a 422 keeps FastAPI's validation shape, whose
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -48,6 +48,26 @@ class Conflict(ServiceError):
 class InvalidRequest(ServiceError):
     status_code = 422
     code = "invalid_request"
+
+
+class InvalidFields(ServiceError):
+    """Input that passes the schema but not the service's own rules (an unknown SKU, a
+    reused Idempotency-Key): a 422 in the validation shape, each error's ``loc`` naming
+    its field, as FastAPI's own 422s do. The service's logic raises it; only
+    :func:`install_error_handlers` knows it is HTTP.
+
+    ::
+
+        raise InvalidFields([{"type": "unknown_sku", "loc": ("body", "items", 0, "sku"),
+                              "msg": "unknown SKU SKU-9", "input": "SKU-9"}])
+    """
+
+    status_code = 422
+    code = "invalid_fields"
+
+    def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__("; ".join(str(error["msg"]) for error in errors))
+        self.errors = [dict(error) for error in errors]
 
 
 class DownstreamUnavailable(ServiceError):
@@ -180,8 +200,11 @@ def install_error_handlers(app: FastAPI, *, secret_fields: Collection[str] = ())
     app.add_exception_handler(HTTPException, _http_error_handler)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        errors = [_bounded(error, secret_fields) for error in exc.errors()]
+        # The request's schema (FastAPI) and the service's own rules give the same 422.
+        assert isinstance(exc, RequestValidationError | InvalidFields)
+        found = exc.errors() if isinstance(exc, RequestValidationError) else exc.errors
+        errors = [_bounded(error, secret_fields) for error in found]
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(InvalidFields, validation_error)

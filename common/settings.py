@@ -15,8 +15,9 @@ from pydantic import Field, ValidatorFunctionWrapHandler, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common import scenarios
-from common.faults import FaultRule, FaultRules, validate_rules_setting
+from common.fault_rules import FaultRule, FaultRules, validate_rules_setting
 from common.scenarios import Scenario
+from common.topology import DEFAULT_HOST
 
 
 class ServiceSettings(BaseSettings):
@@ -28,7 +29,7 @@ class ServiceSettings(BaseSettings):
     #: default database file name.
     service_name: ClassVar[str]
 
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     port: int = Field(ge=0, le=65535)
     data_dir: Path = Field(default=Path(".data"), validation_alias="ORDERSIM_DATA_DIR")
     #: SQLAlchemy async URL; defaults to a SQLite file under ``data_dir``.
@@ -43,7 +44,7 @@ class ServiceSettings(BaseSettings):
         default=frozenset(), validation_alias="ORDERSIM_SCENARIOS"
     )
 
-    #: Fault injection rules (:class:`common.faults.FaultRule`) in force at start-up, a JSON
+    #: Fault injection rules (:class:`common.fault_rules.FaultRule`) in force at start-up, a JSON
     #: list in <SERVICE>_SERVICE_FAULTS; changed at run time through /admin/faults.
     faults: Annotated[FaultRules, NoDecode] = Field(default_factory=list)
 

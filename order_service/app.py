@@ -12,7 +12,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from common.app import create_service_app
 from common.db import create_engine, create_tables
-from common.http import create_http_client
+from common.http import RetryPolicy, Timeouts, create_http_client
 from common.scenarios import Scenario
 from common.telemetry import Telemetry
 from inventory_service.client import InventoryClient
@@ -50,14 +50,16 @@ def create_app(
             with suppress_instrumentation():
                 await create_tables(engine, storage.metadata)
 
+            timeouts = Timeouts(connect=settings.connect_timeout, call=settings.call_timeout)
+
             def http(name: str, url: str) -> httpx.AsyncClient:
                 client = create_http_client(
-                    url, telemetry, timeouts=settings.timeouts, transport=transports.get(name)
+                    url, telemetry, timeouts=timeouts, transport=transports.get(name)
                 )
                 stack.push_async_callback(client.aclose)
                 return client
 
-            timeout, retry = settings.call_timeout, settings.retry
+            timeout, retry = settings.call_timeout, RetryPolicy(retries=settings.call_retries)
             inventory = InventoryClient(
                 http("inventory", settings.inventory_url), call_timeout=timeout, retry=retry
             )

@@ -27,12 +27,11 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TypeVar
 
-from fastapi.exceptions import RequestValidationError
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.concurrency import settle_all, uncancelled
-from common.errors import DownstreamUnavailable, ServiceError
+from common.errors import DownstreamUnavailable, InvalidFields, ServiceError
 from common.ids import new_order_id
 from common.money import Money
 from inventory_service.client import InventoryClient
@@ -145,7 +144,7 @@ class OrderFlow:
             try:
                 order.items = await self._price(request)
             except DownstreamUnavailable as exc:
-                return await self._finish(order, "failed", exc, stored=False)
+                return await self._finish(order, exc, stored=False)
             await storage.insert_order(self._engine, order)
             return await self._complete(order, request, span, after_response)
 
@@ -168,7 +167,7 @@ class OrderFlow:
             try:
                 order.items = await self._price(request)
             except DownstreamUnavailable as exc:
-                return await self._finish(order, "failed", exc, stored=False)
+                return await self._finish(order, exc, stored=False)
             await storage.insert_order(self._engine, order)
             pending = order.model_copy(deep=True)  # the steps go on changing ``order``
             origin = span.get_span_context()
@@ -226,8 +225,8 @@ class OrderFlow:
                 span.record_exception(exc)
                 logger.exception("order %s failed unexpectedly", order.order_id)
             await saga.compensate()
-            return await self._finish(order, _status_for(exc), exc)
-        confirmed = await self._finish(order, "confirmed")
+            return await self._finish(order, exc)
+        confirmed = await self._finish(order)
         # Its own trace, linked to this span, once the response has gone out.
         if after_response is None:
             self.confirmations.send(confirmed, span.get_span_context())
@@ -258,7 +257,7 @@ class OrderFlow:
                 if line.sku not in products
             ]
             if unknown:
-                raise RequestValidationError(unknown)
+                raise InvalidFields(unknown)
             return [
                 OrderItem(
                     sku=x.sku,
@@ -338,20 +337,18 @@ class OrderFlow:
         )
 
     async def _finish(
-        self,
-        order: Order,
-        status: OrderStatus,
-        error: BaseException | None = None,
-        *,
-        stored: bool = True,
+        self, order: Order, error: BaseException | None = None, *, stored: bool = True
     ) -> Order:
-        """5. Store the final status (confirmed, or why not) and mark the span."""
+        """5. Store the final status (confirmed, or what ``error`` makes it) and mark the
+        span."""
+        status: OrderStatus = "confirmed"
+        if error is not None:
+            status, order.error = _outcome(error)
         order.status = status
         order.updated_at = storage.now()
         span = trace.get_current_span()
         span.set_attribute("shop.order.status", status)
         if error is not None:
-            order.error = OrderError(code=_error_code(error), message=_message(error))
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"order {status}"))
         with self._tracer.start_as_current_span("save_order"):
             if stored:
@@ -361,23 +358,19 @@ class OrderFlow:
         return order
 
 
-def _status_for(error: BaseException) -> OrderStatus:
+def _outcome(error: BaseException) -> tuple[OrderStatus, OrderError]:
+    """A failed order's status and error, by what went wrong (the one place that says it;
+    the status's HTTP code is :data:`order_service.models.HTTP_STATUS`)."""
     if isinstance(error, OutOfStock | UnknownSku):
-        return "rejected"
+        return "rejected", OrderError(code=error.code, message=error.message)
     if isinstance(error, PaymentDeclined):
-        return "payment_failed"
-    return "failed"
-
-
-def _error_code(error: BaseException) -> str:
+        return "payment_failed", OrderError(code=error.code, message=error.message)
+    if isinstance(error, DownstreamUnavailable):
+        return "failed", OrderError(code=error.code, message=error.message)
     if isinstance(error, TimeoutError):
-        return "deadline_exceeded"
-    return getattr(error, "code", "internal_error")
-
-
-def _message(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return "the order did not complete within its deadline"
-    if isinstance(error, DownstreamUnavailable | OutOfStock | UnknownSku | PaymentDeclined):
-        return error.message
-    return "internal error"  # never leak an unexpected exception's text to the client
+        message = "the order did not complete within its deadline"
+        return "failed", OrderError(code="deadline_exceeded", message=message)
+    # Never leak an unexpected exception's text to the client.
+    return "failed", OrderError(
+        code=getattr(error, "code", "internal_error"), message="internal error"
+    )

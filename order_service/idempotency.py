@@ -13,10 +13,9 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.errors import Conflict
+from common.errors import Conflict, InvalidFields
 from order_service import storage
 from order_service.models import Order, http_status
 
@@ -50,7 +49,7 @@ async def once(
             await storage.complete_key(engine, key, status, response)
             return status, response, False
         if stored.body_digest != digest:
-            raise RequestValidationError(
+            raise InvalidFields(
                 [
                     {
                         "type": "idempotency_key_reused",

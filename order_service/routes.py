@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from opentelemetry import context as otel_context
 
@@ -17,8 +17,8 @@ from common.ids import OrderId
 from common.openapi import links
 from order_service import idempotency, storage
 from order_service.background import AfterResponse
+from order_service.deps import FlowDep, SettingsDep
 from order_service.events import MEDIA_TYPE, EventStream, StreamEnd, order_event_stream
-from order_service.flow import OrderFlow
 from order_service.models import (
     ACCEPTED,
     HTTP_STATUS,
@@ -27,17 +27,9 @@ from order_service.models import (
     OrderRequest,
     http_status,
 )
-from order_service.settings import OrderSettings
 
 router = APIRouter(tags=["orders"])
 
-
-async def _flow(request: Request) -> OrderFlow:
-    flow: OrderFlow = request.app.state.flow
-    return flow
-
-
-FlowDep = Annotated[OrderFlow, Depends(_flow)]
 
 # Every outcome but a 422 is stored: GET /orders/{order_id} reads it back.
 _STORED = links(
@@ -84,6 +76,7 @@ async def place_order(
     request: Request,
     flow: FlowDep,
     engine: EngineDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
     prefer: Annotated[
         str | None,
@@ -113,7 +106,6 @@ async def place_order(
         order = await place()
         status, content = http_status(order.status), order.model_dump_json()
     else:
-        settings: OrderSettings = request.app.state.settings
         status, content, replayed = await idempotency.once(
             engine,
             idempotency_key,
@@ -167,9 +159,9 @@ async def get_order(order_id: OrderId, engine: EngineDep) -> Order:
 )
 async def order_events(
     order_id: OrderId,
-    request: Request,
     engine: EngineDep,
     tracer: TracerDep,
+    settings: SettingsDep,
     last_event_id: Annotated[
         str | None,
         Header(
@@ -183,7 +175,6 @@ async def order_events(
     stream ends."""
     if not await storage.order_exists(engine, order_id):
         raise NotFound(f"no order {order_id}")
-    settings: OrderSettings = request.app.state.settings
     end = StreamEnd()
     events = order_event_stream(
         engine,

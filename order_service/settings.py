@@ -5,20 +5,21 @@ from typing import ClassVar, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from common.http import RetryPolicy, Timeouts
 from common.settings import ServiceSettings
+from common.topology import INVENTORY, ORDER, PAYMENT, SHIPPING
 
 
 class OrderSettings(ServiceSettings):
     """``ORDER_SERVICE_*`` variables, e.g. ``ORDER_SERVICE_INVENTORY_URL=http://inv:8001``."""
 
-    model_config = SettingsConfigDict(env_prefix="ORDER_SERVICE_")
-    service_name: ClassVar[str] = "order-service"
+    model_config = SettingsConfigDict(env_prefix=ORDER.env_prefix)
+    service_name: ClassVar[str] = ORDER.name
 
-    port: int = Field(default=8000, ge=0, le=65535)
-    inventory_url: str = "http://127.0.0.1:8001"
-    payment_url: str = "http://127.0.0.1:8002"
-    shipping_url: str = "http://127.0.0.1:8003"
+    port: int = Field(default=ORDER.port, ge=0, le=65535)
+    #: The services it calls; by default where their own HOST and PORT variables put them.
+    inventory_url: str = Field(default_factory=INVENTORY.url)
+    payment_url: str = Field(default_factory=PAYMENT.url)
+    shipping_url: str = Field(default_factory=SHIPPING.url)
     #: Seconds to open a connection to a downstream service.
     connect_timeout: float = Field(default=1.0, gt=0)
     #: Seconds one downstream call may take in all before it counts as failed (503).
@@ -55,11 +56,3 @@ class OrderSettings(ServiceSettings):
         """An order still pending this long was abandoned (its request can take at most a
         validation call, the deadline, and a round of compensations)."""
         return self.order_deadline + 3 * self.call_timeout
-
-    @property
-    def retry(self) -> RetryPolicy:
-        return RetryPolicy(retries=self.call_retries)
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return Timeouts(connect=self.connect_timeout, call=self.call_timeout)

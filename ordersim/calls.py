@@ -1,10 +1,12 @@
-"""The command line's calls to running services: why a call failed, in a few words (every
-command says it the same way), and calls to a service's ``/admin`` API (``ordersim faults``,
+"""The command line's calls to running services: the URL a command is given, why a call
+failed, in a few words (every command says it the same way), the trace a response names
+(``traceresponse``), and calls to a service's ``/admin`` API (``ordersim faults``,
 ``ordersim compensations``), where what cannot be reached or is not there becomes an
 :class:`AdminError` that says what to do about it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -15,6 +17,28 @@ TIMEOUT = 5.0
 
 class AdminError(Exception):
     """A service could not be asked, or answered something unexpected: exit status 1."""
+
+
+#: A trace id as W3C Trace Context writes it: 32 hex digits.
+TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def base_url(text: str) -> str:
+    """A URL from the command line: "host:port" means http://host:port; no trailing slash."""
+    text = text.strip().rstrip("/")
+    return text if "://" in text else f"http://{text}"
+
+
+def trace_of(response: httpx.Response) -> tuple[str | None, bool]:
+    """Trace id and sampled flag, from the ``traceresponse`` header (any status)."""
+    parts = response.headers.get("traceresponse", "").split("-")
+    if len(parts) == 4 and TRACE_ID.match(parts[1]):
+        try:
+            sampled = bool(int(parts[3], 16) & 0x01)  # other bits (e.g. random) may be set
+        except ValueError:
+            sampled = False
+        return parts[1], sampled
+    return None, False
 
 
 def reason(exc: httpx.TransportError) -> str:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from common import topology
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not start the embedded trace viewer; export to OTEL_EXPORTER_OTLP_ENDPOINT",
     )
     viewer_help = (
-        "trace viewer or Jaeger query URL (default: http://127.0.0.1:16686, the port from "
-        "TRACE_VIEWER_UI_PORT if set)"
+        f"trace viewer or Jaeger query URL (default: {topology.VIEWER.ui_url({})}, or "
+        "TRACE_VIEWER_HOST and TRACE_VIEWER_UI_PORT if set)"
     )
     trace = commands.add_parser(
         "trace",
@@ -88,8 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument(
         "--url",
         metavar="ORDER_URL",
-        help="the order service (default: http://127.0.0.1:8000, the port from "
-        "ORDER_SERVICE_PORT if set)",
+        help=_default_help("the order service", topology.ORDER),
     )
     order.add_argument("--endpoint", metavar="VIEWER_URL", help=viewer_help)
     order.add_argument(
@@ -130,14 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--url",
         metavar="ORDER_URL",
-        help="the order service (default: http://127.0.0.1:8000, the port from "
-        "ORDER_SERVICE_PORT if set)",
+        help=_default_help("the order service", topology.ORDER),
     )
     load.add_argument(
         "--inventory-url",
         metavar="URL",
-        help="where GET /products lists the catalogue (default: "
-        "http://127.0.0.1:8001, the port from INVENTORY_SERVICE_PORT if set)",
+        help=_default_help("where GET /products lists the catalogue", topology.INVENTORY),
     )
     load.add_argument("--endpoint", metavar="VIEWER_URL", help=viewer_help)
     load.add_argument(
@@ -173,8 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     compensations.add_argument(
         "--url",
         metavar="ORDER_URL",
-        help="the order service (default: http://127.0.0.1:8000, the port from "
-        "ORDER_SERVICE_PORT if set)",
+        help=_default_help("the order service", topology.ORDER),
     )
     compensations.add_argument(
         "--limit",
@@ -249,6 +247,13 @@ def _add_doctor(
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
 
 
+def _default_help(what: str, service: topology.Service) -> str:
+    return (
+        f"{what} (default: {service.url({})}, or {service.host_variable} and "
+        f"{service.port_variable} if set)"
+    )
+
+
 def _backlog_limit(text: str) -> int:
     try:
         limit = int(text)
@@ -259,7 +264,7 @@ def _backlog_limit(text: str) -> int:
     return limit
 
 
-FAULT_SERVICES = ("order", "inventory", "payment", "shipping")
+FAULT_SERVICES = tuple(topology.BY_KEY)
 
 
 def _fault_service(text: str) -> str:
@@ -272,8 +277,8 @@ def _fault_service(text: str) -> str:
 
 def _add_faults(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     url_help = (
-        "the service's URL (default: http://127.0.0.1:PORT, the port from "
-        "<SERVICE>_SERVICE_PORT if set, else 8000-8003); only with one SERVICE"
+        "the service's URL (default: http://127.0.0.1:PORT, 8000-8003, or "
+        "<SERVICE>_SERVICE_HOST and <SERVICE>_SERVICE_PORT if set); only with one SERVICE"
     )
     faults = commands.add_parser(
         "faults",
@@ -339,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "trace":
         return _trace(args)
     if args.command == "order":
-        from ordersim.trace_cmd import order
+        from ordersim.order_cmd import order
 
         return order(
             items=args.items,
@@ -396,24 +401,23 @@ def _trace(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> int:
     import asyncio
-    import os
 
     from rich.console import Console
 
+    from ordersim.calls import base_url
     from ordersim.load import LoadOptions, run_load
-    from ordersim.trace_cmd import base_url, default_order_url, default_viewer_url
 
     if (args.rate is not None and args.rate <= 0) or (
         args.concurrency is not None and args.concurrency < 1
     ):
         build_parser().error("--rate must be > 0 and --concurrency >= 1")
-    inventory = args.inventory_url or (
-        f"http://127.0.0.1:{os.environ.get('INVENTORY_SERVICE_PORT') or 8001}"
-    )
+    inventory = args.inventory_url or topology.INVENTORY.url()
     options = LoadOptions(
-        order_url=base_url(args.url or default_order_url()),
+        order_url=base_url(args.url or topology.ORDER.url()),
         inventory_url=base_url(inventory),
-        viewer_url=base_url(args.endpoint or default_viewer_url()) if args.check_traces else None,
+        viewer_url=base_url(args.endpoint or topology.VIEWER.ui_url())
+        if args.check_traces
+        else None,
         rate=args.rate,
         concurrency=args.concurrency,
         duration=args.duration,

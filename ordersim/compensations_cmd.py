@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ordersim.calls import AdminError, admin_call, unexpected
-from ordersim.trace_cmd import base_url, default_order_url
+from common import topology
+from ordersim.calls import AdminError, admin_call, base_url, unexpected
 
 PATH = "/admin/compensations"
 SERVICE = "order-service"
@@ -107,7 +107,7 @@ def show(
         if not console.is_terminal:
             console.width = max(console.width, 160)  # piped: whole lines, not 80 columns
     errors = errors or Console(stderr=True, highlight=False, soft_wrap=True)
-    url = base_url(url or default_order_url())
+    url = base_url(url or topology.ORDER.url())
     with client or httpx.Client() as http:
         try:
             backlog = fetch(http, url, limit)

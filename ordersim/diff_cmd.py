@@ -13,17 +13,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ordersim.trace_cmd import (
-    UsageError,
-    Viewer,
-    _consoles,
-    _usage_error,
-    base_url,
-    default_viewer_url,
-    parse_trace_id,
-    stored,
-)
+from common import topology
+from ordersim.calls import base_url
+from ordersim.console import UsageError, consoles, usage_error
 from ordersim.trace_diff import DiffNode, TraceDiff, diff_traces
+from ordersim.viewer import Viewer, parse_trace_id, stored
 from ordersim.waterfall import ERROR_STYLE, Trace, format_ms, parse_otlp, plural, service_colour
 
 ONLY_A_STYLE, ONLY_B_STYLE = "red", "green"
@@ -118,12 +112,12 @@ def diff(
     transport: httpx.BaseTransport | None = None,
 ) -> int:
     """Print two stored traces merged into one tree: 0, or 1 if one cannot be read."""
-    console, errors = _consoles(console, errors)
+    console, errors = consoles(console, errors)
     try:
         ids = [parse_trace_id(trace_a), parse_trace_id(trace_b)]
     except UsageError as exc:
-        return _usage_error("trace diff", exc)
-    endpoint = base_url(endpoint or default_viewer_url())
+        return usage_error("trace diff", exc)
+    endpoint = base_url(endpoint or topology.VIEWER.ui_url())
     traces: list[Trace] = []
     with httpx.Client(transport=transport) as client:
         viewer = Viewer(endpoint, client)

@@ -28,9 +28,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -41,17 +40,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ordersim.calls import reason
-from ordersim.load import trace_of
-from ordersim.trace_cmd import (
-    POLL_INTERVAL,
-    Viewer,
-    ViewerError,
-    ViewerTimeout,
-    base_url,
-    missing_reports,
-)
-from ordersim.waterfall import KIND_CLIENT, KIND_SERVER, Span, Trace, format_ms, parse_otlp
+from common import topology
+from ordersim.calls import base_url, reason, trace_of
+from ordersim.console import UsageError, usage_error
+from ordersim.incomplete import missing_reports
+from ordersim.viewer import Viewer, ViewerError, wait_for_trace
+from ordersim.waterfall import KIND_CLIENT, KIND_SERVER, Span, Trace, format_ms
 
 Status = Literal["ok", "problem", "skipped"]
 #: Seconds one probe (an OTLP export, a service request) may take.
@@ -128,18 +122,17 @@ def default_otlp(env: Mapping[str, str]) -> tuple[str, str]:
 
 def default_services() -> list[str]:
     """Our four services, each probed at its OpenAPI document (any traced path would do)."""
-    from ordersim.faults_cmd import SERVICES, default_url
-
-    return [f"{default_url(name)}/openapi.json" for name in SERVICES]
+    return [f"{service.url()}/openapi.json" for service in topology.SERVICES]
 
 
 def default_request() -> Probe:
     """A sample order to our order service: it calls the three others."""
     from ordersim.samples import DEFAULT_ITEMS, order_body
-    from ordersim.trace_cmd import default_order_url
     from payment_service import cards
 
-    return Probe("POST", f"{default_order_url()}/orders", order_body(DEFAULT_ITEMS, cards.APPROVED))
+    return Probe(
+        "POST", f"{topology.ORDER.url()}/orders", order_body(DEFAULT_ITEMS, cards.APPROVED)
+    )
 
 
 # --- OTLP ----------------------------------------------------------------------------------
@@ -290,32 +283,6 @@ def _new_ids() -> tuple[str, str]:
     return secrets.token_hex(16), secrets.token_hex(8)
 
 
-def _poll(
-    viewer: Viewer,
-    trace_id: str,
-    wait: float,
-    done: Callable[[Trace], bool],
-    extra: Sequence[Span] = (),
-) -> Trace:
-    """The trace (with ``extra`` spans added) once ``done`` says so, or whatever came by
-    the deadline."""
-    deadline = time.monotonic() + wait
-    latest = Trace(list(extra))
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            document = viewer.otlp(trace_id, timeout=max(0.5, min(PROBE_TIMEOUT, left)))
-        except ViewerTimeout:
-            document = None
-        if document is not None:
-            latest = Trace([*extra, *parse_otlp(document)])
-            if done(latest):
-                return latest
-        if time.monotonic() >= deadline:
-            return latest
-        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
-
-
 def check_pipeline(report: Report, viewer: Viewer | None, client: httpx.Client) -> bool:
     """The query API answers, and a span exported to the OTLP endpoint appears in it."""
     inputs = report.inputs
@@ -341,7 +308,11 @@ def check_pipeline(report: Report, viewer: Viewer | None, client: httpx.Client) 
     now = time.time_ns()
     body = _probe_span(trace_id, span_id, "doctor probe", now, now + 1000, {})
     problem = export(inputs, body, client)
-    found = _poll(viewer, trace_id, inputs.wait, lambda t: bool(t.spans)) if not problem else None
+    found = (
+        wait_for_trace(viewer, trace_id, inputs.wait, done=lambda t: bool(t.spans))
+        if not problem
+        else None
+    )
     if found is not None and found.spans:
         report.add(
             "query API",
@@ -392,11 +363,11 @@ def check_propagation(
     if echoed is None and viewer is not None:
         # No traceresponse header: look for the service's span in the query API instead.
         try:
-            found = _poll(
+            found = wait_for_trace(
                 viewer,
                 trace_id,
                 min(report.inputs.wait, 5.0),
-                lambda t: any(s.parent_id == span_id for s in t.spans),
+                done=lambda t: any(s.parent_id == span_id for s in t.spans),
             )
         except ViewerError:
             found = Trace([])
@@ -489,7 +460,7 @@ def run_request(report: Report, viewer: Viewer | None, client: httpx.Client) -> 
             client,
         )
     try:
-        trace = _poll(viewer, trace_id, inputs.wait, Trace.is_complete, [doctor_span])
+        trace = wait_for_trace(viewer, trace_id, inputs.wait, extra=[doctor_span])
     except ViewerError as exc:
         report.add(name, "problem", str(exc), "check the query API")
         return None
@@ -730,10 +701,6 @@ def print_report(report: Report, console: Console) -> None:
     )
 
 
-class UsageError(Exception):
-    """A bad argument: exit status 2."""
-
-
 def parse_request(text: str | None, body: str | None) -> Probe | None:
     if text is None:
         if body is not None:
@@ -776,17 +743,14 @@ def doctor(
             raise UsageError(f"argument --skew-ms: {skew_ms:g} is not a number of ms")
         probe = parse_request(request, body)
     except UsageError as exc:
-        print(f"ordersim doctor: error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error("doctor", exc)
     default_endpoint, default_protocol = default_otlp(env)
     if probe is None and services is None:
         probe = default_request()
-    from ordersim.trace_cmd import default_viewer_url
-
     inputs = Inputs(
         otlp=otlp or default_endpoint,
         protocol=protocol or default_protocol,
-        viewer=base_url(endpoint or default_viewer_url()),
+        viewer=base_url(endpoint or topology.VIEWER.ui_url()),
         services=[base_url(s) for s in services] if services is not None else default_services(),
         request=probe,
         wait=wait,

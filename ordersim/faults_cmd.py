@@ -3,8 +3,6 @@ service's ``/admin/faults`` (see :mod:`common.faults`)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,17 +12,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from common.faults import ADMIN_PATH, FaultRule
-from ordersim.calls import AdminError, admin_call, unexpected
-from ordersim.trace_cmd import base_url
+from common import topology
+from common.fault_rules import ADMIN_PATH, FaultRule
+from ordersim.calls import AdminError, admin_call, base_url, unexpected
+from ordersim.console import UsageError, consoles, usage_error
 
-#: Short name → (service.name, the variable that sets its port, the default port).
-SERVICES: dict[str, tuple[str, str, int]] = {
-    "order": ("order-service", "ORDER_SERVICE_PORT", 8000),
-    "inventory": ("inventory-service", "INVENTORY_SERVICE_PORT", 8001),
-    "payment": ("payment-service", "PAYMENT_SERVICE_PORT", 8002),
-    "shipping": ("shipping-service", "SHIPPING_SERVICE_PORT", 8003),
-}
 #: FaultRule field → the ``ordersim faults set`` option that sets it.
 OPTIONS = {
     "endpoint": "--endpoint",
@@ -39,14 +31,10 @@ OPTIONS = {
 _INJECTING = ("latency_ms", "jitter_ms", "error_rate", "timeout_rate", "hang")
 
 
-class UsageError(Exception):
-    """A bad argument: exit status 2."""
-
-
 def default_url(service: str) -> str:
-    """http://127.0.0.1:<port>, the port from ``<SERVICE>_SERVICE_PORT`` if set."""
-    _, variable, port = SERVICES[service]
-    return f"http://127.0.0.1:{os.environ.get(variable) or port}"
+    """Where ``<SERVICE>_SERVICE_HOST`` and ``<SERVICE>_SERVICE_PORT`` put the service (by
+    its short name), else 127.0.0.1 and its default port."""
+    return topology.BY_KEY[service].url()
 
 
 @dataclass
@@ -59,7 +47,7 @@ class Admin:
 
     @property
     def name(self) -> str:
-        return SERVICES[self.service][0]
+        return topology.BY_KEY[self.service].name
 
     def get(self) -> list[dict[str, Any]]:
         return self._call("GET")
@@ -157,23 +145,11 @@ def _print_rules(console: Console, admin: Admin, rules: list[dict[str, Any]], no
             console.print(line)
 
 
-def _consoles(console: Console | None, errors: Console | None) -> tuple[Console, Console]:
-    return (
-        console or Console(highlight=False),
-        errors or Console(stderr=True, highlight=False, soft_wrap=True),
-    )
-
-
 def _admins(services: Sequence[str], url: str | None, client: httpx.Client) -> list[Admin]:
-    names = list(dict.fromkeys(services)) or list(SERVICES)
+    names = list(dict.fromkeys(services)) or list(topology.BY_KEY)
     if url is not None and len(names) != 1:
         raise UsageError("--url needs exactly one SERVICE")
     return [Admin(name, base_url(url or default_url(name)), client) for name in names]
-
-
-def _usage_error(action: str, error: UsageError) -> int:
-    print(f"ordersim faults {action}: error: {error}", file=sys.stderr)
-    return 2
 
 
 def show(
@@ -211,7 +187,7 @@ def set_rule(
     try:
         rule = build_rule(**options)
     except UsageError as exc:
-        return _usage_error("set", exc)
+        return usage_error("faults set", exc)
 
     def upsert(admin: Admin) -> tuple[list[dict[str, Any]], str]:
         current = _parse(admin.get())
@@ -234,18 +210,18 @@ def _each(
     errors: Console | None,
     call: Callable[[Admin], tuple[list[dict[str, Any]], str]],
 ) -> int:
-    console, errors = _consoles(console, errors)
+    console, errors = consoles(console, errors, highlight=False)
     status = 0
     with httpx.Client() as client:
         try:
             admins = _admins(services, url, client)
         except UsageError as exc:
-            return _usage_error(action, exc)
+            return usage_error(f"faults {action}", exc)
         for admin in admins:
             try:
                 rules, note = call(admin)
             except UsageError as exc:
-                return _usage_error(action, exc)
+                return usage_error(f"faults {action}", exc)
             except AdminError as exc:
                 errors.print(Text(f"error: {exc}", style="red"))
                 status = 1

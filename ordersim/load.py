@@ -29,6 +29,8 @@ from hdrh.histogram import HdrHistogram
 from pydantic import BaseModel
 
 from ordersim import samples
+from ordersim.calls import trace_of
+from ordersim.viewer import Viewer, ViewerError, ViewerTimeout, otlp_path
 from payment_service import cards
 
 #: The order mix: (kind, weight). Most orders succeed; the rest exercise every outcome.
@@ -122,7 +124,7 @@ class OrderMix:
         if kind == "invalid":
             flaw = self.rng.choice(["luhn", "quantity", "sku"])
             if flaw == "luhn":
-                body["payment"]["card_number"] = "4242424242424241"
+                body["payment"]["card_number"] = samples.LUHN_INVALID
             elif flaw == "quantity":
                 body["items"][0]["quantity"] = 0
             else:
@@ -208,18 +210,6 @@ class Recorder:
 
 
 # -- sending -------------------------------------------------------------------------------
-
-
-def trace_of(response: httpx.Response) -> tuple[str | None, bool]:
-    """Trace id and sampled flag, from the ``traceresponse`` header (any status)."""
-    parts = response.headers.get("traceresponse", "").split("-")
-    if len(parts) == 4 and len(parts[1]) == 32:
-        try:
-            sampled = bool(int(parts[3], 16) & 0x01)  # other bits (e.g. random) may be set
-        except ValueError:
-            sampled = False
-        return parts[1], sampled
-    return None, False
 
 
 @dataclass
@@ -312,24 +302,26 @@ class LoadTest:
 # -- the trace check -----------------------------------------------------------------------
 
 
-async def check_completeness(
-    viewer: httpx.AsyncClient,
+def check_completeness(
+    viewer: Viewer,
     trace_ids: list[str],
     is_complete: Callable[[list[dict[str, Any]]], bool],
     wait_s: float,
 ) -> Completeness:
-    """Poll the viewer (with a deadline) until each sampled trace is complete."""
+    """Poll the viewer (with a deadline) until each sampled trace is complete. Raises
+    ViewerError if the viewer cannot be asked."""
     pending = set(trace_ids)
     deadline = time.monotonic() + wait_s
     while pending and time.monotonic() < deadline:
         for trace_id in list(pending):
-            response = await viewer.get(f"/api/v3/traces/{trace_id}")
-            if response.status_code == 200 and is_complete(
-                response.json()["result"]["resourceSpans"]
-            ):
+            try:
+                document = viewer.fetch(otlp_path(trace_id))
+            except ViewerTimeout:  # busy: look again in the next round
+                continue
+            if document is not None and is_complete(document["result"]["resourceSpans"]):
                 pending.discard(trace_id)
         if pending:
-            await asyncio.sleep(0.25)
+            time.sleep(0.25)
     return Completeness(checked=len(trace_ids), complete=len(trace_ids) - len(pending))
 
 
@@ -440,6 +432,7 @@ async def run_load(
     is_complete: Callable[[list[dict[str, Any]]], bool] = trace_complete,
 ) -> LoadReport:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
 
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
     async with httpx.AsyncClient(timeout=30) as plain:
@@ -505,13 +498,14 @@ async def run_load(
     completeness = Completeness(checked=0, complete=0)
     if options.viewer_url and recorder.sampled and not interrupted:
         console.print(f"checking {len(recorder.sampled)} sampled traces in the viewer …")
-        async with httpx.AsyncClient(base_url=options.viewer_url, timeout=10) as viewer:
+        with httpx.Client() as http:
+            viewer = Viewer(options.viewer_url, http)
             try:
-                completeness = await check_completeness(
-                    viewer, recorder.sampled, is_complete, options.trace_wait
+                completeness = await asyncio.to_thread(
+                    check_completeness, viewer, recorder.sampled, is_complete, options.trace_wait
                 )
-            except httpx.HTTPError as exc:
-                console.print(f"[yellow]trace viewer unreachable at {options.viewer_url}: {exc}[/]")
+            except ViewerError as exc:
+                console.print(Text(f"trace check skipped: {exc}", style="yellow"))
     report = build_report(test, measured_s, completeness, options.viewer_url, interrupted)
     print_report(report, console)
     if options.out:

@@ -17,6 +17,8 @@ from payment_service.cards import APPROVED
 #: The quick start's order lines.
 DEFAULT_ITEMS: tuple[tuple[str, int], ...] = (("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3))
 EXPIRY = {"expiry_month": 12, "expiry_year": 2099}
+#: A card number one digit off the approved card's: it fails the Luhn check (a 422).
+LUHN_INVALID = APPROVED[:-1] + "1"
 CVC = "123"
 ADDRESS = {
     "name": "Ada Lovelace",

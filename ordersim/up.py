@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from common import topology
 from common.scenarios import describe
 from common.settings import ServiceSettings
 from inventory_service.settings import InventorySettings
@@ -48,15 +49,14 @@ class Service:
         return self.command or [sys.executable, "-m", self.package]
 
     @classmethod
-    def of(cls, package: str, settings: ServiceSettings, colour: str) -> Service:
-        prefix = settings.model_config.get("env_prefix", "")
+    def of(cls, node: topology.Service, settings: ServiceSettings) -> Service:
         return cls(
             settings.service_name,
-            package,
+            node.package,
             settings.host,
-            {f"{prefix}PORT": settings.port},
+            {node.port_variable: settings.port},
             f"{settings.base_url}/healthz",
-            colour,
+            node.colour,
             settings=settings,
         )
 
@@ -72,25 +72,25 @@ class StartupError(Exception):
 def services_from_env(viewer: ViewerSettings | None) -> list[Service]:
     """The viewer (if any) and the four services, downstream ones first."""
     services = [
-        Service.of("inventory_service", InventorySettings(), "cyan"),
-        Service.of("payment_service", PaymentSettings(), "magenta"),
-        Service.of("shipping_service", ShippingSettings(), "yellow"),
-        Service.of("order_service", OrderSettings(), "green"),
+        Service.of(topology.INVENTORY, InventorySettings()),
+        Service.of(topology.PAYMENT, PaymentSettings()),
+        Service.of(topology.SHIPPING, ShippingSettings()),
+        Service.of(topology.ORDER, OrderSettings()),
     ]
     if viewer is not None:
         services.insert(
             0,
             Service(
-                "trace-viewer",
-                "trace_viewer",
+                topology.VIEWER.name,
+                topology.VIEWER.package,
                 viewer.host,
                 {
-                    "TRACE_VIEWER_OTLP_PORT": viewer.otlp_port,
-                    "TRACE_VIEWER_GRPC_PORT": viewer.grpc_port,
-                    "TRACE_VIEWER_UI_PORT": viewer.ui_port,
+                    f"{topology.VIEWER.env_prefix}OTLP_PORT": viewer.otlp_port,
+                    f"{topology.VIEWER.env_prefix}GRPC_PORT": viewer.grpc_port,
+                    f"{topology.VIEWER.env_prefix}UI_PORT": viewer.ui_port,
                 },
                 f"{viewer.ui_url}/api/stats",
-                "blue",
+                topology.VIEWER.colour,
             ),
         )
     return services
@@ -131,14 +131,10 @@ def child_env(
     if viewer is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = viewer_endpoint(viewer, env)
         env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
-    if service.package == "order_service":
+    if service.package == topology.ORDER.package:
         by_package = {s.package: s for s in services}
-        for key, package in (
-            ("INVENTORY", "inventory_service"),
-            ("PAYMENT", "payment_service"),
-            ("SHIPPING", "shipping_service"),
-        ):
-            env.setdefault(f"ORDER_SERVICE_{key}_URL", by_package[package].url)
+        for node in topology.DOWNSTREAM:
+            env.setdefault(node.url_variable, by_package[node.package].url)
     return env
 
 
@@ -251,7 +247,7 @@ class Supervisor:
     def _print_ready(self) -> None:
         self.console.print("\n[bold green]ordersim is up[/]")
         for service in self.services:
-            if service.package != "trace_viewer":
+            if service.package != topology.VIEWER.package:
                 self.console.print(
                     f"  {service.name:<18} {service.url}   (OpenAPI: {service.url}/docs)"
                 )

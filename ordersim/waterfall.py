@@ -21,6 +21,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from common import topology
 from trace_viewer.jaeger import service_name_json
 
 KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = 1, 2, 3, 4, 5
@@ -34,14 +35,6 @@ _KIND_NAMES = {
 }
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 
-#: The colours ``ordersim up`` prefixes each service's log lines with.
-SERVICE_COLOURS = {
-    "order-service": "green",
-    "inventory-service": "cyan",
-    "payment-service": "magenta",
-    "shipping-service": "yellow",
-    "trace-viewer": "blue",
-}
 #: For any other service, picked by a stable hash of its name. Red is kept for errors.
 _PALETTE = (
     "bright_blue",
@@ -73,7 +66,7 @@ _GAP = 2  # between columns
 
 def service_colour(service: str) -> str:
     """The same colour for the same service, in every run."""
-    known = SERVICE_COLOURS.get(service)
+    known = topology.COLOURS.get(service)
     if known:
         return known
     return _PALETTE[zlib.crc32(service.encode()) % len(_PALETTE)]

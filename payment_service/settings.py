@@ -6,12 +6,13 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
+from common.topology import PAYMENT
 
 
 class PaymentSettings(ServiceSettings):
     """``PAYMENT_SERVICE_*`` variables, e.g. ``PAYMENT_SERVICE_PORT=8002``."""
 
-    model_config = SettingsConfigDict(env_prefix="PAYMENT_SERVICE_")
-    service_name: ClassVar[str] = "payment-service"
+    model_config = SettingsConfigDict(env_prefix=PAYMENT.env_prefix)
+    service_name: ClassVar[str] = PAYMENT.name
 
-    port: int = Field(default=8002, ge=0, le=65535)
+    port: int = Field(default=PAYMENT.port, ge=0, le=65535)

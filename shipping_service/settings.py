@@ -6,12 +6,13 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
+from common.topology import SHIPPING
 
 
 class ShippingSettings(ServiceSettings):
     """``SHIPPING_SERVICE_*`` variables, e.g. ``SHIPPING_SERVICE_PORT=8003``."""
 
-    model_config = SettingsConfigDict(env_prefix="SHIPPING_SERVICE_")
-    service_name: ClassVar[str] = "shipping-service"
+    model_config = SettingsConfigDict(env_prefix=SHIPPING.env_prefix)
+    service_name: ClassVar[str] = SHIPPING.name
 
-    port: int = Field(default=8003, ge=0, le=65535)
+    port: int = Field(default=SHIPPING.port, ge=0, le=65535)

@@ -16,7 +16,9 @@ import httpx
 import pytest
 from rich.console import Console
 
-from ordersim import trace_cmd
+import ordersim.viewer
+from common import topology
+from ordersim import incomplete, order_cmd
 from ordersim.cli import main
 from ordersim.waterfall import Trace, Waterfall, parse_otlp
 from payment_service import cards
@@ -305,9 +307,9 @@ def test_unreachable_viewer_is_exit_1_naming_it(capsys: pytest.CaptureFixture[st
 
 def test_default_endpoint_follows_trace_viewer_ui_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRACE_VIEWER_UI_PORT", raising=False)
-    assert trace_cmd.default_viewer_url() == "http://127.0.0.1:16686"
+    assert topology.VIEWER.ui_url() == "http://127.0.0.1:16686"
     monkeypatch.setenv("TRACE_VIEWER_UI_PORT", "17000")
-    assert trace_cmd.default_viewer_url() == "http://127.0.0.1:17000"
+    assert topology.VIEWER.ui_url() == "http://127.0.0.1:17000"
 
 
 def test_command_line_in_a_narrow_terminal(viewer: Viewer, stored: str) -> None:
@@ -454,7 +456,7 @@ def test_missing_services_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
         otlp_span("a" * 32, "a000000000000006", "a000000000000002", "POST", 3, 42, 43,
                   http_client("POST", 9999, "/elsewhere")),
     ]  # fmt: skip
-    reports = trace_cmd.missing_reports(Trace(parse_otlp(document(services))))
+    reports = incomplete.missing_reports(Trace(parse_otlp(document(services))))
     assert reports == [
         "payment-service never reported (no server span for POST http://127.0.0.1:18002/charges)",
         "inventory-service never reported "
@@ -607,7 +609,7 @@ def test_order_names_the_service_that_never_reported(
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    code = trace_cmd.order(
+    code = order_cmd.order(
         url="http://orders.test",
         endpoint="http://viewer.test",
         wait=0.5,
@@ -646,8 +648,10 @@ def test_wait_for_trace_stops_once_complete() -> None:
         now[0] += seconds
 
     with httpx.Client(transport=httpx.MockTransport(lambda _: answers.pop(0))) as client:
-        viewer = trace_cmd.Viewer("http://viewer.test", client)
-        found = trace_cmd.wait_for_trace(viewer, trace_id, 10, clock=lambda: now[0], sleep=sleep)
+        viewer = ordersim.viewer.Viewer("http://viewer.test", client)
+        found = ordersim.viewer.wait_for_trace(
+            viewer, trace_id, 10, clock=lambda: now[0], sleep=sleep
+        )
     assert found.is_complete() and len(found.spans) == len(CHECKOUT)
     assert answers == [] and now[0] == pytest.approx(0.4)
 

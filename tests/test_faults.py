@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 
+from common.fault_rules import FaultRule
 from common.faults import (
     ATTR_DELAY_MS,
     ATTR_INJECTED,
@@ -32,7 +33,6 @@ from common.faults import (
     EVENT_HANG_ENDED,
     EVENT_INJECTED,
     HANG_TASK_PREFIX,
-    FaultRule,
     FaultState,
 )
 from common.ids import new_order_id

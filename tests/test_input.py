@@ -242,7 +242,7 @@ NUMBER_FIELDS = [
 
 def test_every_number_field_of_every_request_body_is_covered() -> None:
     """The sample bodies above hold every number field the request models declare."""
-    from common.faults import FaultRule
+    from common.fault_rules import FaultRule
     from inventory_service.models import ReserveRequest
     from order_service.models import OrderRequest
     from payment_service.models import ChargeRequest

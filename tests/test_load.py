@@ -31,6 +31,7 @@ from ordersim.load import (
     check_completeness,
     print_report,
 )
+from ordersim.viewer import Viewer
 
 CATALOGUE = Catalogue(plentiful=[f"SKU-{i:04d}" for i in range(1, 9)], scarce=[("SKU-0017", 5)])
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -156,24 +157,24 @@ def test_order_mix_is_weighted_and_reproducible() -> None:
     assert all(1 <= len(body["items"]) <= 5 for _, body in bodies)
 
 
-async def test_completeness_polls_until_traces_are_whole() -> None:
+def test_completeness_polls_until_traces_are_whole() -> None:
     calls: dict[str, int] = {}
 
-    async def trace(request: Request) -> JSONResponse:
-        trace_id = request.path_params["trace_id"]
+    def trace(request: httpx.Request) -> httpx.Response:
+        trace_id = request.url.path.removeprefix("/api/v3/traces/")
         calls[trace_id] = calls.get(trace_id, 0) + 1
         if trace_id == "missing":
-            return JSONResponse({}, status_code=404)
+            return httpx.Response(404, json={})
         # "late" becomes complete on the third look; "never" never does.
         whole = trace_id == "late" and calls[trace_id] >= 3
-        return JSONResponse({"result": {"resourceSpans": [{"whole": whole}]}})
+        return httpx.Response(200, json={"result": {"resourceSpans": [{"whole": whole}]}})
 
-    app = Starlette(routes=[Route("/api/v3/traces/{trace_id}", trace)])
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://viewer"
-    ) as viewer:
-        result = await check_completeness(
-            viewer, ["late", "never", "missing"], lambda rs: bool(rs[0]["whole"]), wait_s=1.5
+    with httpx.Client(transport=httpx.MockTransport(trace)) as client:
+        result = check_completeness(
+            Viewer("http://viewer", client),
+            ["late", "never", "missing"],
+            lambda rs: bool(rs[0]["whole"]),
+            wait_s=1.5,
         )
     assert result == Completeness(checked=3, complete=1)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from common.faults import FaultRule
+from common.fault_rules import FaultRule
 from tests.conftest import Gate, System, down
 from tests.helpers import DECLINED, find, find_all, in_trace, is_ancestor, order_body
 

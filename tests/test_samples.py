@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import time_machine
 
-from ordersim import samples, trace_cmd
+from ordersim import order_cmd, samples
 from ordersim.load import Catalogue, OrderMix
 from tests.conftest import System
 from tests.helpers import order_body
@@ -31,7 +31,7 @@ def test_the_quick_start_example_is_the_sample_order() -> None:
 async def sample_orders(system: System) -> list[tuple[dict[str, object], int]]:
     """Every kind of sample order, with the status it must get."""
     quick_start = json.loads((ROOT / "examples" / "order.json").read_text())
-    cli = samples.order_body(samples.DEFAULT_ITEMS, trace_cmd.parse_card("declined"))
+    cli = samples.order_body(samples.DEFAULT_ITEMS, order_cmd.parse_card("declined"))
     products = (await system.inventory.get("/products")).json()
     mix = OrderMix(Catalogue.from_products(products), seed=7)
     by_kind: dict[str, dict[str, object]] = {}
@@ -58,3 +58,14 @@ async def test_every_sample_order_is_accepted_today_and_decades_ahead(system: Sy
             for body, status in orders:
                 response = await system.order.post("/orders", json=body)
                 assert response.status_code == status, (clock.year, response.text)
+
+
+async def test_the_invalid_sample_card_fails_only_the_luhn_check(system: System) -> None:
+    """What ``ordersim load`` sends as its invalid-card order: a 422 on the card number
+    alone, so the load's "invalid" share means what it says."""
+    body = samples.order_body(card_number=samples.LUHN_INVALID)
+    response = await system.order.post("/orders", json=body)
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [
+        ["body", "payment", "card_number"]
+    ]

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from playwright.sync_api import Browser, Page
 
-from common.faults import FaultRule
+from common.fault_rules import FaultRule
 from payment_service import cards
 from tests import chromium
 from tests.chromium import launched_chromium, open_page

@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import text
 
 from common.cancellation import ATTR_REASON
-from common.faults import FaultRule
+from common.fault_rules import FaultRule
 from tests.conftest import FaultyTransport, Gate, System, down, slow
 from tests.helpers import DECLINED, find, find_all, order_body, service_of
 

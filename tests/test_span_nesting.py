@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from common.concurrency import settle_all
-from common.faults import FaultRule
+from common.fault_rules import FaultRule
 from common.http import Timeouts, create_http_client
 from common.telemetry import setup_telemetry
 from tests.conftest import System, down, slow

@@ -5,18 +5,20 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.topology import DEFAULT_HOST, VIEWER
+
 
 class ViewerSettings(BaseSettings):
     """``TRACE_VIEWER_*`` variables, e.g. ``TRACE_VIEWER_UI_PORT=16687``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TRACE_VIEWER_", extra="ignore", frozen=True, validate_by_name=True
+        env_prefix=VIEWER.env_prefix, extra="ignore", frozen=True, validate_by_name=True
     )
 
-    host: str = "127.0.0.1"
-    otlp_port: int = Field(default=4318, ge=0, le=65535)
-    grpc_port: int = Field(default=4317, ge=0, le=65535)
-    ui_port: int = Field(default=16686, ge=0, le=65535)
+    host: str = DEFAULT_HOST
+    otlp_port: int = Field(default=VIEWER.otlp_port, ge=0, le=65535)
+    grpc_port: int = Field(default=VIEWER.grpc_port, ge=0, le=65535)
+    ui_port: int = Field(default=VIEWER.ui_port, ge=0, le=65535)
     data_dir: Path = Field(default=Path(".data"), validation_alias="ORDERSIM_DATA_DIR")
     #: Oldest traces are dropped beyond either bound, so a long load run cannot fill the disk.
     max_traces: int = Field(default=20_000, gt=0)
