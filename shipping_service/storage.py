@@ -194,18 +194,21 @@ def _create_shipment(conn: Connection, order_id: str, quote_id: str) -> Shipment
     carrier = conn.execute(_CARRIER, {"quote_id": quote_id}).scalar_one_or_none()
     if carrier is None:
         raise NotFound(f"unknown quote {quote_id}")
+    shipment = Shipment(
+        order_id=order_id, status="created", carrier=carrier, tracking_id=new_tracking_id()
+    )
     conn.execute(
         _NEW_SHIPMENT,
         {
             "order_id": order_id,
-            "status": "created",
+            "status": shipment.status,
             "quote_id": quote_id,
             "carrier": carrier,
-            "tracking_id": new_tracking_id(),
+            "tracking_id": shipment.tracking_id,
             "updated_at": _now(),
         },
     )
-    return _get_shipment(conn, order_id)
+    return shipment  # as stored: no read back
 
 
 async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
