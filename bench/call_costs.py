@@ -14,16 +14,19 @@ CPU time per call, medians of the rounds:
   bare aiohttp session, both against a bare ASGI app under uvicorn in another process;
 - server (that process): the same requests answered by the bare ASGI app, and by a
   service app (``common.app.create_service_app``: our middlewares, FastAPI's routing,
-  a pydantic body and response) with one route, under uvicorn with uvloop and httptools.
+  a pydantic body and response) with one route, under uvicorn with uvloop and httptools;
+- a log line at INFO in the services' format, to a file (the services log at INFO
+  unless told otherwise; bench/cpu_per_order.py runs them at WARNING).
 
-An order is 6 client calls, 7 server requests and 11 database transactions or reads
-(tests/test_order_cost.py), 7 of them synced commits.
+Then what those blocks come to for one confirmed order, before any of the flow's own
+work, from the counts in :data:`ORDER` (tests/test_order_cost.py holds them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import sys
@@ -53,6 +56,21 @@ from inventory_service.settings import InventorySettings  # noqa: E402
 from tests.processes import free_port  # noqa: E402
 
 WARMUP = 200
+
+#: One confirmed order of the load mix (3 SKUs on average): its server requests (POST
+#: /orders and 7 downstream), order-service's client calls (6 in the order's trace, 1
+#: for its notification), its database reads (the prices, a check per SKU) and write
+#: transactions (order: the order, two steps' events, the confirmation; inventory: the
+#: reservation, its commit; shipping: the quote, the shipment, the notification; payment:
+#: the capture), and its log lines at INFO (an access line per request, an httpx line per
+#: call). tests/test_order_cost.py counts the thread hops and the statements.
+ORDER = {
+    "server: request to the service app, uvicorn": 8,
+    "client: ServiceClient call (service server)": 7,
+    "read (one hop to a database thread)": 1 + 3,
+    "transaction: UPDATE, synced commit": 4 + 2 + 3 + 1,
+    "a log line at INFO, to a file": 8 + 7,
+}
 TABLE = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("v", String))
 SELECT = select(TABLE.c.v).where(TABLE.c.id == bindparam("id"))
 UPDATE = update_(TABLE).where(TABLE.c.id == bindparam("b_id")).values(v=bindparam("b_v"))
@@ -212,16 +230,46 @@ async def http(calls: int) -> dict[str, float]:
     return figures
 
 
+def log_lines(calls: int) -> dict[str, float]:
+    """A uvicorn access line, as the services write it at INFO (common.telemetry's
+    configure_logging, untraced: no trace ids), to a file."""
+    logger = logging.getLogger("bench.access")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    with tempfile.TemporaryDirectory() as tmp:
+        handler = logging.FileHandler(Path(tmp) / "log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        args = ("127.0.0.1:40000", "POST", "/reservations", "1.1", 201)
+        start = time.process_time()
+        for _ in range(calls):
+            logger.info('%s - "%s %s HTTP/%s" %d', *args)
+        handler.close()
+        logger.removeHandler(handler)
+    return {"a log line at INFO, to a file": (time.process_time() - start) / calls * 1e6}
+
+
 async def measure(calls: int, rounds: int) -> None:
     runs: dict[str, list[float]] = {}
     for _ in range(rounds):
-        for name, us in {**await database(calls), **await http(calls)}.items():
+        figures = {**await database(calls), **await http(calls), **log_lines(calls)}
+        for name, us in figures.items():
             runs.setdefault(name, []).append(us)
     print(f"CPU per call, µs, medians of {rounds} rounds of {calls} calls (min-max)")
     for name, values in runs.items():
         print(
             f"  {name:45s} {statistics.median(values):8.1f}  ({min(values):.1f}-{max(values):.1f})"
         )
+    print("One confirmed order's building blocks (ORDER), ms:")
+    total = 0.0
+    for name, count in ORDER.items():
+        ms = count * statistics.median(runs[name]) / 1000
+        total += ms
+        print(f"  {count:3d} x {name:45s} {ms:6.2f}")
+    logs = ORDER["a log line at INFO, to a file"] * statistics.median(
+        runs["a log line at INFO, to a file"]
+    )
+    print(f"  total {total:.2f} ms; at WARNING, without the log lines, {total - logs / 1000:.2f}")
 
 
 def main() -> None:

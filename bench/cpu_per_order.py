@@ -12,7 +12,8 @@ up, then sends orders from the load generator's mix at a fixed rate (open loop) 
 reads each process's CPU time (Linux ``/proc``) before and after. CPU time per order is
 much steadier than throughput on a machine shared with other work, and alternating the
 trees round by round lets drift in the machine's speed hit them alike. Figures are
-medians of rounds, with the range.
+medians of rounds, with the range; with several trees, also the median of each round's
+ratio to the first tree's in the same round (rounds back to back share the machine's load).
 
 The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
 declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.
@@ -316,6 +317,28 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
             cell(per_confirmed),
         )
     console.print(table)
+    # Rounds run back to back share the machine's load of the moment: the ratio of each
+    # round to the first tree's in the same round is steadier than either figure alone.
+    first = runs[trees[0]]
+
+    def ratio(values: list[float]) -> str:
+        return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    for tree in trees[1:]:
+        pairs = list(zip(runs[tree], first, strict=True))
+        by_service = {
+            s.split("-")[0]: ratio([r.cpu_ms[s] / f.cpu_ms[s] for r, f in pairs]) for s in SERVICES
+        }
+        total = ratio(
+            [
+                sum(r.cpu_ms[s] for s in SERVICES) / sum(f.cpu_ms[s] for s in SERVICES)
+                for r, f in pairs
+            ]
+        )
+        console.print(
+            f"{tree} / {trees[0]}, round by round, median (min-max): total {total}; "
+            + ", ".join(f"{name} {figure}" for name, figure in by_service.items())
+        )
 
 
 if __name__ == "__main__":

@@ -213,9 +213,12 @@ def _read_reservation(conn: Connection, order_id: str) -> Reservation | None:
     status = conn.execute(_STATUS, {"order_id": order_id}).scalar_one_or_none()
     if status is None:
         return None
+    return Reservation(order_id=order_id, status=status, items=_items(conn, order_id))
+
+
+def _items(conn: Connection, order_id: str) -> list[ReservedItem]:
     rows = conn.execute(_ITEMS, {"order_id": order_id}).all()
-    items = [ReservedItem(sku=r.sku, quantity=r.quantity, unit_price=r.unit_price) for r in rows]
-    return Reservation(order_id=order_id, status=status, items=items)
+    return [ReservedItem(sku=r.sku, quantity=r.quantity, unit_price=r.unit_price) for r in rows]
 
 
 async def get_reservation(engine: AsyncEngine, order_id: str) -> Reservation:
@@ -283,7 +286,9 @@ async def commit(engine: AsyncEngine, order_id: str) -> Reservation:
 
 
 def _commit(conn: Connection, order_id: str) -> Reservation | None:
-    conn.execute(_COMMIT, {"b_order_id": order_id, "updated_at": _now()})
+    if conn.execute(_COMMIT, {"b_order_id": order_id, "updated_at": _now()}).rowcount:
+        # Committed now: its status is known, its items are what the response needs.
+        return Reservation(order_id=order_id, status="committed", items=_items(conn, order_id))
     return _read_reservation(conn, order_id)
 
 

@@ -23,7 +23,7 @@ import asyncio
 import inspect
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import TypeVar
 
@@ -218,7 +218,7 @@ class OrderFlow:
         try:
             async with self.deadline() as deadline:
                 saga.deadline = deadline
-                await self._fulfil(order, request, saga, span)
+                shipped = await self._fulfil(order, request, saga, span)
         except Exception as exc:
             if not isinstance(exc, ServiceError | TimeoutError):
                 # A bug, not an outcome: keep the evidence on the order's span.
@@ -226,7 +226,7 @@ class OrderFlow:
                 logger.exception("order %s failed unexpectedly", order.order_id)
             await saga.compensate()
             return await self._finish(order, exc)
-        confirmed = await self._finish(order)
+        confirmed = await self._finish(order, steps=[shipped])
         # Its own trace, linked to this span, once the response has gone out.
         if after_response is None:
             self.confirmations.send(confirmed, span.get_span_context())
@@ -270,7 +270,9 @@ class OrderFlow:
 
     async def _fulfil(
         self, order: Order, request: OrderRequest, saga: Saga, span: trace.Span
-    ) -> None:
+    ) -> storage.Step:
+        """Steps 2-4; the last step's event is left to be stored with the confirmation,
+        which follows it at once (one transaction, not two)."""
         order_id = order.order_id
         span.set_attribute("shop.order.item_count", sum(i.quantity for i in order.items))
 
@@ -323,24 +325,25 @@ class OrderFlow:
         )
         order.shipping.tracking_id = shipment.tracking_id
         span.add_event("shipped", {"shop.shipping.carrier": quote.carrier})
-        await self._progress(
-            order_id,
-            "shipped",
-            {"carrier": quote.carrier, "tracking_id": shipment.tracking_id or ""},
-        )
+        detail = {"carrier": quote.carrier, "tracking_id": shipment.tracking_id or ""}
+        return storage.Step("shipped", detail, storage.now())
 
     async def _progress(self, order_id: str, step: OrderStep, detail: dict[str, str]) -> None:
         """Store a step for the order's event stream. Not cut off halfway by the deadline:
         a database connection cancelled mid-transaction is what hung the suite before."""
-        await uncancelled(
-            storage.add_order_event(self._engine, order_id, step, detail, storage.now())
-        )
+        event = storage.Step(step, detail, storage.now())
+        await uncancelled(storage.add_order_event(self._engine, order_id, event))
 
     async def _finish(
-        self, order: Order, error: BaseException | None = None, *, stored: bool = True
+        self,
+        order: Order,
+        error: BaseException | None = None,
+        *,
+        stored: bool = True,
+        steps: Sequence[storage.Step] = (),
     ) -> Order:
-        """5. Store the final status (confirmed, or what ``error`` makes it) and mark the
-        span."""
+        """5. Store the final status (confirmed, or what ``error`` makes it), after the
+        events of the ``steps`` that led to it, and mark the span."""
         status: OrderStatus = "confirmed"
         if error is not None:
             status, order.error = _outcome(error)
@@ -352,7 +355,7 @@ class OrderFlow:
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"order {status}"))
         with self._tracer.start_as_current_span("save_order"):
             if stored:
-                await storage.update_order(self._engine, order)
+                await storage.update_order(self._engine, order, steps)
             else:
                 await storage.insert_order(self._engine, order)
         return order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -164,12 +165,31 @@ def _insert_order(conn: Connection, order: Order) -> None:
     conn.execute(_NEW_EVENT, _status_event(order))
 
 
-async def update_order(engine: AsyncEngine, order: Order) -> None:
-    """Store an order's new status, and the event that says so."""
-    await transaction(engine, _update_order, order)
+@dataclass(frozen=True)
+class Step:
+    """A step of a pending order (reserved, charged, shipped), as its event stores it."""
+
+    step: OrderStep
+    detail: dict[str, str]
+    at: datetime
+
+    def row(self, order_id: str) -> dict[str, object]:
+        return {
+            "order_id": order_id,
+            "step": self.step,
+            "status": "pending",
+            "detail": json.dumps(self.detail),
+            "at": self.at,
+        }
 
 
-def _update_order(conn: Connection, order: Order) -> None:
+async def update_order(engine: AsyncEngine, order: Order, steps: Sequence[Step] = ()) -> None:
+    """Store an order's new status and the event that says so, after the events of
+    ``steps``, the steps that led to it: one transaction, one INSERT of the events."""
+    await transaction(engine, _update_order, order, steps)
+
+
+def _update_order(conn: Connection, order: Order, steps: Sequence[Step]) -> None:
     conn.execute(
         _UPDATE_ORDER,
         {
@@ -179,21 +199,13 @@ def _update_order(conn: Connection, order: Order) -> None:
             "updated_at": order.updated_at,
         },
     )
-    conn.execute(_NEW_EVENT, _status_event(order))
+    conn.execute(_NEW_EVENT, [*(s.row(order.order_id) for s in steps), _status_event(order)])
 
 
-async def add_order_event(
-    engine: AsyncEngine, order_id: str, step: OrderStep, detail: dict[str, str], at: datetime
-) -> None:
-    """A step of a pending order (reserved, charged, shipped)."""
-    row = {
-        "order_id": order_id,
-        "step": step,
-        "status": "pending",
-        "detail": json.dumps(detail),
-        "at": at,
-    }
-    await transaction(engine, _add_order_event, row)
+async def add_order_event(engine: AsyncEngine, order_id: str, step: Step) -> None:
+    """A step of a pending order, stored as it happens (the next change of the order's
+    status is further off: a call downstream or more)."""
+    await transaction(engine, _add_order_event, step.row(order_id))
 
 
 def _add_order_event(conn: Connection, row: dict[str, object]) -> None:

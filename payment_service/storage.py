@@ -86,19 +86,26 @@ async def capture(engine: AsyncEngine, order_id: str, amount: Money, last4: str)
 
 
 def _capture(conn: Connection, order_id: str, amount: Money, last4: str) -> Payment:
+    payment = Payment(
+        payment_id=new_payment_id(),
+        order_id=order_id,
+        status="captured",
+        amount=amount,
+        card_last4=last4,
+    )
     conn.execute(
         _NEW_PAYMENT,
         {
             "order_id": order_id,
-            "payment_id": new_payment_id(),
-            "status": "captured",
+            "payment_id": payment.payment_id,
+            "status": payment.status,
             "amount": str(amount.amount),
             "currency": amount.currency,
             "card_last4": last4,
             "updated_at": _now(),
         },
     )
-    return _get_payment(conn, order_id)
+    return payment  # as stored: no read back
 
 
 async def refund(engine: AsyncEngine, order_id: str) -> Payment:

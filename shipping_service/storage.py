@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -195,18 +194,21 @@ def _create_shipment(conn: Connection, order_id: str, quote_id: str) -> Shipment
     carrier = conn.execute(_CARRIER, {"quote_id": quote_id}).scalar_one_or_none()
     if carrier is None:
         raise NotFound(f"unknown quote {quote_id}")
+    shipment = Shipment(
+        order_id=order_id, status="created", carrier=carrier, tracking_id=new_tracking_id()
+    )
     conn.execute(
         _NEW_SHIPMENT,
         {
             "order_id": order_id,
-            "status": "created",
+            "status": shipment.status,
             "quote_id": quote_id,
             "carrier": carrier,
-            "tracking_id": new_tracking_id(),
+            "tracking_id": shipment.tracking_id,
             "updated_at": _now(),
         },
     )
-    return _get_shipment(conn, order_id)
+    return shipment  # as stored: no read back
 
 
 async def cancel_shipment(engine: AsyncEngine, order_id: str) -> Shipment:
@@ -241,18 +243,24 @@ def _get_notification(conn: Connection, order_id: str) -> Notification:
 
 async def notify(engine: AsyncEngine, order_id: str) -> Notification:
     """Send an order's confirmation, naming its shipment: once per order (a repeat returns
-    the first). An order without a live shipment is a 404 or a 409."""
-    shipment = await get_shipment(engine, order_id)
+    the first). An order without a live shipment is a 404 or a 409.
+
+    One transaction: the shipment read, the notification stored and returned as stored
+    (not read back); only a repeat reads the first one."""
+    try:
+        return await transaction(engine, _notify, order_id)
+    except IntegrityError:  # sent already: the first stands
+        return await get_notification(engine, order_id)
+
+
+def _notify(conn: Connection, order_id: str) -> Notification:
+    shipment = _get_shipment(conn, order_id)
     if shipment.status != "created":
         raise Conflict(f"the shipment of order {order_id} is {shipment.status}")
     message = (
         f"Order {order_id} is confirmed: it ships with {shipment.carrier}, "
         f"tracking {shipment.tracking_id}."
     )
-    with contextlib.suppress(IntegrityError):  # sent already: the first stands
-        await transaction(engine, _insert_notification, order_id, message)
-    return await get_notification(engine, order_id)
-
-
-def _insert_notification(conn: Connection, order_id: str, message: str) -> None:
-    conn.execute(_NEW_NOTIFICATION, {"order_id": order_id, "message": message, "sent_at": _now()})
+    notification = Notification(order_id=order_id, message=message, sent_at=_now())
+    conn.execute(_NEW_NOTIFICATION, notification.model_dump())
+    return notification

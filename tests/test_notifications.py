@@ -114,3 +114,26 @@ async def test_only_a_confirmed_order_is_notified_and_only_once(system: System) 
     await system.drain()
     [root] = find_all(system.spans(), "send_confirmation")
     assert root.attributes["shop.order.id"] == first.json()["order_id"]
+
+
+async def test_the_sink_sends_once_per_live_shipment(system: System) -> None:
+    """POST /notifications straight to shipping-service: a repeat returns the first as it
+    was stored; no shipment is a 404, a cancelled one a 409, and neither stores anything."""
+    order_id = (await system.order.post("/orders", json=order_body())).json()["order_id"]
+    await system.drain()  # its own notification has gone out
+    first = (await system.shipping.get(f"/notifications/{order_id}")).json()
+    repeat = await system.shipping.post("/notifications", json={"order_id": order_id})
+    assert repeat.status_code == 201
+    assert repeat.json() == first
+
+    declined = (await system.order.post("/orders", json=order_body(card=DECLINED))).json()
+    missing = await system.shipping.post("/notifications", json={"order_id": declined["order_id"]})
+    assert missing.status_code == 404
+    # A cancel that comes first leaves a cancelled shipment (a tombstone).
+    assert (await system.shipping.post("/shipments/ord_0000000000000001/cancel")).is_success
+    cancelled = await system.shipping.post(
+        "/notifications", json={"order_id": "ord_0000000000000001"}
+    )
+    assert cancelled.status_code == 409
+    for order in (declined["order_id"], "ord_0000000000000001"):
+        assert (await system.shipping.get(f"/notifications/{order}")).status_code == 404

@@ -7,6 +7,7 @@ so a change that brings a cost back fails here, whatever the machine's speed.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import anyio.to_thread
@@ -18,7 +19,7 @@ from common.http import Timeouts, create_http_client
 from common.telemetry import Telemetry
 from inventory_service.client import InventoryClient
 from tests.conftest import System
-from tests.helpers import order_body
+from tests.helpers import in_trace, order_body, service_of
 
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
 
@@ -67,12 +68,12 @@ async def test_each_database_transaction_is_one_thread_hop(
     response = await system.order.post("/orders", json=order_body(THREE_SKUS))
     assert response.status_code == 201
     await system.drain()
-    # order: insert the pending order, its three steps' events (reserved, charged, shipped),
-    # store it confirmed (5); inventory: list the SKUs, check each of the three, reserve,
-    # commit (6); shipping: save the quote, create the shipment (2), and after the response
-    # the confirmation: read the shipment, store the notification, read it back (3);
-    # payment: capture (1).
-    assert len(wakeups) == 5 + 6 + 2 + 3 + 1
+    # order: insert the pending order, two steps' events (reserved, charged), store it
+    # confirmed with the last step's event (shipped) (4); inventory: list the SKUs, check
+    # each of the three, reserve, commit (6); shipping: save the quote, create the
+    # shipment (2), and after the response the confirmation: read the shipment and store
+    # the notification (1); payment: capture (1).
+    assert len(wakeups) == 4 + 6 + 2 + 1 + 1
 
 
 async def test_service_clients_keep_no_cookies() -> None:
@@ -128,3 +129,31 @@ async def test_service_clients_build_urls_under_the_base_url() -> None:
         "http://gateway/inventory/products?sku=A&sku=B",
         "http://gateway/inventory/reservations/a%2Fb%20c/commit",
     ]
+
+
+async def test_the_statements_of_a_confirmed_order(system: System) -> None:
+    """Every statement a confirmed 3-SKU order runs, by service, each a span: the events
+    go with the order's own writes where they can, and no write's result is read back."""
+    response = await system.order.post("/orders", json=order_body(THREE_SKUS))
+    assert response.status_code == 201
+    await system.drain()
+    spans = in_trace(system.spans(), response.json()["trace_id"])
+    statements = Counter((service_of(s), s.name) for s in spans if "db.system.name" in s.attributes)
+    assert statements == {
+        # the order and its first event; two steps' events; the last one's with the
+        # confirmation, in one INSERT
+        ("order-service", "INSERT orders"): 1,
+        ("order-service", "INSERT order_events"): 1 + 2 + 1,
+        ("order-service", "UPDATE orders"): 1,
+        # the prices; each SKU checked; the reservation; its commit, then its items
+        ("inventory-service", "SELECT products"): 1 + 3,
+        ("inventory-service", "INSERT reservations"): 1,
+        ("inventory-service", "UPDATE products"): 3,
+        ("inventory-service", "INSERT reservation_items"): 1,
+        ("inventory-service", "UPDATE reservations"): 1,
+        ("inventory-service", "SELECT reservation_items"): 1,
+        ("payment-service", "INSERT payments"): 1,
+        ("shipping-service", "INSERT quotes"): 1,
+        ("shipping-service", "SELECT quotes"): 1,
+        ("shipping-service", "INSERT shipments"): 1,
+    }

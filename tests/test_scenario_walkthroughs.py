@@ -297,10 +297,10 @@ def test_sequential_calls_walkthrough(site: Site) -> None:
     off, on = orders.off[0], orders.on[0]
 
     # Step 1: the list; the two newest rows are the two orders.
-    doc.step(1, "55")
+    doc.step(1, "51")
     [url] = doc.paths(1)
     page = site.open(url)
-    the_two_newest(page, orders, (55, 55))
+    the_two_newest(page, orders, (51, 51))
 
     # Step 2: tick both, Compare: the same paths, the same counts.
     doc.step(2, "⇄ Compare", "0 only in A", "0 only in B")
@@ -342,10 +342,10 @@ def test_pool_of_one_walkthrough(site: Site) -> None:
     off, on = orders.off[0], orders.on[0]
 
     # Step 1: the list; the two newest rows are the two orders.
-    doc.step(1, "55")
+    doc.step(1, "51")
     [url] = doc.paths(1)
     page = site.open(url)
-    the_two_newest(page, orders, (55, 55))
+    the_two_newest(page, orders, (51, 51))
 
     # Step 2: tick both, Compare: no statement added or dropped.
     doc.step(2, "⇄ Compare", "0 only in A", "0 only in B")
@@ -381,10 +381,10 @@ def test_n_plus_one_walkthrough(site: Site) -> None:
     off, on = orders.off[0], orders.on[0]
 
     # Step 1: the list; the newer order has two spans more.
-    doc.step(1, "57", "55")
+    doc.step(1, "53", "51")
     [url] = doc.paths(1)
     page = site.open(url)
-    the_two_newest(page, orders, (57, 55))
+    the_two_newest(page, orders, (53, 51))
 
     # Step 2: tick both, Compare.
     doc.step(2, "⇄ Compare")
