@@ -10,17 +10,30 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.instrumentation import asgi
 from opentelemetry.instrumentation import httpx as httpx_instrumentation
 from opentelemetry.instrumentation.sqlalchemy import engine as sqlalchemy_engine
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    set_span_in_context,
+)
 
-from common.telemetry import drops_unsampled_children
+from common.telemetry import Telemetry, drops_unsampled_children
 from tests.conftest import System
 from tests.helpers import in_trace, order_body
 
@@ -170,3 +183,35 @@ def test_only_samplers_that_drop_the_children_of_unsampled_spans_allow_the_fast_
     assert not drops_unsampled_children(TraceIdRatioBased(0.01))
     assert not drops_unsampled_children(ALWAYS_ON)
     assert not drops_unsampled_children(ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON))
+
+
+def test_a_failed_statement_of_an_unsampled_trace_leaves_no_suppression_behind(
+    tmp_path: Path,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/t.db")
+    Telemetry(provider).instrument_engine(engine)
+
+    def under(flags: int) -> Context:
+        parent = SpanContext(int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), True, TraceFlags(flags))
+        return set_span_in_context(NonRecordingSpan(parent))
+
+    with engine.connect() as conn:
+        token = attach(under(TraceFlags.DEFAULT))
+        try:
+            with pytest.raises(sqlalchemy.exc.OperationalError):
+                conn.execute(sqlalchemy.text("SELECT * FROM missing"))
+            conn.execute(sqlalchemy.text("SELECT 1"))
+            assert is_instrumentation_enabled()
+        finally:
+            detach(token)
+        token = attach(under(TraceFlags.SAMPLED))
+        try:
+            conn.execute(sqlalchemy.text("SELECT 2"))
+        finally:
+            detach(token)
+    # Only the sampled trace's statement made a span.
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is not None and span.parent.trace_flags.sampled
