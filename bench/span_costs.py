@@ -19,7 +19,9 @@ them. CPU time of this process (all threads) per call:
 - server: a FastAPI app shaped like ours (a few routes, a pydantic body), called through
   ASGI directly, instrumented by ``Telemetry.instrument_app``;
 - client: ``common.http.create_http_client``'s client over a transport that answers at
-  once, each request carrying its URL template as the typed clients send it.
+  once, each request carrying its URL template as the typed clients send it;
+- our own span: ``start_as_current_span`` with two attributes and an event, as the
+  routes start theirs, and the same with that work behind ``span.is_recording()``.
 
 Encoding: order-shaped spans (bench/ingest.py's) through the OTLP exporter's own encoder
 into protobuf bytes, CPU per span. Medians of the rounds.
@@ -232,6 +234,29 @@ async def client_request_cpu_us(mode: str, calls: int) -> float:
         detach(token)
 
 
+async def own_span_cpu_us(mode: str, calls: int, *, guarded: bool = False) -> float:
+    """One of our own spans as the routes start them: ``start_as_current_span``, then
+    two attributes and an event (a dict each); ``guarded`` skips those when the span is
+    not recording."""
+    tracer = telemetry(mode).tracer("bench")
+    sku, quantity = "SKU-0001", 2
+    token = attach(parent(mode))
+    try:
+        started = time.process_time()
+        for _ in range(calls):
+            with tracer.start_as_current_span("check_stock") as span:
+                if not guarded or span.is_recording():
+                    span.set_attributes({"shop.sku": sku, "shop.quantity": quantity})
+                    span.add_event("reserved", {"shop.units": quantity})
+        return (time.process_time() - started) / calls * 1e6
+    finally:
+        detach(token)
+
+
+async def guarded_own_span_cpu_us(mode: str, calls: int) -> float:
+    return await own_span_cpu_us(mode, calls, guarded=True)
+
+
 def encode_cpu_us(spans: list[ReadableSpan], repeats: int = 20) -> float:
     started = time.process_time()
     for _ in range(repeats):
@@ -331,6 +356,12 @@ async def main() -> None:
         "SQLite statement (DB span)": (statement_cpu_us, args.statements, MODES[:3]),
         "FastAPI request (server span)": (server_request_cpu_us, args.requests, MODES),
         "httpx request (client span)": (client_request_cpu_us, args.requests, MODES[:3]),
+        "our own span, 2 attributes and an event": (own_span_cpu_us, args.requests, MODES[:3]),
+        "the same, attributes behind is_recording()": (
+            guarded_own_span_cpu_us,
+            args.requests,
+            MODES[:3],
+        ),
     }
     figures: dict[tuple[str, str], list[float]] = {}
     encoded = []
