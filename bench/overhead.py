@@ -56,6 +56,12 @@ CONFIGS: dict[str, dict[str, str]] = {
     "seed config": {},  # SimpleSpanProcessor, via bench/seed_service.py
     # Not run by default: what the ~20 database spans of an order cost, of the ~50.
     "100% without DB spans": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy"},
+    # Not run by default: shorter GIL holds on the export thread (bench/span_costs.py
+    # --export), for more export requests.
+    "100% in 128-span batches": {
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128",
+        "OTEL_BSP_SCHEDULE_DELAY": "1000",
+    },
 }
 DEFAULT_CONFIGS = ("untraced", "100% sampled", "1% sampled", "seed config")
 #: How each configuration is named in the README's table.
@@ -65,6 +71,7 @@ LABELS = {
     "1% sampled": "1 % sampled (`parentbased_traceidratio`)",
     "seed config": "seed config (SimpleSpanProcessor)",
     "100% without DB spans": "100 % without DB spans",
+    "100% in 128-span batches": "100 % sampled, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128`",
 }
 
 
