@@ -153,7 +153,7 @@ async def database(calls: int) -> dict[str, float]:
         loop = asyncio.get_running_loop()
 
         async def inline() -> object:
-            return threaded._call(select_one, (), {}, "read")
+            return threaded._call(select_one, (), {}, False)  # a read: no transaction
 
         try:
             return {

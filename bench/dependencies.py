@@ -38,10 +38,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from overhead import System  # noqa: E402
-
+from bench.overhead import System  # noqa: E402
 from trace_viewer.otlp import SpanRecord, StoredSpan, records  # noqa: E402
 from trace_viewer.query import create_query_app  # noqa: E402
 from trace_viewer.store import Limits, TraceQuery, TraceStore  # noqa: E402

@@ -1,18 +1,20 @@
 """What tracing costs: the same system, started in each configuration, measured with the
 same load generator in one run on this machine.
 
-    .venv/bin/python bench/overhead.py [--seconds 15] [--rounds 3] [--rate 40] [--wrk]
+    .venv/bin/python bench/overhead.py [--seconds 8] [--rounds 5] [--rate 50] [--markdown]
 
-For each configuration it prints the throughput at saturation (closed loop) and p50/p99
-at a fixed moderate rate (open loop; ``--rate``, or half the first untraced saturation),
-as figures and as ratios to the untraced system. For 100 % sampling it also runs at 80 % of its own
-saturation and checks that no span was dropped: no "Queue full" from the SDK's batch
-processor and every sampled trace complete in the viewer. With --wrk it compares the
-generator's top rate with wrk's against the same endpoint.
+Each round starts every configuration in turn (alternating, so that drift in a shared
+machine's speed hits them alike) and measures its throughput at saturation (closed loop,
+16 clients) and its p50/p99 and each process's CPU per order at a fixed rate (open loop;
+``--rate``, or half the first untraced saturation; the seed configuration, far below any
+such rate, gets its saturation only). Ratios to untraced are taken within each round and
+their median reported, with the spread over the rounds. In the last round, 100 %
+sampling also runs at 80 % of its median saturation so far and checks that no span was
+dropped: no "Queue full" from the SDK's batch processor and every sampled trace complete
+in the viewer. With --wrk it compares the generator's top rate with wrk's against the
+same endpoint. ``--markdown`` prints the README's table.
 
-During the fixed-rate run it also reads each process's CPU time (Linux ``/proc``), so the
-second table shows where the cost of tracing lands: CPU ms per order in the viewer and
-in each service.
+The defaults (5 rounds, 8 s) take about 10 minutes on the 2-core machine.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,27 +50,45 @@ from trace_viewer.settings import ViewerSettings  # noqa: E402
 CONFIGS: dict[str, dict[str, str]] = {
     "untraced": {"OTEL_SDK_DISABLED": "true"},
     "100% sampled": {},
-    # What the ~20 database spans of an order cost, of the ~50.
-    "100% without DB spans": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy"},
     "1% sampled": {
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": "0.01",
     },
     "seed config": {},  # SimpleSpanProcessor, via bench/seed_service.py
+    # Not run by default: what the ~20 database spans of an order cost, of the ~50.
+    "100% without DB spans": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy"},
+    # Not run by default: shorter GIL holds on the export thread (bench/span_costs.py
+    # --export), for more export requests.
+    "100% in 128-span batches": {
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128",
+        "OTEL_BSP_SCHEDULE_DELAY": "1000",
+    },
+}
+DEFAULT_CONFIGS = ("untraced", "100% sampled", "1% sampled", "seed config")
+#: How each configuration is named in the README's table.
+LABELS = {
+    "untraced": "untraced (`OTEL_SDK_DISABLED=true`)",
+    "100% sampled": "100 % sampled",
+    "1% sampled": "1 % sampled (`parentbased_traceidratio`)",
+    "seed config": "seed config (SimpleSpanProcessor)",
+    "100% without DB spans": "100 % without DB spans",
+    "100% in 128-span batches": "100 % sampled, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128`",
 }
 
 
+TIMES = "\N{MULTIPLICATION SIGN}"
 WARMUP = 2.0  # seconds of load before each measurement
 
 
 @dataclass
 class Figures:
     saturation: float = 0.0
-    p50: float = 0.0
-    p99: float = 0.0
+    p50: float | None = None
+    p99: float | None = None
     drops: int | None = None
     completeness: str = ""
     cpu_ms: dict[str, float] = field(default_factory=dict)  # per order, per process
+    load: float = 0.0  # the machine's 1-minute load average when the round's run ended
 
 
 class System:
@@ -184,54 +205,43 @@ def wrk_rate(url: str, body: Path, seconds: int, connections: int) -> float | No
     return float(line.split()[1])
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--rounds", type=int, default=3, help="figures are medians of rounds")
-    parser.add_argument(
-        "--rate",
-        type=float,
-        help="the fixed moderate rate for p50/p99, orders/s (default: half the first "
-        "untraced saturation, which swings with that one run)",
-    )
-    parser.add_argument("--wrk", action="store_true", help="also measure wrk's top rate")
-    args = parser.parse_args()
-    console = Console(width=130)
-    names = [name.strip() for name in args.configs.split(",")]
-    if unknown := [name for name in names if name not in CONFIGS]:
-        parser.error(f"unknown configuration {unknown[0]!r}; choose from: {', '.join(CONFIGS)}")
-    runs: dict[str, list[Figures]] = {name: [] for name in names}
+def median_spread(values: list[float], fmt: str = ".2f") -> str:
+    """``median (min-max)`` of the rounds' values."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+async def measure(args: argparse.Namespace, names: list[str], console: Console) -> float:
+    """Run the rounds; fills ``runs`` and returns the fixed rate used."""
     moderate: float | None = args.rate
     with tempfile.TemporaryDirectory() as tmp:
-        # Round-robin over the configurations, so drift in the machine's speed hits all alike.
         for round_ in range(1, args.rounds + 1):
             for name in names:
                 fig = Figures()
-                runs[name].append(fig)
+                args.runs[name].append(fig)
                 console.print(f"[bold]round {round_}, {name}[/]: starting …")
                 async with System(name, CONFIGS[name], Path(tmp)) as system:
                     sat = await system.load(concurrency=args.concurrency, seconds=args.seconds)
                     fig.saturation = sat.achieved_rate
                     moderate = moderate or round(sat.achieved_rate * 0.5, 1)
-                    console.print(
-                        f"  saturation {fig.saturation:.1f} orders/s; p50/p99 at {moderate}/s …"
-                    )
-                    before = system.cpu_seconds()
-                    fixed = await system.load(rate=moderate, seconds=args.seconds)
-                    after = system.cpu_seconds()
-                    fig.p50, fig.p99 = fixed.latency_ms.p50, fixed.latency_ms.p99
-                    # An open loop sends on schedule: rate x (warm-up + measured seconds).
-                    sent = moderate * (WARMUP + args.seconds)
-                    fig.cpu_ms = {p: (after[p] - before[p]) * 1000 / sent for p in after}
-                    if name == "100% sampled" and round_ == 1:
-                        rate = round(fig.saturation * 0.8, 1)
-                        console.print(f"  drop check at {rate}/s (80% of saturation) …")
-                        check = await system.load(rate=rate, seconds=args.seconds, check_traces=200)
+                    console.print(f"  saturation {fig.saturation:.1f} orders/s")
+                    if name != "seed config":
+                        before = system.cpu_seconds()
+                        fixed = await system.load(rate=moderate, seconds=args.seconds)
+                        after = system.cpu_seconds()
+                        fig.p50, fig.p99 = fixed.latency_ms.p50, fixed.latency_ms.p99
+                        # An open loop sends on schedule: rate x (warm-up + measured seconds).
+                        sent = moderate * (WARMUP + args.seconds)
+                        fig.cpu_ms = {p: (after[p] - before[p]) * 1000 / sent for p in after}
+                        console.print(f"  p50/p99 at {moderate}/s: {fig.p50}/{fig.p99} ms")
+                    if name == "100% sampled" and round_ == args.rounds:
+                        traced = statistics.median(f.saturation for f in args.runs[name])
+                        rate = round(traced * 0.8, 1)
+                        console.print(f"  drop check at {rate}/s (80% of {traced:.1f}) …")
+                        check = await system.load(rate=rate, seconds=args.seconds, check_traces=100)
                         tc = check.trace_completeness
                         fig.drops = system.queue_full_warnings()
                         fig.completeness = f"{tc.complete}/{tc.checked}"
+                        console.print(f"  {fig.drops} queue-full; {fig.completeness} complete")
                     if args.wrk and name == "untraced" and round_ == 1:
                         wrk = wrk_rate(
                             system.order_url,
@@ -245,21 +255,51 @@ async def main() -> None:
                             f"{gen.achieved_rate:.1f} orders/s (same endpoint, "
                             f"{args.concurrency} connections)"
                         )
-    figures = {
-        name: Figures(
-            saturation=statistics.median(f.saturation for f in found),
-            p50=statistics.median(f.p50 for f in found),
-            p99=statistics.median(f.p99 for f in found),
-            drops=found[0].drops,
-            completeness=found[0].completeness,
-            cpu_ms={p: statistics.median(f.cpu_ms[p] for f in found) for p in found[0].cpu_ms},
-        )
-        for name, found in runs.items()
-    }
+                fig.load = os.getloadavg()[0]
+    assert moderate is not None
+    return moderate
 
-    base = figures.get("untraced") or next(iter(figures.values()))
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
+    parser.add_argument("--rounds", type=int, default=5, help="figures are medians of rounds")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="the fixed rate for p50/p99, orders/s, near half the untraced saturation "
+        "(default: half the first untraced saturation, which swings with that one run)",
+    )
+    parser.add_argument("--wrk", action="store_true", help="also measure wrk's top rate")
+    parser.add_argument("--markdown", action="store_true", help="print the README's table")
+    args = parser.parse_args()
+    console = Console(width=130)
+    names = [name.strip() for name in args.configs.split(",")]
+    if unknown := [name for name in names if name not in CONFIGS]:
+        parser.error(f"unknown configuration {unknown[0]!r}; choose from: {', '.join(CONFIGS)}")
+    if names[0] != "untraced":
+        parser.error("the first configuration is the baseline: untraced")
+    args.runs = {name: [] for name in names}
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()
+    moderate = await measure(args, names, console)
+    runs: dict[str, list[Figures]] = args.runs
+    base_runs = runs["untraced"]
+
+    def ratios(name: str, attribute: str) -> list[float]:
+        """This configuration's figure over untraced's, round by round."""
+        pairs = zip(runs[name], base_runs, strict=True)
+        return [getattr(f, attribute) / getattr(b, attribute) for f, b in pairs]
+
+    loads = [f.load for found in runs.values() for f in found]
+    machine = (
+        f"{started}; load average {load_before[0]:.1f} at the start, "
+        f"{min(loads):.1f}-{max(loads):.1f} during the rounds"
+    )
     table = Table(
-        title=f"tracing overhead, medians of {args.rounds} rounds (closed loop "
+        title=f"tracing overhead, medians (min-max) of {args.rounds} rounds (closed loop "
         f"{args.concurrency} clients; open loop at {moderate}/s; {args.seconds:g}s each)"
     )
     for column in (
@@ -269,43 +309,67 @@ async def main() -> None:
         "p50 ms",
         "p99 ms",
         "p99 x untraced",
-        "dropped spans",
+        "dropped spans at 80%",
     ):
         table.add_column(column, justify="right")
-    for name, fig in figures.items():
-        table.add_row(
-            name,
-            f"{fig.saturation:.1f}",
-            f"{fig.saturation / base.saturation:.2f}",
-            f"{fig.p50:.1f}",
-            f"{fig.p99:.1f}",
-            f"{fig.p99 / base.p99:.2f}",
+    rows = []
+    for name, found in runs.items():
+        timed = found[0].p99 is not None
+        drops = next((f for f in found if f.drops is not None), None)
+        row = [
+            median_spread([f.saturation for f in found], ".1f"),
+            median_spread(ratios(name, "saturation")),
+            median_spread([f.p50 or 0 for f in found], ".1f") if timed else "-",
+            median_spread([f.p99 or 0 for f in found], ".1f") if timed else "-",
+            median_spread(ratios(name, "p99")) if timed else "-",
             "-"
-            if fig.drops is None
-            else f"{fig.drops} queue-full; traces {fig.completeness} complete",
-        )
+            if drops is None
+            else f"{drops.drops} queue-full; traces {drops.completeness} complete",
+        ]
+        rows.append((name, row))
+        table.add_row(name, *row)
     console.print(table)
+    console.print(f"machine: {machine}")
 
-    processes = list(base.cpu_ms)
+    processes = list(base_runs[0].cpu_ms)
     cpu = Table(title=f"CPU ms per order at {moderate}/s, by process (medians)")
     for column in ("configuration", *(p.removesuffix("-service") for p in processes)):
         cpu.add_column(column, justify="right")
     for column in ("total", "x untraced"):
         cpu.add_column(column, justify="right")
-    base_total = sum(base.cpu_ms.values())
-    for name, fig in figures.items():
-        if moderate and fig.saturation < moderate:
+    base_total = statistics.median(sum(f.cpu_ms.values()) for f in base_runs)
+    for name, found in runs.items():
+        if not found[0].cpu_ms:
+            continue
+        if statistics.median(f.saturation for f in found) < moderate:
             # Orders queue up and the run lasts until they drain: no per-order figure.
             cpu.add_row(name, *("-" for _ in processes), "over its saturation", "-")
             continue
-        total = sum(fig.cpu_ms.values())
+        total = statistics.median(sum(f.cpu_ms.values()) for f in found)
         cpu.add_row(
             name,
-            *(f"{fig.cpu_ms[p]:.2f}" for p in processes),
-            f"{total:.2f}",
+            *(f"{statistics.median(f.cpu_ms[p] for f in found):.2f}" for p in processes),
+            median_spread([sum(f.cpu_ms.values()) for f in found]),
             f"{total / base_total:.2f}",
         )
     console.print(cpu)
+
+    if args.markdown:
+        print()
+        print(
+            f"| configuration | orders/s at saturation | {TIMES} untraced "
+            f"| p99 ms at {moderate:g}/s | p99 {TIMES} untraced "
+            "| dropped spans at 80 % of traced saturation |"
+        )
+        print("|---|---|---|---|---|---|")
+        for name, row in rows:
+            cells = [c if c != "-" else "\N{EM DASH}" for c in (row[0], row[1], *row[3:])]
+            print(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+        print()
+        print(
+            f"Medians (min-max) of {args.rounds} rounds of {args.seconds:g} s, ratios taken "
+            f"within each round; {machine}."
+        )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,6 @@ def _stock_transport() -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=common.http.LIMITS)
 
 
-common.telemetry._exporter_processors = _seed_processors  # type: ignore[assignment]
+common.telemetry._exporter_processors = _seed_processors
 common.http.default_transport = _stock_transport
 runpy.run_module(sys.argv[1], run_name="__main__", alter_sys=True)

@@ -1,24 +1,38 @@
 """What one span costs, measured apart from the system: the CPU a database span adds to a
 SQLite statement, what the FastAPI and httpx instrumentations add to a request when it
-is sampled and when it is not, and the CPU the OTLP exporter spends encoding a span.
+is sampled and when it is not, the CPU the OTLP exporter spends encoding a span, and how
+long the batch processor's export thread keeps an event loop waiting.
 
     .venv/bin/python bench/span_costs.py [--statements 3000] [--requests 3000] [--rounds 5]
+    .venv/bin/python bench/span_costs.py --export [--rounds 5]
 
-Each case runs plain, then instrumented as ``common.telemetry`` instruments it, twice:
-every span sampled, and none sampled (what 99 % of requests cost at 1 % sampling); spans
-go to a processor that discards them. CPU time of this process per call:
+Each case runs plain (``OTEL_SDK_DISABLED``), then traced as ``common.telemetry`` sets
+it up, in three ways: every span sampled; the request's trace known to be unsampled
+(what 99 % of an order's requests cost at 1 % sampling: a ``traceparent`` with flags
+``00``, or work under an unsampled span); and, for the server, an unsampled root (the
+order-service request whose sampler drops it). Spans go to a processor that discards
+them. CPU time of this process (all threads) per call:
 
-- database: the same parameterised SELECT (a SQLAlchemy Core statement on one table, as
-  the services issue them) on an aiosqlite engine, instrumented by
-  ``Telemetry.instrument_engine``;
+- database: a primary-key SELECT (a SQLAlchemy Core statement on one table, as the
+  services issue them) on a synchronous SQLite engine instrumented by
+  ``Telemetry.instrument_engine``, as ``common.db``'s database threads run them;
 - server: a FastAPI app shaped like ours (a few routes, a pydantic body), called through
-  ASGI directly, under the FastAPI instrumentation (receive/send spans off);
-- client: an httpx client over a transport that answers at once, instrumented by
-  ``Telemetry.instrument_client`` with the services' request hook, each request carrying
-  its URL template as the typed clients send it.
+  ASGI directly, instrumented by ``Telemetry.instrument_app``;
+- client: ``common.http.create_http_client``'s client over a transport that answers at
+  once, each request carrying its URL template as the typed clients send it;
+- our own span: ``start_as_current_span`` with two attributes and an event, as the
+  routes start theirs, and the same with that work behind ``span.is_recording()``.
 
 Encoding: order-shaped spans (bench/ingest.py's) through the OTLP exporter's own encoder
 into protobuf bytes, CPU per span. Medians of the rounds.
+
+``--export`` measures the export thread instead: an event loop ticks every millisecond
+while a BatchSpanProcessor, fed 20,000 order-shaped spans a second, hands its batches to
+an exporter that encodes them as the OTLP exporter does (and sends nothing). It prints
+how late the loop's ticks were (p99, max) and the encoding's CPU per batch, for several
+``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` / ``OTEL_BSP_SCHEDULE_DELAY`` values and
+``sys.setswitchinterval`` settings: a batch is encoded in pure Python holding the GIL,
+which the loop gets back only at a switch interval.
 """
 
 from __future__ import annotations
@@ -30,37 +44,58 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy
 from fastapi import FastAPI
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    NoOpTracerProvider,
+    SpanContext,
+    TraceFlags,
+    set_span_in_context,
+)
 from pydantic import BaseModel
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ingest import order_like_spans
-from common import http
-from common.telemetry import EXCLUDED_URLS, Telemetry
+from common.http import URL_TEMPLATE, Timeouts, create_http_client
+from common.telemetry import Telemetry
 
 # As common.telemetry sets it: the stable HTTP and database attribute names.
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
 
-MODES = ("plain", "sampled", "unsampled")
+MODES = ("plain", "sampled", "known unsampled", "unsampled root")
 WARMUP = 200  # calls before the clock starts (SQLAlchemy's compiled cache, FastAPI's routes)
 TABLE = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("v", String))
 QUERY = select(TABLE.c.v).where(TABLE.c.id == bindparam("id"))
 BODY = b'{"sku": "SKU-0001", "quantity": 2}'
 PATH = "/reservations/ord_0123456789abcdef/commit"
-HOOK = http.describe_request
-EXTENSIONS = {http.URL_TEMPLATE: "/reservations/{order_id}/commit"}
+TEMPLATE = "/reservations/{order_id}/commit"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 class Discard(SpanExporter):
@@ -68,29 +103,48 @@ class Discard(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def provider(mode: str) -> TracerProvider:
+def telemetry(mode: str) -> Telemetry:
+    """The service's telemetry in ``mode``: its own setup, its sampler from the mode."""
+    if mode == "plain":
+        return Telemetry(NoOpTracerProvider(), owns_provider=False, enabled=False)
     root = ALWAYS_ON if mode == "sampled" else ALWAYS_OFF
     tracer_provider = TracerProvider(sampler=ParentBased(root))
     tracer_provider.add_span_processor(SimpleSpanProcessor(Discard()))
-    return tracer_provider
+    return Telemetry(tracer_provider)
+
+
+def parent(mode: str) -> Context:
+    """The context a call runs in: under a span of a sampled trace, or of one known to be
+    unsampled (a root, for the others)."""
+    if mode not in ("sampled", "known unsampled"):
+        return Context()
+    flags = TraceFlags(TraceFlags.SAMPLED if mode == "sampled" else TraceFlags.DEFAULT)
+    span = NonRecordingSpan(SpanContext(int(TRACE, 16), 0x00F067AA0BA902B7, False, flags))
+    return set_span_in_context(span)
 
 
 async def statement_cpu_us(mode: str, calls: int) -> float:
+    """A statement as a database thread of ``common.db`` runs it: on a synchronous SQLite
+    engine instrumented by ``Telemetry.instrument_engine``, in the caller's context (here
+    inline, without the hop, whose cost varies more than a span's)."""
     with tempfile.TemporaryDirectory() as tmp:
-        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
-        if mode != "plain":
-            Telemetry(provider(mode)).instrument_engine(engine)
-        async with engine.begin() as conn:
-            await conn.run_sync(TABLE.metadata.create_all)
-            await conn.execute(insert(TABLE).values(id=1, v="a"))
-        async with engine.connect() as conn:
-            for _ in range(WARMUP):
-                await conn.execute(QUERY, {"id": 1})
-            started = time.process_time()
-            for _ in range(calls):
-                await conn.execute(QUERY, {"id": 1})
-            cpu = time.process_time() - started
-        await engine.dispose()
+        engine = sqlalchemy.create_engine(f"sqlite:///{tmp}/bench.db")
+        telemetry(mode).instrument_engine(engine)
+        with engine.begin() as conn:
+            TABLE.metadata.create_all(conn)
+            conn.execute(insert(TABLE).values(id=1, v="a"))
+        token = attach(parent(mode))
+        try:
+            with engine.connect() as conn:
+                for _ in range(WARMUP):
+                    conn.execute(QUERY, {"id": 1}).scalar_one()
+                started = time.process_time()
+                for _ in range(calls):
+                    conn.execute(QUERY, {"id": 1}).scalar_one()
+                cpu = time.process_time() - started
+        finally:
+            detach(token)
+        engine.dispose()
     return cpu / calls * 1e6
 
 
@@ -114,14 +168,15 @@ def server_app(mode: str) -> FastAPI:
     async def reserve(line: Line) -> Line:
         return line
 
-    if mode != "plain":
-        FastAPIInstrumentor.instrument_app(
-            app,
-            tracer_provider=provider(mode),
-            excluded_urls=EXCLUDED_URLS,
-            exclude_spans=["receive", "send"],
-        )
+    telemetry(mode).instrument_app(app)
     return app
+
+
+def traceparent(mode: str) -> list[tuple[bytes, bytes]]:
+    if mode not in ("sampled", "known unsampled"):
+        return []
+    flags = "01" if mode == "sampled" else "00"
+    return [(b"traceparent", f"00-{TRACE}-00f067aa0ba902b7-{flags}".encode())]
 
 
 async def server_request_cpu_us(mode: str, calls: int) -> float:
@@ -141,6 +196,7 @@ async def server_request_cpu_us(mode: str, calls: int) -> float:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(BODY)).encode()),
             (b"user-agent", b"python-httpx/0.28.1"),
+            *traceparent(mode),
         ],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8001),
@@ -149,7 +205,7 @@ async def server_request_cpu_us(mode: str, calls: int) -> float:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": BODY, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         pass
 
     for _ in range(WARMUP):
@@ -162,15 +218,43 @@ async def server_request_cpu_us(mode: str, calls: int) -> float:
 
 async def client_request_cpu_us(mode: str, calls: int) -> float:
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=BODY))
-    async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as client:
-        if mode != "plain":
-            Telemetry(provider(mode)).instrument_client(client, transport, request_hook=HOOK)
-        for _ in range(WARMUP):
-            await client.post(PATH, content=BODY, extensions=EXTENSIONS)
+    client = create_http_client(
+        "http://inventory", telemetry(mode), timeouts=Timeouts(), transport=transport
+    )
+    token = attach(parent(mode))
+    try:
+        async with client:
+            for _ in range(WARMUP):
+                await client.post(PATH, content=BODY, extensions={URL_TEMPLATE: TEMPLATE})
+            started = time.process_time()
+            for _ in range(calls):
+                await client.post(PATH, content=BODY, extensions={URL_TEMPLATE: TEMPLATE})
+            return (time.process_time() - started) / calls * 1e6
+    finally:
+        detach(token)
+
+
+async def own_span_cpu_us(mode: str, calls: int, *, guarded: bool = False) -> float:
+    """One of our own spans as the routes start them: ``start_as_current_span``, then
+    two attributes and an event (a dict each); ``guarded`` skips those when the span is
+    not recording."""
+    tracer = telemetry(mode).tracer("bench")
+    sku, quantity = "SKU-0001", 2
+    token = attach(parent(mode))
+    try:
         started = time.process_time()
         for _ in range(calls):
-            await client.post(PATH, content=BODY, extensions=EXTENSIONS)
+            with tracer.start_as_current_span("check_stock") as span:
+                if not guarded or span.is_recording():
+                    span.set_attributes({"shop.sku": sku, "shop.quantity": quantity})
+                    span.add_event("reserved", {"shop.units": quantity})
         return (time.process_time() - started) / calls * 1e6
+    finally:
+        detach(token)
+
+
+async def guarded_own_span_cpu_us(mode: str, calls: int) -> float:
+    return await own_span_cpu_us(mode, calls, guarded=True)
 
 
 def encode_cpu_us(spans: list[ReadableSpan], repeats: int = 20) -> float:
@@ -180,32 +264,124 @@ def encode_cpu_us(spans: list[ReadableSpan], repeats: int = 20) -> float:
     return (time.process_time() - started) / repeats / len(spans) * 1e6
 
 
+class Encoding(SpanExporter):
+    """Encodes each batch as the OTLP exporter does, on the export thread, and sends nothing."""
+
+    def __init__(self) -> None:
+        self.cpu: list[float] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        started = time.thread_time()
+        encode_spans(spans).SerializeToString()
+        self.cpu.append(time.thread_time() - started)
+        return SpanExportResult.SUCCESS
+
+
+#: (max export batch size, schedule delay ms, switch interval s): no export at all (how
+#: late the ticks are on this machine anyway), the SDK's defaults (512 spans, 5 s,
+#: CPython's 5 ms), then smaller batches and shorter switch intervals.
+EXPORT_SETTINGS = [
+    (0, 0, 0.005),
+    (512, 5000, 0.005),
+    (512, 5000, 0.001),
+    (128, 1000, 0.005),
+    (128, 1000, 0.001),
+]
+SPANS_PER_MS = 2  # 2,000 spans/s: order-service's share of ~50 spans an order at 100 orders/s
+
+
+async def export_stalls(batch: int, delay_ms: int, switch: float, seconds: float) -> list[float]:
+    """How late a 1 ms tick of the event loop runs while the export thread works: p99 and
+    max lateness in ms, and the encoding's CPU ms per batch."""
+    spans = order_like_spans(SPANS_PER_MS * 500)
+    exporter = Encoding()
+    processor: SpanProcessor = (
+        BatchSpanProcessor(exporter, max_export_batch_size=batch, schedule_delay_millis=delay_ms)
+        if batch
+        else SpanProcessor()  # receives the spans and does nothing
+    )
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(switch)
+    late = []
+    try:
+        deadline = time.perf_counter() + seconds
+        i = 0
+        while (now := time.perf_counter()) < deadline:
+            for _ in range(SPANS_PER_MS):
+                processor.on_end(spans[i % len(spans)])
+                i += 1
+            await asyncio.sleep(0.001)
+            late.append((time.perf_counter() - now - 0.001) * 1000)
+    finally:
+        sys.setswitchinterval(previous)
+        processor.shutdown()
+    late.sort()
+    per_batch = statistics.median(exporter.cpu) * 1000 if exporter.cpu else 0.0
+    return [late[int(len(late) * 0.99)], late[-1], per_batch]
+
+
+async def export_main(rounds: int) -> None:
+    figures: dict[tuple[int, int, float], list[list[float]]] = {s: [] for s in EXPORT_SETTINGS}
+    for _ in range(rounds):
+        for setting in EXPORT_SETTINGS:
+            figures[setting].append(await export_stalls(*setting, seconds=5))
+    print(f"event-loop tick lateness while exporting {SPANS_PER_MS * 1000} spans/s, ms")
+    print("| batch | delay | switch interval | tick late p99 | max | encoding CPU per batch |")
+    print("|---|---|---|---|---|---|")
+    for (batch, delay, switch), found in figures.items():
+        p99, worst, per_batch = (statistics.median(f[k] for f in found) for k in range(3))
+        spread = f"{min(f[0] for f in found):.2f}-{max(f[0] for f in found):.2f}"
+        print(
+            f"| {batch or 'no export'} | {delay} ms | {switch * 1000:g} ms "
+            f"| {p99:.2f} ({spread}) | {worst:.2f} | {per_batch:.2f} ms |"
+        )
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--statements", type=int, default=3000)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5, help="figures are medians of rounds")
+    parser.add_argument("--export", action="store_true", help="the export thread's stalls")
     args = parser.parse_args()
+    if args.export:
+        await export_main(args.rounds)
+        return
 
     cases = {
-        "SQLite statement (DB span)": (statement_cpu_us, args.statements),
-        "FastAPI request (server span)": (server_request_cpu_us, args.requests),
-        "httpx request (client span)": (client_request_cpu_us, args.requests),
+        "SQLite statement (DB span)": (statement_cpu_us, args.statements, MODES[:3]),
+        "FastAPI request (server span)": (server_request_cpu_us, args.requests, MODES),
+        "httpx request (client span)": (client_request_cpu_us, args.requests, MODES[:3]),
+        "our own span, 2 attributes and an event": (own_span_cpu_us, args.requests, MODES[:3]),
+        "the same, attributes behind is_recording()": (
+            guarded_own_span_cpu_us,
+            args.requests,
+            MODES[:3],
+        ),
     }
     figures: dict[tuple[str, str], list[float]] = {}
     encoded = []
     spans = order_like_spans(512)
     for _ in range(args.rounds):  # alternating, so drift in the machine's speed hits all alike
-        for name, (measure, calls) in cases.items():
-            for mode in MODES:
+        for name, (measure, calls, modes) in cases.items():
+            for mode in modes:
                 figures.setdefault((name, mode), []).append(await measure(mode, calls))
         encoded.append(encode_cpu_us(spans))
-    for name in cases:
-        plain, on, off = (statistics.median(figures[name, mode]) for mode in MODES)
-        print(
-            f"{name}, CPU: {plain:.0f} µs plain, {on:.0f} µs sampled (+{on - plain:.0f} µs), "
-            f"{off:.0f} µs unsampled (+{off - plain:.0f} µs)"
-        )
+    print(f"CPU µs per call, medians of {args.rounds} rounds (min-max); load {os.getloadavg()}")
+    print("| call | " + " | ".join(MODES) + " |")
+    print("|---" * (len(MODES) + 1) + "|")
+    for name, (_, _, modes) in cases.items():
+        plain = statistics.median(figures[name, "plain"])
+        cells = [spread(figures[name, "plain"])]
+        for mode in modes[1:]:
+            added = [f - plain for f in figures[name, mode]]
+            cells.append(f"+{spread(added)}")
+        cells += ["—"] * (len(MODES) - len(modes))
+        print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"OTLP protobuf encoding, CPU: {statistics.median(encoded):.1f} µs per span")
 
 

@@ -99,6 +99,8 @@ class FaultState:
 
 
 def _mark(span: trace.Span, rule: FaultRule, kind: FaultKind, **attributes: Any) -> None:
+    if not span.is_recording():
+        return
     span.set_attribute(ATTR_INJECTED, True)
     span.set_attribute(ATTR_SCOPE, rule.scope)
     span.add_event(EVENT_INJECTED, {ATTR_KIND: kind, ATTR_SCOPE: rule.scope, **attributes})

@@ -11,14 +11,15 @@ from urllib.parse import quote
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_RESEND_COUNT
 from opentelemetry.trace import Span
 from pydantic import BaseModel
 
 from common.cancellation import marked_cancellation
 from common.errors import DownstreamUnavailable
-from common.telemetry import Telemetry
+from common.telemetry import Telemetry, known_unsampled
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,22 @@ _NO_COOKIES = _NoCookies()
 class CookielessClient(httpx.AsyncClient):
     """httpx's client, keeping no cookies: no service sets or reads one, and httpx would
     read every response's headers for ``Set-Cookie`` (through urllib's Request and
-    http.cookiejar: a tenth of a call's CPU)."""
+    http.cookiejar: a tenth of a call's CPU).
+
+    With ``skips_unsampled`` (set from :attr:`Telemetry.skips_unsampled`), a call made
+    under a span known to be unsampled carries the context (``traceparent`` and the other
+    global propagators' headers) without passing through the httpx instrumentation, which
+    would build the span's attributes and a span that records nothing.
+    """
+
+    skips_unsampled = False
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        if self.skips_unsampled and known_unsampled():
+            propagate.inject(request.headers)
+            with suppress_http_instrumentation():
+                return await super().send(request, **kwargs)
+        return await super().send(request, **kwargs)
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -116,7 +132,8 @@ def create_http_client(
         limits=LIMITS,
     )
     # The transport that really sends: opentelemetry-instrument may have patched its class.
-    telemetry.instrument_client(client, inner, request_hook=describe_request)
+    traced = telemetry.instrument_client(client, inner, request_hook=describe_request)
+    client.skips_unsampled = traced and telemetry.skips_unsampled
     return client
 
 

@@ -1,0 +1,217 @@
+"""Work known to be unsampled skips the instrumentations, and still propagates its context.
+
+The probes count calls into the instrumentations' per-request work: the ASGI
+middleware's request attributes, the httpx wrapper's client attributes and the
+SQLAlchemy listener's connection attributes, each of which runs only once the
+instrumentation has decided to handle the call.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy
+from opentelemetry.context import Context, attach, detach
+from opentelemetry.instrumentation import asgi
+from opentelemetry.instrumentation import httpx as httpx_instrumentation
+from opentelemetry.instrumentation.sqlalchemy import engine as sqlalchemy_engine
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    set_span_in_context,
+)
+
+from common.telemetry import Telemetry, drops_unsampled_children
+from tests.conftest import System
+from tests.helpers import in_trace, order_body
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """Keeps the headers order-service sends downstream."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.headers: list[httpx.Headers] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.headers.append(request.headers)
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.fixture
+def instrumentation_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    calls: Counter[str] = Counter()
+
+    def counting(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def probe(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return probe
+
+    for module, attribute, name in (
+        (asgi, "collect_request_attributes", "server"),
+        (httpx_instrumentation, "_apply_request_client_attributes_to_span", "client"),
+        (sqlalchemy_engine, "_get_attributes_from_url", "database"),
+    ):
+        monkeypatch.setattr(module, attribute, counting(name, getattr(module, attribute)))
+    return calls
+
+
+def spans_made(system: System) -> Counter[str]:
+    """The spans each instrumentation made, by the probe that counts its calls."""
+    made: Counter[str] = Counter()
+    for span in system.spans():
+        if span.kind == SpanKind.SERVER:
+            made["server"] += 1
+        elif span.kind == SpanKind.CLIENT:
+            attributes = span.attributes or {}
+            made["client" if "http.request.method" in attributes else "database"] += 1
+    return made
+
+
+def sampled(header: str) -> bool:
+    """The sampled bit of a traceparent / traceresponse header, or of its flags alone."""
+    return bool(int(header[-2:], 16) & 1)
+
+
+async def place(system: System, flags: str, answered: str | None = None) -> httpx.Response:
+    response = await system.order.post(
+        "/orders",
+        json=order_body(),
+        headers={
+            "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-{flags}",
+            "tracestate": "vendor=opaque",
+            "baggage": "tenant=acme",
+        },
+    )
+    assert response.status_code == 201
+    assert response.json()["trace_id"] == CALLER_TRACE
+    assert response.headers["traceresponse"].startswith(f"00-{CALLER_TRACE}-")
+    assert sampled(response.headers["traceresponse"]) == sampled(answered or flags)
+    return response
+
+
+async def test_an_unsampled_caller_skips_every_instrumentation_and_propagates(
+    start_system: Any, instrumentation_calls: Counter[str]
+) -> None:
+    async with start_system(wrap={"inventory": Recorder}) as system:
+        await place(system, "00")
+        await system.drain()
+        assert in_trace(system.spans(), CALLER_TRACE) == []
+        # Only the confirmation's notification, a trace of its own (a new root, sampled),
+        # went through them.
+        assert instrumentation_calls == spans_made(system)
+        assert all(span.links for span in system.spans() if span.parent is None)
+
+        recorder: Recorder = system.transports["inventory"]  # type: ignore[assignment]
+        assert recorder.headers
+        for sent in recorder.headers:
+            assert sent["traceparent"].startswith(f"00-{CALLER_TRACE}-")
+            assert not sampled(sent["traceparent"])
+            assert CALLER_SPAN not in sent["traceparent"]  # order-service's own span id
+            assert sent["tracestate"] == "vendor=opaque"
+            assert sent["baggage"] == "tenant=acme"
+
+
+async def test_a_sampled_caller_passes_through_every_instrumentation(
+    start_system: Any, instrumentation_calls: Counter[str]
+) -> None:
+    async with start_system() as system:
+        await place(system, "01")
+        await system.drain()
+        # The probes count the work they stand for: a call per span made.
+        assert instrumentation_calls == spans_made(system)
+        assert in_trace(system.spans(), CALLER_TRACE)
+        assert all(instrumentation_calls[name] > 1 for name in ("server", "client", "database"))
+
+
+async def test_an_unsampled_root_skips_the_instrumentations_below_it(
+    start_system: Any, instrumentation_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_off")
+    async with start_system(wrap={"payment": Recorder}) as system:
+        response = await system.order.post("/orders", json=order_body())
+        assert response.status_code == 201
+        assert not sampled(response.headers["traceresponse"])
+        await system.drain()
+        # order-service's own request decides, through the instrumentation; nothing below.
+        assert instrumentation_calls == Counter(server=1)
+        assert system.spans() == []
+        recorder: Recorder = system.transports["payment"]  # type: ignore[assignment]
+        trace_id = response.json()["trace_id"]
+        assert recorder.headers
+        assert all(
+            sent["traceparent"].startswith(f"00-{trace_id}-") and not sampled(sent["traceparent"])
+            for sent in recorder.headers
+        )
+
+
+async def test_a_sampler_that_ignores_its_parent_gets_every_request(
+    start_system: Any, instrumentation_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not parent-based: a child of an unsampled span may be sampled, so no fast path."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    async with start_system() as system:
+        await place(system, "01")  # sampled, but as a new decision in every service
+        await system.drain()
+        calls = instrumentation_calls.copy()
+        instrumentation_calls.clear()
+        await place(system, "00", answered="01")
+        await system.drain()
+        assert instrumentation_calls == calls
+
+
+def test_only_samplers_that_drop_the_children_of_unsampled_spans_allow_the_fast_path() -> None:
+    assert drops_unsampled_children(ParentBased(ALWAYS_ON))
+    assert drops_unsampled_children(ParentBased(TraceIdRatioBased(0.01)))
+    assert not drops_unsampled_children(TraceIdRatioBased(0.01))
+    assert not drops_unsampled_children(ALWAYS_ON)
+    assert not drops_unsampled_children(ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON))
+
+
+def test_a_failed_statement_of_an_unsampled_trace_leaves_no_suppression_behind(
+    tmp_path: Path,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/t.db")
+    Telemetry(provider).instrument_engine(engine)
+
+    def under(flags: int) -> Context:
+        parent = SpanContext(int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), True, TraceFlags(flags))
+        return set_span_in_context(NonRecordingSpan(parent))
+
+    with engine.connect() as conn:
+        token = attach(under(TraceFlags.DEFAULT))
+        try:
+            with pytest.raises(sqlalchemy.exc.OperationalError):
+                conn.execute(sqlalchemy.text("SELECT * FROM missing"))
+            conn.execute(sqlalchemy.text("SELECT 1"))
+            assert is_instrumentation_enabled()
+        finally:
+            detach(token)
+        token = attach(under(TraceFlags.SAMPLED))
+        try:
+            conn.execute(sqlalchemy.text("SELECT 2"))
+        finally:
+            detach(token)
+    # Only the sampled trace's statement made a span.
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is not None and span.parent.trace_flags.sampled
