@@ -329,14 +329,14 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
         by_service = {
             s.split("-")[0]: ratio([r.cpu_ms[s] / f.cpu_ms[s] for r, f in pairs]) for s in SERVICES
         }
-        total = ratio(
+        total_ratio = ratio(
             [
                 sum(r.cpu_ms[s] for s in SERVICES) / sum(f.cpu_ms[s] for s in SERVICES)
                 for r, f in pairs
             ]
         )
         console.print(
-            f"{tree} / {trees[0]}, round by round, median (min-max): total {total}; "
+            f"{tree} / {trees[0]}, round by round, median (min-max): total {total_ratio}; "
             + ", ".join(f"{name} {figure}" for name, figure in by_service.items())
         )
 
