@@ -442,6 +442,25 @@ def test_completeness() -> None:
     assert Trace(parse_otlp(document(services))).is_complete()
 
 
+def test_a_trace_with_two_roots_or_a_parent_cycle_is_not_complete() -> None:
+    """One rule (waterfall.Trace.is_complete) for the tests, `ordersim load` and `order`: a
+    request starts one root, and a second one never joins the tree however long one waits."""
+    services = checkout_trace("a" * 32)
+    services["inventory-service"][0]["parentSpanId"] = ""  # GET /stock lost its parent id
+    services["order-service"].pop()  # and its CLIENT span, which would be unanswered
+    trace = Trace(parse_otlp(document(services)))
+    assert len(trace.roots) == 2 and not trace.orphans and not trace.unanswered_calls()
+    assert not trace.is_complete()
+    assert trace_cmd.missing_reports(trace) == ["2 spans have no parent (a trace has one root)"]
+    # Two spans that name each other as parent hang under no root.
+    services = checkout_trace("a" * 32)
+    services["payment-service"][0]["parentSpanId"] = "c000000000000002"
+    trace = Trace(parse_otlp(document(services)))
+    assert len(trace.roots) == 1 and not trace.orphans
+    assert [s.name for s in trace.unreachable()] == ["POST /charges", "authorize_card"]
+    assert not trace.is_complete()
+
+
 def test_missing_services_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAYMENT_SERVICE_PORT", "18002")
     monkeypatch.delenv("ORDER_SERVICE_PAYMENT_URL", raising=False)
