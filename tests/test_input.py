@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from common.ids import OrderId, Sku
 from inventory_service.models import MAX_ITEMS, MAX_QUANTITY
-from tests.conftest import System
+from ordersim.testing import System
 from tests.helpers import make_order_id, order_body
 
 #: Ids outside the grammar: non-ASCII and control characters (what schemathesis sent),

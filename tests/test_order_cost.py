@@ -17,7 +17,7 @@ from opentelemetry import trace
 from common.http import Timeouts, create_http_client
 from common.telemetry import Telemetry
 from inventory_service.client import InventoryClient
-from tests.conftest import System
+from ordersim.testing import System
 from tests.helpers import order_body
 
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]

@@ -16,7 +16,7 @@ import time_machine
 
 from ordersim import samples, trace_cmd
 from ordersim.load import Catalogue, OrderMix
-from tests.conftest import System
+from ordersim.testing import System
 from tests.helpers import order_body
 from tests.processes import ROOT
 

@@ -22,10 +22,10 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from playwright.sync_api import Browser, Page
 
+from ordersim.testing import in_process_system
 from payment_service import cards
 from tests import chromium
 from tests.chromium import launched_chromium, open_page
-from tests.conftest import in_process_system
 from tests.helpers import order_body
 from tests.processes import ROOT, Viewer, running_viewer
 
