@@ -119,3 +119,43 @@ def running_viewer(data_dir: Path, **env: str) -> Iterator[Viewer]:
         yield viewer
     finally:
         stop(process)
+
+
+class Up:
+    """``ordersim up`` in a subprocess, with its output captured to a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ordersim", "up", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError("ordersim up did not stop within 15s of SIGTERM") from None
+
+
+def wait_until_up(up: Up, url: str) -> None:
+    def healthy() -> bool:
+        if up.process.poll() is not None:
+            raise AssertionError(f"ordersim up exited early:\n{up.output()}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    poll(healthy, 30, "the order service to be healthy")
+    # The banner is printed line by line: wait for its last line, not its first.
+    poll(lambda: "Stop with Ctrl-C." in up.output(), 10, "the whole ready banner")

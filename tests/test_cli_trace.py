@@ -20,9 +20,8 @@ from ordersim import trace_cmd
 from ordersim.cli import main
 from ordersim.waterfall import Trace, Waterfall, parse_otlp
 from payment_service import cards
-from tests.helpers import make_order_id
-from tests.processes import ROOT, Viewer, clean_env, free_port, running_viewer
-from tests.test_e2e import SERVICES, Up, wait_until_up
+from tests.helpers import SERVICES, make_order_id
+from tests.processes import ROOT, Up, Viewer, clean_env, free_port, running_viewer, wait_until_up
 
 T0 = 1_700_000_000_000_000_000  # ns
 WIDE = 200

@@ -43,8 +43,7 @@ from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from tests.helpers import make_order_id, order_body
 from tests.otlp_sink import OtlpSink
-from tests.processes import ROOT, clean_env, free_port, poll
-from tests.test_e2e import Up, wait_until_up
+from tests.processes import ROOT, Up, clean_env, free_port, poll, wait_until_up
 
 PAYMENT = "payment-service"
 ITEMS = [("SKU-0001", 2), ("SKU-0018", 3)]

@@ -35,8 +35,7 @@ import pytest
 
 from inventory_service.storage import catalogue
 from tests.helpers import APPROVED, DECLINED, INSUFFICIENT_FUNDS, order_body
-from tests.processes import ROOT, clean_env, free_port
-from tests.test_e2e import Up, wait_until_up
+from tests.processes import ROOT, Up, clean_env, free_port, wait_until_up
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 

@@ -15,8 +15,7 @@ from common.faults import ATTR_INJECTED
 from ordersim.testing import SpanTree, service_of
 from tests.helpers import SERVICES, assert_order_waterfall
 from tests.otlp_sink import from_otlp_json
-from tests.processes import ROOT, free_port, poll
-from tests.test_e2e import Up, wait_until_up
+from tests.processes import ROOT, Up, free_port, poll, wait_until_up
 
 EXPECTED = {
     "POST /orders",
