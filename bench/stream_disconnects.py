@@ -40,11 +40,11 @@ from order_service.app import create_app as create_order
 from order_service.settings import OrderSettings
 from ordersim.samples import order_body
 from ordersim.testing import SpanBalance
+from ordersim.testing.processes import free_port
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from shipping_service.app import create_app as create_shipping
 from shipping_service.settings import ShippingSettings
-from tests.processes import free_port
 
 DETACH_ERROR = "Failed to detach context"
 

@@ -19,8 +19,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ordersim.testing import System
+from ordersim.testing.processes import clean_env, free_port
 from tests.postgres import create_databases, throwaway_cluster
-from tests.processes import clean_env, free_port
 
 
 @pytest.fixture

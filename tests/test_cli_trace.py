@@ -18,10 +18,18 @@ from rich.console import Console
 
 from ordersim import trace_cmd
 from ordersim.cli import main
+from ordersim.testing.processes import (
+    Up,
+    Viewer,
+    clean_env,
+    free_port,
+    running_viewer,
+    wait_until_up,
+)
 from ordersim.waterfall import Trace, Waterfall, parse_otlp
 from payment_service import cards
+from tests import ROOT
 from tests.helpers import SERVICES, make_order_id
-from tests.processes import ROOT, Up, Viewer, clean_env, free_port, running_viewer, wait_until_up
 
 T0 = 1_700_000_000_000_000_000  # ns
 WIDE = 200

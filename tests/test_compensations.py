@@ -45,9 +45,9 @@ from order_service.settings import OrderSettings
 from ordersim import compensations_cmd
 from ordersim.cli import main as ordersim
 from ordersim.testing import FaultyTransport, System, down
+from ordersim.testing.processes import free_port
 from tests.helpers import order_body
 from tests.postgres import create_databases
-from tests.processes import free_port
 
 ITEMS = [("SKU-0001", 2), ("SKU-0018", 3)]
 SKUS = [sku for sku, _ in ITEMS]

@@ -17,10 +17,11 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from ordersim.testing import SpanTree, service_of
+from ordersim.testing.processes import Up, free_port, poll, start, wait_answering, wait_until_up
+from tests import ROOT
 from tests.helpers import SERVICES, assert_order_waterfall, order_body
 from tests.otlp_sink import OtlpSink
 from tests.postgres import create_databases
-from tests.processes import ROOT, Up, free_port, poll, start, wait_answering, wait_until_up
 
 
 @pytest.fixture

@@ -39,11 +39,12 @@ from common.ids import new_order_id
 from common.telemetry import EXCLUDED_URLS, setup_telemetry
 from ordersim.cli import main as ordersim
 from ordersim.testing import SpanTree, System, service_of
+from ordersim.testing.processes import Up, clean_env, free_port, poll, wait_until_up
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
+from tests import ROOT
 from tests.helpers import make_order_id, order_body
 from tests.otlp_sink import OtlpSink
-from tests.processes import ROOT, Up, clean_env, free_port, poll, wait_until_up
 
 PAYMENT = "payment-service"
 ITEMS = [("SKU-0001", 2), ("SKU-0018", 3)]

@@ -533,7 +533,7 @@ def test_the_readme_states_the_grammar_and_limits_in_force() -> None:
 
     from common import ids
     from common.settings import ServiceSettings
-    from tests.processes import ROOT
+    from tests import ROOT
 
     readme = (ROOT / "README.md").read_text()
     for name, kind in (

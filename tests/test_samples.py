@@ -17,8 +17,8 @@ import time_machine
 from ordersim import samples, trace_cmd
 from ordersim.load import Catalogue, OrderMix
 from ordersim.testing import System
+from tests import ROOT
 from tests.helpers import order_body
-from tests.processes import ROOT
 
 YEARS_AHEAD = 50
 

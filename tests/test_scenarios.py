@@ -32,12 +32,13 @@ from inventory_service.settings import InventorySettings
 from order_service.flow import in_turn
 from order_service.settings import OrderSettings
 from ordersim.testing import SpanTree, System, overlap
+from ordersim.testing.processes import Up, clean_env, free_port
 from payment_service import cards
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from shipping_service.settings import ShippingSettings
+from tests import ROOT
 from tests.helpers import order_body
-from tests.processes import ROOT, Up, clean_env, free_port
 
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
 LEGACY_CARD = "5555555555554444"  # Luhn-valid, in the 5555 BIN range

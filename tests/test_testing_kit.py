@@ -28,7 +28,8 @@ from opentelemetry.trace import (
 )
 
 from ordersim.testing import AppContext, SpanTree, TracedApps, traced_apps
-from tests.processes import ROOT, clean_env
+from ordersim.testing.processes import clean_env
+from tests import ROOT
 
 
 @pytest.fixture

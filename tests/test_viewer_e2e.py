@@ -13,9 +13,10 @@ from opentelemetry.trace import StatusCode
 
 from common.faults import ATTR_INJECTED
 from ordersim.testing import SpanTree, service_of
+from ordersim.testing.processes import Up, free_port, poll, wait_until_up
+from tests import ROOT
 from tests.helpers import SERVICES, assert_order_waterfall
 from tests.otlp_sink import from_otlp_json
-from tests.processes import ROOT, Up, free_port, poll, wait_until_up
 
 EXPECTED = {
     "POST /orders",

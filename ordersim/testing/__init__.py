@@ -10,7 +10,7 @@ Three parts, each usable alone:
   overlap, order, status, events and attributes, printing the tree when one fails; its
   :meth:`~SpanTree.is_complete` is the project's one rule for a complete trace;
 - :func:`in_process_system` runs ordersim's own four services that way (the project's
-  tests use it).
+  tests use it), and :mod:`ordersim.testing.processes` runs them as real processes.
 
 A test of two apps of your own (``pip install 'ordersim[testing]'``)::
 
