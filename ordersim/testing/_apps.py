@@ -145,7 +145,8 @@ async def traced_apps(
     ``receive``/``send`` spans). Each request crosses a :class:`ProcessBoundary`: it runs in
     a task of its own with an empty context, so the callee starts a SERVER span from the
     ``traceparent`` header alone, as in another process. ``wrap`` breaks the way to an app
-    (``{"stock": down("/stock")}``). Lifespans run in the order given and stop in reverse,
+    from the others (``{"stock": down("/stock")}``); the test's own ``apps.client(name)``
+    still reaches it. Lifespans run in the order given and stop in reverse,
     after the requests still running have finished.
     """
     running = TracedApps(exporter if exporter is not None else InMemorySpanExporter())

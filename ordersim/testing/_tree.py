@@ -140,7 +140,7 @@ class SpanTree(Sequence[ReadableSpan]):
                 for key, value in (("name", name), ("service", service), ("kind", kind))
                 if value is not None
             )
-            self._fail(f"expected one span with {wanted}, found {len(matches)}")
+            self._fail(f"expected one span with {wanted or 'any name'}, found {len(matches)}")
         return matches[0]
 
     @property
