@@ -53,7 +53,7 @@ from common.telemetry import setup_telemetry  # noqa: E402
 from inventory_service.client import InventoryClient  # noqa: E402
 from inventory_service.models import ItemRequest, Reservation, ReserveRequest  # noqa: E402
 from inventory_service.settings import InventorySettings  # noqa: E402
-from tests.processes import free_port  # noqa: E402
+from ordersim.testing.processes import free_port  # noqa: E402
 
 WARMUP = 200
 

@@ -27,9 +27,11 @@ from pathlib import Path
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import FaultyTransport, down, in_process_system
-from tests.helpers import order_body
+from ordersim.samples import order_body
+from ordersim.testing import FaultyTransport, down, in_process_system
 
+#: One line of one SKU: what the benchmark has always ordered.
+ONE_LINE = [("SKU-0001", 2)]
 POLL = 1.0  # ORDER_SERVICE_COMPENSATION_POLL_INTERVAL's default
 
 
@@ -43,7 +45,7 @@ async def measure(orders: int, outage: int) -> tuple[list[int], float]:
             Path(tmp), exporter, wrap={"payment": down()}, call_retries=0
         ) as system:
             for _ in range(orders):
-                response = await system.order.post("/orders", json=order_body())
+                response = await system.order.post("/orders", json=order_body(ONE_LINE))
                 assert response.status_code == 503, response.text
             exporter.clear()
             attempts: dict[str, list[float]] = defaultdict(list)  # order -> outage seconds

@@ -25,9 +25,11 @@ from typing import Any
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import in_process_system
-from tests.helpers import order_body
+from ordersim.samples import order_body
+from ordersim.testing import in_process_system
 
+#: One line of one SKU: what the benchmark has always ordered.
+ONE_LINE = [("SKU-0001", 2)]
 WARMUP = 50  # orders before the clock starts (SQLAlchemy's and FastAPI's caches)
 
 
@@ -54,7 +56,7 @@ async def measure(freeze: bool, orders: int) -> Pauses:
         async with in_process_system(Path(tmp), exporter) as system:
 
             async def place() -> None:
-                response = await system.order.post("/orders", json=order_body())
+                response = await system.order.post("/orders", json=order_body(ONE_LINE))
                 assert response.status_code == 201, response.text
                 exporter.clear()  # spans kept in memory would grow the heap being measured
 

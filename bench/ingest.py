@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.processes import running_viewer
+from ordersim.testing.processes import running_viewer
 
 SERVICES = ["order-service", "inventory-service", "payment-service", "shipping-service"]
 

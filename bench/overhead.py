@@ -41,10 +41,10 @@ from common import topology  # noqa: E402
 from inventory_service.settings import InventorySettings  # noqa: E402
 from order_service.settings import OrderSettings  # noqa: E402
 from ordersim.load import LoadOptions, LoadReport, run_load  # noqa: E402
+from ordersim.testing.processes import clean_env, free_port  # noqa: E402
 from ordersim.up import Service, Supervisor  # noqa: E402
 from payment_service.settings import PaymentSettings  # noqa: E402
 from shipping_service.settings import ShippingSettings  # noqa: E402
-from tests.processes import clean_env, free_port  # noqa: E402
 from trace_viewer.settings import ViewerSettings  # noqa: E402
 
 CONFIGS: dict[str, dict[str, str]] = {

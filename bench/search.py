@@ -35,8 +35,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.processes import clean_env, free_port, poll, running_viewer
-from tests.test_e2e import Up, wait_until_up
+from ordersim.testing.processes import Up, clean_env, free_port, poll, running_viewer, wait_until_up
 
 MAX_TRACES = 20_000
 HOUR_NS = 3600 * 10**9

@@ -6,7 +6,7 @@ detached in the wrong place ("Failed to detach context"), does every span end?
 Runs the four services in this one process, each served by its own uvicorn on a free
 loopback port (real HTTP and TCP: a client that leaves closes its connection and uvicorn
 tells the app ``http.disconnect``), each service's spans counted by a processor that sees
-every ``on_start`` and ``on_end`` (``tests.test_span_balance.SpanBalance``) and then
+every ``on_start`` and ``on_end`` (``ordersim.testing.SpanBalance``) and then
 dropped. ``--customers`` clients, for ``--seconds``: each places an order with
 ``Prefer: respond-async``, follows its event stream and hangs up after a random number of
 events (or reads to its end); one order in ten is given up before its answer, one in ten
@@ -38,15 +38,18 @@ from inventory_service.app import create_app as create_inventory
 from inventory_service.settings import InventorySettings
 from order_service.app import create_app as create_order
 from order_service.settings import OrderSettings
+from ordersim.samples import order_body
+from ordersim.testing import SpanBalance
+from ordersim.testing.processes import free_port
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from shipping_service.app import create_app as create_shipping
 from shipping_service.settings import ShippingSettings
-from tests.helpers import order_body
-from tests.processes import free_port
-from tests.test_span_balance import SpanBalance
 
 DETACH_ERROR = "Failed to detach context"
+
+#: One line of one SKU: what the benchmark has always ordered.
+ONE_LINE = [("SKU-0001", 2)]
 
 
 class Detaches(logging.Handler):
@@ -79,12 +82,14 @@ async def customer(
     while time.monotonic() < until:
         roll = draw.random()
         if roll < 0.1:  # placed without the preference: a 201 (and its notification)
-            response = await client.post("/orders", json=order_body())
+            response = await client.post("/orders", json=order_body(ONE_LINE))
             tally[f"POST {response.status_code}"] += 1
             continue
         if roll < 0.2:  # a client that gives up before its answer
             post = asyncio.create_task(
-                client.post("/orders", json=order_body(), headers={"prefer": "respond-async"})
+                client.post(
+                    "/orders", json=order_body(ONE_LINE), headers={"prefer": "respond-async"}
+                )
             )
             await asyncio.sleep(draw.uniform(0, 0.02))
             post.cancel()
@@ -92,7 +97,7 @@ async def customer(
             tally["POST given up" if post.cancelled() else f"POST {post.result().status_code}"] += 1
             continue
         response = await client.post(
-            "/orders", json=order_body(), headers={"prefer": "respond-async"}
+            "/orders", json=order_body(ONE_LINE), headers={"prefer": "respond-async"}
         )
         tally[f"POST {response.status_code}"] += 1
         order_id = response.json()["order_id"]

@@ -100,9 +100,15 @@ def database_lifespan(
     return lifespan
 
 
-def serve(app_factory: Callable[[S, Telemetry], FastAPI], settings: S) -> None:
-    """Run one service alone (``python -m <package>``) until SIGINT/SIGTERM."""
-    telemetry = setup_telemetry(settings.service_name)
+def serve(
+    app_factory: Callable[[S, Telemetry], FastAPI],
+    settings: S,
+    telemetry: Telemetry | None = None,
+) -> None:
+    """Run one service alone (``python -m <package>``) until SIGINT/SIGTERM; ``telemetry``
+    is built from the OTEL_* variables unless given (bench/seed_service.py gives its own)."""
+    if telemetry is None:
+        telemetry = setup_telemetry(settings.service_name)
     if telemetry.owns_provider:
         # One service per process here, so user code calling trace.get_tracer() gets ours.
         trace.set_tracer_provider(telemetry.tracer_provider)

@@ -58,6 +58,8 @@ def missing_reports(trace: Trace, root: str = "") -> list[str]:
     lines: list[str] = []
     if trace.root is None:
         lines.append(f"the root span{f' ({root})' if root else ''} has not arrived")
+    elif len(trace.roots) > 1:
+        lines.append(f"{len(trace.roots)} spans have no parent (a trace has one root)")
     if trace.orphans:
         count = len(trace.orphans)
         lines.append(

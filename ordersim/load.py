@@ -420,7 +420,8 @@ def print_report(report: LoadReport, console: Any) -> None:
 
 
 def trace_complete(resource_spans: list[dict[str, Any]]) -> bool:
-    """The rule ``ordersim order`` waits for: root, no orphans, every HTTP call answered."""
+    """The one rule for a complete trace (:meth:`ordersim.waterfall.Trace.is_complete`): one
+    root, every span under it, every HTTP call answered."""
     from ordersim.waterfall import Trace, parse_otlp
 
     return Trace(parse_otlp({"resourceSpans": resource_spans})).is_complete()

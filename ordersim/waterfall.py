@@ -160,7 +160,12 @@ class Span:
 
     @property
     def is_http_client(self) -> bool:
-        return self.kind == KIND_CLIENT and "http.request.method" in self.attributes
+        """A CLIENT span of an HTTP call, under the stable HTTP semantic conventions
+        (``http.request.method``) or the older ones (``http.method``), which the
+        instrumentations still emit unless OTEL_SEMCONV_STABILITY_OPT_IN says ``http``."""
+        return self.kind == KIND_CLIENT and (
+            "http.request.method" in self.attributes or "http.method" in self.attributes
+        )
 
     @property
     def error_message(self) -> str:
@@ -332,9 +337,34 @@ class Trace:
         """HTTP CLIENT spans with no child: the callee's SERVER span has not arrived."""
         return [s for s in self.spans if s.is_http_client and not self.children.get(s.span_id)]
 
+    def unreachable(self) -> list[Span]:
+        """Spans not under the first root: orphans and what hangs under them, any other
+        root, and spans in a parent cycle."""
+        reached: set[str] = set()
+        todo = [self.root] if self.root is not None else []
+        while todo:
+            span = todo.pop()
+            if span.span_id not in reached:
+                reached.add(span.span_id)
+                todo.extend(self.children.get(span.span_id, []))
+        return sorted((s for s in self.spans if s.span_id not in reached), key=_order)
+
     def is_complete(self) -> bool:
-        """The root is here, every parent is here, and every HTTP call has its server span."""
-        return self.root is not None and not self.orphans and not self.unanswered_calls()
+        """Every span of the trace has arrived: exactly one root, every other span under
+        it, and every HTTP call answered by its server span.
+
+        The one definition of a complete trace: the tests (``ordersim.testing.SpanTree``),
+        ``ordersim load``'s trace completeness and ``ordersim order``/``trace`` all read it.
+
+        Each process exports its spans as they end, so what can be missing is a parent (an
+        orphan waits for it) or the callee's side of a call (its CLIENT span has no SERVER
+        child yet). Exactly one root, because a request starts one: a second span without a
+        parent in the same trace is not a part still on its way, and no amount of waiting
+        joins the two into one tree. It comes from a broken propagation (a propagator that
+        carries the trace id but not the parent span id) or reused trace ids; the waterfall
+        draws both roots and the viewer warns, but the trace is not complete.
+        """
+        return len(self.roots) == 1 and not self.unreachable() and not self.unanswered_calls()
 
     def rows(self) -> Iterator[Row]:
         """Depth-first, siblings by start time: the roots and orphans, then whatever a

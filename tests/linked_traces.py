@@ -14,8 +14,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.conftest import FaultyTransport, down, in_process_system
-from tests.helpers import find, order_body
+from ordersim.testing import FaultyTransport, down, in_process_system
+from tests.helpers import order_body
 
 
 @dataclass(frozen=True)
@@ -56,27 +56,20 @@ async def _run(tmp_path: Path) -> LinkedTraces:
         confirmed = (await system.order.post("/orders", json=order_body())).json()
         assert confirmed["status"] == "confirmed", confirmed
         await system.drain()
-        spans = system.spans()
-    refund = find(
-        [s for s in spans if _hex(s.context.trace_id, 32) == failed["trace_id"]],
-        "refund_payment",
-        service="order-service",
-    )
+        spans = system.tree()
+    refund = spans.trace(failed["trace_id"]).find("refund_payment", service="order-service")
     retries = sorted(
         (s for s in spans if s.name == "retry_refund_payment"), key=lambda s: s.start_time or 0
     )
     assert len(retries) == 2 and all(
         r.links[0].context.span_id == refund.context.span_id for r in retries
     )
-    place = find(
-        [s for s in spans if _hex(s.context.trace_id, 32) == confirmed["trace_id"]],
-        "place_order",
-    )
-    notification = find(spans, "send_confirmation")
+    place = spans.trace(confirmed["trace_id"]).find("place_order")
+    notification = spans.find("send_confirmation")
     assert notification.links[0].context.span_id == place.context.span_id
     return LinkedTraces(
-        request=encode_spans(spans).SerializeToString(),
-        spans=spans,
+        request=encode_spans(list(spans)).SerializeToString(),
+        spans=list(spans),
         failed_trace=failed["trace_id"],
         refund_span=_hex(refund.context.span_id, 16),
         retry_traces=[_hex(r.context.trace_id, 32) for r in retries],

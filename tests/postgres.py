@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.processes import free_port
+from ordersim.testing.processes import free_port
 
 
 def bindir() -> Path | None:

@@ -42,8 +42,8 @@ from common.cancellation import ATTR_REASON, marked_cancellation
 from order_service.background import AfterResponse, Detached
 from order_service.compensation import Saga
 from order_service.events import StreamEnd, order_event_stream
-from tests.conftest import System
-from tests.helpers import find, order_body
+from ordersim.testing import SpanTree, System
+from tests.helpers import order_body
 from tests.test_span_balance import SpanBalance
 
 DETACH_ERROR = "Failed to detach context"
@@ -416,13 +416,13 @@ async def test_broken_background_tasks_run_inside_the_request_under_its_ended_sp
     as the request's duration, waits for the work."""
     shop = Shop(provider, detached=False)
     request = await shop.post()
-    server = find(exporter.get_finished_spans(), "POST /orders", kind=SpanKind.SERVER)
+    server = SpanTree.of(exporter).find("POST /orders", kind=SpanKind.SERVER)
     assert not request.done(), "the request's ASGI cycle waits for the background work"
     assert duration_points(shop.reader) == 0, "its duration is not recorded yet"
     shop.release.set()
     assert (await request).status_code == 201
     assert duration_points(shop.reader) == 1
-    notify = find(exporter.get_finished_spans(), "notify")
+    notify = SpanTree.of(exporter).find("notify")
     # Its parent is the instrumentation's "BackgroundTask notify" span, the SERVER span's
     # child, made by the tracer of the first app instrumented in this process (another
     # test's, when several run): in the request's trace all the same.
@@ -444,7 +444,7 @@ async def test_right_the_work_runs_detached_in_a_trace_linked_to_the_request(
         response = await request  # done while the notification is still held
     assert response.status_code == 201
     assert duration_points(shop.reader) == 1
-    server = find(exporter.get_finished_spans(), "POST /orders", kind=SpanKind.SERVER)
+    server = SpanTree.of(exporter).find("POST /orders", kind=SpanKind.SERVER)
     shop.release.set()
     await shop.detached.join()
     spans = spans_by_name(exporter)

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from ordersim.testing.processes import Viewer, running_viewer
+from tests import ROOT
 from tests.chromium import ARTIFACTS, CHROMIUM
-from tests.processes import ROOT, Viewer, running_viewer
 
 TRACE_ID = "5eed0000c0ffee0000000000000b0a7d"
 LINKED_TRACE_ID = "11111111111111111111111111111111"

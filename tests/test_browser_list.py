@@ -18,8 +18,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from ordersim.testing.processes import poll, running_viewer
 from tests.chromium import ARTIFACTS, launched_chromium, load, open_page
-from tests.processes import poll, running_viewer
 from tests.test_browser import Elements, TraceBuilder
 
 ORDER, PAYMENT, INVENTORY = "order-service", "payment-service", "inventory-service"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import System
+from ordersim.testing import System
 from tests.helpers import APPROVED, DECLINED, order_body
 
 

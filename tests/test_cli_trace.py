@@ -20,11 +20,18 @@ import ordersim.viewer
 from common import topology
 from ordersim import incomplete, order_cmd
 from ordersim.cli import main
+from ordersim.testing.processes import (
+    Up,
+    Viewer,
+    clean_env,
+    free_port,
+    running_viewer,
+    wait_until_up,
+)
 from ordersim.waterfall import Trace, Waterfall, parse_otlp
 from payment_service import cards
-from tests.helpers import make_order_id
-from tests.processes import ROOT, Viewer, clean_env, free_port, running_viewer
-from tests.test_e2e import SERVICES, Up, wait_until_up
+from tests import ROOT
+from tests.helpers import SERVICES, make_order_id
 
 T0 = 1_700_000_000_000_000_000  # ns
 WIDE = 200
@@ -442,6 +449,25 @@ def test_completeness() -> None:
     services["payment-service"] = payment
     del services["inventory-service"][1]
     assert Trace(parse_otlp(document(services))).is_complete()
+
+
+def test_a_trace_with_two_roots_or_a_parent_cycle_is_not_complete() -> None:
+    """One rule (waterfall.Trace.is_complete) for the tests, `ordersim load` and `order`: a
+    request starts one root, and a second one never joins the tree however long one waits."""
+    services = checkout_trace("a" * 32)
+    services["inventory-service"][0]["parentSpanId"] = ""  # GET /stock lost its parent id
+    services["order-service"].pop()  # and its CLIENT span, which would be unanswered
+    trace = Trace(parse_otlp(document(services)))
+    assert len(trace.roots) == 2 and not trace.orphans and not trace.unanswered_calls()
+    assert not trace.is_complete()
+    assert incomplete.missing_reports(trace) == ["2 spans have no parent (a trace has one root)"]
+    # Two spans that name each other as parent hang under no root.
+    services = checkout_trace("a" * 32)
+    services["payment-service"][0]["parentSpanId"] = "c000000000000002"
+    trace = Trace(parse_otlp(document(services)))
+    assert len(trace.roots) == 1 and not trace.orphans
+    assert [s.name for s in trace.unreachable()] == ["POST /charges", "authorize_card"]
+    assert not trace.is_complete()
 
 
 def test_missing_services_are_named(monkeypatch: pytest.MonkeyPatch) -> None:

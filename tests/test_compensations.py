@@ -44,10 +44,10 @@ from order_service.models import Order
 from order_service.settings import OrderSettings
 from ordersim import compensations_cmd
 from ordersim.cli import main as ordersim
-from tests.conftest import FaultyTransport, System, down
-from tests.helpers import find, order_body
+from ordersim.testing import FaultyTransport, System, down
+from ordersim.testing.processes import free_port
+from tests.helpers import order_body
 from tests.postgres import create_databases
-from tests.processes import free_port
 
 ITEMS = [("SKU-0001", 2), ("SKU-0018", 3)]
 SKUS = [sku for sku, _ in ITEMS]
@@ -151,7 +151,7 @@ async def test_with_tracing_off_the_worker_still_undoes_deferred_and_abandoned_o
         if tracing_off == "OTEL_PROPAGATORS":
             # The retry still links back to the span that deferred it: the backlog stores
             # that span in W3C form itself, whatever the propagators in use.
-            refund = find(system.spans(), "refund_payment", service="order-service")
+            refund = system.tree().find("refund_payment", service="order-service")
             retries = [
                 s
                 for s in system.spans()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.processes import ROOT
+from tests import ROOT
 
 APPS = {"inventory": 8001, "payment": 8002, "shipping": 8003, "order": 8000}
 

@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections import Counter
 
-from tests.conftest import System
+from ordersim.testing import System
 from tests.helpers import order_body
 
 

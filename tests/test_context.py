@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.helpers import find
+from ordersim.testing import SpanTree
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ async def test_gather_children_share_the_parent_and_overlap(
     with tracer.start_as_current_span("parent"):
         await asyncio.gather(step("a"), step("b"))
 
-    spans = exporter.get_finished_spans()
-    parent, a, b = find(spans, "parent"), find(spans, "a"), find(spans, "b")
+    spans = SpanTree.of(exporter)
+    parent, a, b = spans.find("parent"), spans.find("a"), spans.find("b")
     assert child_of(a, parent) and child_of(b, parent)
     assert a.start_time < b.end_time and b.start_time < a.end_time
 
@@ -54,8 +54,8 @@ async def test_create_task_copies_the_context_at_creation(
         task = asyncio.create_task(background())
     await task  # the parent has ended by now; the task still knows it
 
-    spans = exporter.get_finished_spans()
-    assert child_of(find(spans, "background"), find(spans, "parent"))
+    spans = SpanTree.of(exporter)
+    assert child_of(spans.find("background"), spans.find("parent"))
 
 
 async def test_to_thread_carries_the_context(
@@ -68,8 +68,8 @@ async def test_to_thread_carries_the_context(
     with tracer.start_as_current_span("parent"):
         await asyncio.to_thread(blocking)
 
-    spans = exporter.get_finished_spans()
-    assert child_of(find(spans, "in_thread"), find(spans, "parent"))
+    spans = SpanTree.of(exporter)
+    assert child_of(spans.find("in_thread"), spans.find("parent"))
 
 
 async def test_cancelled_span_detaches_cleanly(
@@ -85,8 +85,8 @@ async def test_cancelled_span_detaches_cleanly(
                 await slow()
         # The cancelled span ended and gave the context back to its parent.
         assert trace.get_current_span() is parent
-    slow_span = find(exporter.get_finished_spans(), "slow")
-    assert child_of(slow_span, find(exporter.get_finished_spans(), "parent"))
+    slow_span = SpanTree.of(exporter).find("slow")
+    assert child_of(slow_span, SpanTree.of(exporter).find("parent"))
 
 
 async def test_detach_in_another_context_is_what_the_guard_catches(

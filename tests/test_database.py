@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from common.db import create_engine, transaction
 from common.telemetry import Telemetry
-from tests.conftest import System
+from ordersim.testing import System
 
 FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
 

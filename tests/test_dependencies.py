@@ -18,7 +18,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.conftest import down
+from ordersim.testing import down
 from tests.helpers import order_body
 from tests.old_schemas import as_version_1
 from trace_viewer.dependencies import Call, Dependency, address, dependency_links, nearest_rank

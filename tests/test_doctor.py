@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from ordersim.cli import main
 from ordersim.doctor import doctor
-from tests.processes import Viewer, free_port, poll, running_viewer
+from ordersim.testing.processes import Viewer, free_port, poll, running_viewer
 
 W3C = TraceContextTextMapPropagator()
 

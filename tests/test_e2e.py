@@ -14,47 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from tests.helpers import (
-    SERVICES,
-    assert_order_waterfall,
-    find_all,
-    in_trace,
-    is_complete,
-    order_body,
-    service_of,
-)
+from ordersim.testing import SpanTree, service_of
+from ordersim.testing.processes import Up, free_port, poll, start, wait_answering, wait_until_up
+from tests import ROOT
+from tests.helpers import SERVICES, assert_order_waterfall, order_body
 from tests.otlp_sink import OtlpSink
 from tests.postgres import create_databases
-from tests.processes import ROOT, free_port, poll, start, wait_answering
-
-
-class Up:
-    """``ordersim up`` in a subprocess, with its output captured to a file."""
-
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ordersim", "up", *args],
-            env=env,
-            cwd=ROOT,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise AssertionError("ordersim up did not stop within 15s of SIGTERM") from None
 
 
 @pytest.fixture
@@ -63,24 +30,10 @@ def sink() -> Iterator[OtlpSink]:
         yield running
 
 
-def wait_until_up(up: Up, url: str) -> None:
-    def healthy() -> bool:
-        if up.process.poll() is not None:
-            raise AssertionError(f"ordersim up exited early:\n{up.output()}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    poll(healthy, 30, "the order service to be healthy")
-    # The banner is printed line by line: wait for its last line, not its first.
-    poll(lambda: "Stop with Ctrl-C." in up.output(), 10, "the whole ready banner")
-
-
-def whole_trace(sink: OtlpSink, trace_id: str, expected: set[str]) -> list[ReadableSpan]:
-    def complete() -> list[ReadableSpan] | None:
-        spans = in_trace(sink.spans(), trace_id)
-        return spans if expected <= {s.name for s in spans} and is_complete(spans) else None
+def whole_trace(sink: OtlpSink, trace_id: str, expected: set[str]) -> SpanTree:
+    def complete() -> SpanTree | None:
+        spans = SpanTree(sink.spans()).trace(trace_id)
+        return spans if expected <= {s.name for s in spans} and spans.is_complete() else None
 
     return poll(complete, 15, f"the whole trace {trace_id} with spans {sorted(expected)}")
 
@@ -204,7 +157,7 @@ def test_under_opentelemetry_instrument_nothing_is_doubled(
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
 
-    assert len(find_all(spans, "GET /products", kind=SpanKind.SERVER)) == 1
+    assert len(spans.find_all("GET /products", kind=SpanKind.SERVER)) == 1
     selects = [s for s in spans if s.kind == SpanKind.CLIENT]
     assert len(selects) == 1, [s.name for s in spans]
     # Its patched create_async_engine bound the EngineTracer; the name is still ours.
@@ -306,9 +259,11 @@ def test_sigterm_flushes_the_spans_still_queued(
         wait_answering(process, f"{url}/healthz", log, "inventory-service")
         response = httpx.get(f"{url}/products")
         trace_id = response.headers["traceresponse"].split("-")[1]
-        assert in_trace(sink.spans(), trace_id) == []  # still queued in the process
+        assert len(SpanTree(sink.spans()).trace(trace_id)) == 0  # still queued in the process
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=15)
     assert code == 0, log.read_text()
-    assert find_all(in_trace(sink.spans(), trace_id), "GET /products", kind=SpanKind.SERVER)
+    assert SpanTree(SpanTree(sink.spans()).trace(trace_id)).find_all(
+        "GET /products", kind=SpanKind.SERVER
+    )

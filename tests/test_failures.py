@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
 
-from tests.conftest import FaultyTransport, System, down, slow
-from tests.helpers import (
-    DECLINED,
-    INSUFFICIENT_FUNDS,
-    find,
-    find_all,
-    in_trace,
-    make_order_id,
-    order_body,
-)
+from ordersim.testing import FaultyTransport, SpanTree, System, down, slow
+from tests.helpers import DECLINED, INSUFFICIENT_FUNDS, make_order_id, order_body
 
 ITEMS = [("SKU-0001", 2), ("SKU-0018", 3)]  # plentiful + scarce
 SKUS = [sku for sku, _ in ITEMS]
 
 
-def names(spans: list[Any]) -> set[str]:
+def names(spans: Iterable[Any]) -> set[str]:
     return {s.name for s in spans}
 
 
@@ -30,10 +23,10 @@ def is_error(span: Any) -> bool:
     return bool(span.status.status_code == StatusCode.ERROR)
 
 
-async def place(system: System, body: dict[str, Any]) -> tuple[int, dict[str, Any], list[Any]]:
+async def place(system: System, body: dict[str, Any]) -> tuple[int, dict[str, Any], SpanTree]:
     response = await system.order.post("/orders", json=body)
     payload = response.json()
-    spans = in_trace(system.spans(), payload["trace_id"]) if "trace_id" in payload else []
+    spans = system.tree(payload["trace_id"]) if "trace_id" in payload else SpanTree([])
     return response.status_code, payload, spans
 
 
@@ -51,12 +44,10 @@ async def test_not_enough_stock_is_409_rejected_and_reserves_nothing(system: Sys
     assert body["status"] == "rejected"
     assert body["error"]["code"] == "out_of_stock"
     assert await stored_status(system, body["order_id"]) == "rejected"
-    check = next(
-        s for s in find_all(spans, "check_stock") if s.attributes["shop.sku"] == "SKU-0018"
-    )
+    check = next(s for s in spans.find_all("check_stock") if s.attributes["shop.sku"] == "SKU-0018")
     assert is_error(check) and check.events[0].name == "exception"
-    assert is_error(find(spans, "reserve_stock", service="order-service"))
-    assert is_error(find(spans, "place_order"))
+    assert is_error(spans.find("reserve_stock", service="order-service"))
+    assert is_error(spans.find("place_order"))
     # Nothing was reserved, so there is nothing to release and no charge was tried.
     assert not names(spans) & {"release_stock", "charge_payment"}
     assert await system.stock(*SKUS) == before
@@ -75,11 +66,11 @@ async def test_declined_card_is_402_and_releases_the_stock(
     assert body["status"] == "payment_failed"
     assert body["error"]["code"] == code
     assert await stored_status(system, body["order_id"]) == "payment_failed"
-    assert is_error(find(spans, "authorize_card", service="payment-service"))
-    assert is_error(find(spans, "charge_payment"))
-    release = find(spans, "release_stock", service="order-service")
+    assert is_error(spans.find("authorize_card", service="payment-service"))
+    assert is_error(spans.find("charge_payment"))
+    release = spans.find("release_stock", service="order-service")
     assert not is_error(release)
-    assert find(spans, "release_reservation", service="inventory-service")
+    assert spans.find("release_reservation", service="inventory-service")
     # A declined charge changed nothing, so there is no refund to make.
     assert "refund_payment" not in names(spans)
     assert await system.stock(*SKUS) == before
@@ -96,12 +87,12 @@ async def test_payment_down_is_503_and_compensates(start_system: Any) -> None:
         assert body["error"]["code"] == "downstream_unavailable"
         assert "payment-service" in body["error"]["message"]
         assert await stored_status(system, body["order_id"]) == "failed"
-        charge = find(spans, "charge_payment")
+        charge = spans.find("charge_payment")
         assert is_error(charge) and charge.events[0].name == "exception"
-        assert not is_error(find(spans, "release_stock"))
+        assert not is_error(spans.find("release_stock"))
         # The charge may have landed before the connection broke, so a refund is owed;
         # payment is still down, so the refund is deferred to the retry worker.
-        refund = find(spans, "refund_payment", service="order-service")
+        refund = spans.find("refund_payment", service="order-service")
         assert is_error(refund)
         assert "compensation_deferred" in [e.name for e in refund.events]
         assert await system.stock(*SKUS) == before
@@ -112,7 +103,7 @@ async def test_payment_down_is_503_and_compensates(start_system: Any) -> None:
         transport.enabled = False
         assert await system.retry_compensations() == 0
         assert await system.retry_compensations() == 0  # nothing left to do
-        retry = find(system.spans(), "retry_refund_payment")
+        retry = system.tree().find("retry_refund_payment")
         assert retry.links[0].context.span_id == refund.context.span_id
         payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
         assert payment["status"] == "voided"
@@ -129,10 +120,10 @@ async def test_slow_shipping_after_charge_is_503_and_refunds(start_system: Any) 
         assert body["status"] == "failed"
         assert "within 1s" in body["error"]["message"]
         assert await stored_status(system, body["order_id"]) == "failed"
-        assert is_error(find(spans, "create_shipment", service="order-service"))
-        assert not is_error(find(spans, "commit_stock"))
+        assert is_error(spans.find("create_shipment", service="order-service"))
+        assert not is_error(spans.find("commit_stock"))
         for compensation in ("release_stock", "refund_payment"):
-            assert not is_error(find(spans, compensation, service="order-service")), compensation
+            assert not is_error(spans.find(compensation, service="order-service")), compensation
         assert "cancel_shipment" in names(spans)
         assert await system.stock(*SKUS) == before
         payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
@@ -145,9 +136,9 @@ async def test_commit_failure_after_charge_undoes_everything(start_system: Any) 
         status, body, spans = await place(system, order_body(ITEMS))
 
         assert status == 503
-        assert is_error(find(spans, "commit_stock"))
+        assert is_error(spans.find("commit_stock"))
         for compensation in ("release_stock", "refund_payment", "cancel_shipment"):
-            assert not is_error(find(spans, compensation, service="order-service")), compensation
+            assert not is_error(spans.find(compensation, service="order-service")), compensation
         assert await system.stock(*SKUS) == before
         order_id = body["order_id"]
         assert (await system.payment.get(f"/charges/{order_id}")).json()["status"] == "refunded"
@@ -161,7 +152,7 @@ async def test_inventory_down_at_validation_is_503_and_stored(start_system: Any)
         assert status == 503
         assert body["status"] == "failed"
         assert await stored_status(system, body["order_id"]) == "failed"
-        assert is_error(find(spans, "validate_order"))
+        assert is_error(spans.find("validate_order"))
         assert "reserve_stock" not in names(spans)
 
 
@@ -268,7 +259,7 @@ async def test_orders_abandoned_mid_flow_are_failed_and_undone(system: System) -
     assert (await system.order.get(f"/orders/{fresh}")).json()["status"] == "pending"
     assert await system.stock("SKU-0018") == before
     assert (await system.payment.get(f"/charges/{crashed}")).json()["status"] == "refunded"
-    recovery = find(system.spans(), "recover_order")
+    recovery = system.tree().find("recover_order")
     assert recovery.attributes["shop.order.trace_id"] == "ab" * 16
     retries = [s for s in system.spans() if s.name.startswith("retry_")]
     assert {s.name for s in retries} == {

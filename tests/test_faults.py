@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,13 +38,13 @@ from common.faults import (
 from common.ids import new_order_id
 from common.telemetry import EXCLUDED_URLS, setup_telemetry
 from ordersim.cli import main as ordersim
+from ordersim.testing import SpanTree, System, service_of
+from ordersim.testing.processes import Up, clean_env, free_port, poll, wait_until_up
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
-from tests.conftest import System
-from tests.helpers import find, find_all, in_trace, make_order_id, order_body, service_of
+from tests import ROOT
+from tests.helpers import make_order_id, order_body
 from tests.otlp_sink import OtlpSink
-from tests.processes import ROOT, clean_env, free_port, poll
-from tests.test_e2e import Up, wait_until_up
 
 PAYMENT = "payment-service"
 ITEMS = [("SKU-0001", 2), ("SKU-0018", 3)]
@@ -73,10 +73,10 @@ def fault_events(span: ReadableSpan, kind: str | None = None) -> list[Any]:
 
 
 def server_spans(system: System, name: str, service: str = PAYMENT) -> list[ReadableSpan]:
-    return find_all(system.spans(), name, service=service, kind=SpanKind.SERVER)
+    return system.tree().find_all(name, service=service, kind=SpanKind.SERVER)
 
 
-def order_calls(spans: list[ReadableSpan], method: str, path: str) -> list[ReadableSpan]:
+def order_calls(spans: Iterable[ReadableSpan], method: str, path: str) -> list[ReadableSpan]:
     """order-service's CLIENT spans (one per attempt) of ``method path``."""
     return [
         s
@@ -105,10 +105,10 @@ async def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any
     return result
 
 
-async def place(system: System) -> tuple[int, dict[str, Any], list[ReadableSpan]]:
+async def place(system: System) -> tuple[int, dict[str, Any], SpanTree]:
     response = await system.order.post("/orders", json=order_body(ITEMS))
     body = response.json()
-    return response.status_code, body, in_trace(system.spans(), body["trace_id"])
+    return response.status_code, body, system.tree(body["trace_id"])
 
 
 # --- the rule model -----------------------------------------------------------------------------
@@ -226,12 +226,12 @@ async def test_injected_payment_errors_fail_the_order_and_release_the_stock(
     assert status == 503
     assert body["status"] == "failed"
     assert "payment-service unavailable: HTTP 500" in body["error"]["message"]
-    charge = find(spans, "POST /charges", service=PAYMENT, kind=SpanKind.SERVER)
+    charge = spans.find("POST /charges", service=PAYMENT, kind=SpanKind.SERVER)
     assert charge.attributes is not None and charge.attributes[ATTR_INJECTED] is True
     assert fault_events(charge, "error")
     assert charge.status.status_code == StatusCode.ERROR
     assert charge.status.description and charge.status.description.startswith("injected fault")
-    assert find(spans, "charge_payment").status.status_code == StatusCode.ERROR
+    assert spans.find("charge_payment").status.status_code == StatusCode.ERROR
     # The fault answered before the handler: no card was charged.
     assert "authorize_card" not in {s.name for s in spans}
     assert await system.stock(*SKUS) == before
@@ -255,17 +255,17 @@ async def test_injected_timeout_fails_the_order_and_the_late_charge_is_refunded(
         # call timeout, once (a call that timed out is not retried).
         assert "no answer within 1s" in body["error"]["message"]
         assert len(order_calls(spans, "POST", "/charges")) == 1
-        assert find(spans, "charge_payment").status.status_code == StatusCode.ERROR
+        assert spans.find("charge_payment").status.status_code == StatusCode.ERROR
         assert await system.stock(*SKUS) == before
         # The refund (POST /charges/<id>/refund) was held too, so it was deferred.
-        refund = find(spans, "refund_payment", service="order-service")
+        refund = spans.find("refund_payment", service="order-service")
         assert "compensation_deferred" in [e.name for e in refund.events]
 
         # As on a real server, the held requests go on once the fault is lifted: the
         # charge lands after its caller gave up, and the deferred refund undoes it.
         faults(system).clear()
         await system.drain()
-        charges = in_trace(server_spans(system, "POST /charges"), body["trace_id"])
+        charges = SpanTree(server_spans(system, "POST /charges")).trace(body["trace_id"])
         assert charges
         for charge in charges:
             (event,) = fault_events(charge, "timeout")
@@ -289,7 +289,7 @@ async def test_hang_fails_the_order_after_the_call_timeout_and_leaves_no_task(
         # The caller gave up, so the hung requests see their client disconnect.
         await eventually(lambda: not hang_tasks(), 5, "the hung requests to end")
         await system.drain()
-        charges = in_trace(server_spans(system, "POST /charges"), body["trace_id"])
+        charges = SpanTree(server_spans(system, "POST /charges")).trace(body["trace_id"])
         assert charges
         for charge in charges:
             assert fault_events(charge, "hang")
@@ -545,7 +545,7 @@ def test_cli_error_rate_fails_about_30_percent_of_orders_and_clear_restores(
 
     def payment_span(trace_id: str, *events: str) -> ReadableSpan | None:
         """payment's SERVER span for POST /charges in this trace, once it has these events."""
-        for span in in_trace(sink.spans(), trace_id):
+        for span in SpanTree(sink.spans()).trace(trace_id):
             if span.name == "POST /charges" and service_of(span) == PAYMENT:
                 names = [e.name for e in span.events]
                 if all(name in names for name in events):

@@ -34,9 +34,9 @@ from pathlib import Path
 import pytest
 
 from inventory_service.storage import catalogue
+from ordersim.testing.processes import Up, clean_env, free_port, wait_until_up
+from tests import ROOT
 from tests.helpers import APPROVED, DECLINED, INSUFFICIENT_FUNDS, order_body
-from tests.processes import ROOT, clean_env, free_port
-from tests.test_e2e import Up, wait_until_up
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 

@@ -26,8 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.processes import (
-    ROOT,
+from ordersim.testing.processes import (
     Viewer,
     clean_env,
     free_port,
@@ -37,6 +36,7 @@ from tests.processes import (
     stop,
     wait_answering,
 )
+from tests import ROOT
 from tests.test_intake import stored
 
 MAX_BODY = 256 * 1024

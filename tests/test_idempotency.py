@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.conftest import System
+from ordersim.testing import System
 from tests.helpers import DECLINED, order_body
 
 ITEMS = [("SKU-0001", 1), ("SKU-0018", 2)]

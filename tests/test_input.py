@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from common.ids import OrderId, Sku
 from inventory_service.models import MAX_ITEMS, MAX_QUANTITY
-from tests.conftest import System
+from ordersim.testing import System
 from tests.helpers import make_order_id, order_body
 
 #: Ids outside the grammar: non-ASCII and control characters (what schemathesis sent),
@@ -533,7 +533,7 @@ def test_the_readme_states_the_grammar_and_limits_in_force() -> None:
 
     from common import ids
     from common.settings import ServiceSettings
-    from tests.processes import ROOT
+    from tests import ROOT
 
     readme = (ROOT / "README.md").read_text()
     for name, kind in (

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.trace import StatusCode
 
-from tests.processes import Viewer, running_viewer
+from ordersim.testing.processes import Viewer, running_viewer
 
 MAX_BODY = 256 * 1024
 PROTOBUF = {"content-type": "application/x-protobuf"}

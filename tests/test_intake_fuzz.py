@@ -55,7 +55,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import (
     Status as SpanStatus,
 )
 
-from tests.processes import Viewer, running_viewer
+from ordersim.testing.processes import Viewer, running_viewer
 
 MAX_BODY = 512 * 1024
 TIMEOUT = 10  # seconds: a hang is a failure, not a stuck test

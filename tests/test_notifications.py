@@ -11,17 +11,17 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from common.fault_rules import FaultRule
-from tests.conftest import Gate, System, down
-from tests.helpers import DECLINED, find, find_all, in_trace, is_ancestor, order_body
+from ordersim.testing import Gate, SpanTree, System, down
+from tests.helpers import DECLINED, order_body
 
 
-def notification_trace(system: System, order_id: str) -> list[Any]:
+def notification_trace(system: System, order_id: str) -> SpanTree:
     root = next(
         s
         for s in system.spans()
         if s.name == "send_confirmation" and s.attributes["shop.order.id"] == order_id
     )
-    return in_trace(system.spans(), f"{root.context.trace_id:032x}")
+    return system.tree(f"{root.context.trace_id:032x}")
 
 
 async def test_a_confirmed_order_is_notified_in_a_trace_linked_to_the_order(
@@ -32,11 +32,11 @@ async def test_a_confirmed_order_is_notified_in_a_trace_linked_to_the_order(
     body = response.json()
     await system.drain()
 
-    order_spans = in_trace(system.spans(), body["trace_id"])
-    place = find(order_spans, "place_order")
-    assert not find_all(order_spans, "send_confirmation"), "not in the order's trace"
+    order_spans = system.tree(body["trace_id"])
+    place = order_spans.find("place_order")
+    assert not order_spans.find_all("send_confirmation"), "not in the order's trace"
     spans = notification_trace(system, body["order_id"])
-    root = find(spans, "send_confirmation")
+    root = spans.find("send_confirmation")
     assert root.parent is None, "a root of its own, not a child of a span that has ended"
     assert [link.context.span_id for link in root.links] == [place.context.span_id]
     assert root.links[0].context.trace_id == place.context.trace_id
@@ -44,10 +44,10 @@ async def test_a_confirmed_order_is_notified_in_a_trace_linked_to_the_order(
     assert root.status.status_code == StatusCode.UNSET
     assert [e.name for e in root.events] == ["notified"]
     # The sink's side is in the same trace: order-service's call, shipping's server span.
-    call = find(spans, "POST /notifications", kind=SpanKind.CLIENT)
-    server = find(spans, "POST /notifications", kind=SpanKind.SERVER)
+    call = spans.find("POST /notifications", kind=SpanKind.CLIENT)
+    server = spans.find("POST /notifications", kind=SpanKind.SERVER)
     assert server.parent.span_id == call.context.span_id
-    assert is_ancestor(spans, root, find(spans, "notify_customer"))
+    assert spans.is_ancestor(root, spans.find("notify_customer"))
 
     sent = (await system.shipping.get(f"/notifications/{body['order_id']}")).json()
     assert body["shipping"]["tracking_id"] in sent["message"]
@@ -68,12 +68,12 @@ async def test_the_notification_runs_after_the_response_outside_the_request(
         async with asyncio.timeout(30):
             response = await post
         assert response.status_code == 201
-        spans = in_trace(system.spans(), response.json()["trace_id"])
-        server = find(spans, "POST /orders", kind=SpanKind.SERVER)
-        assert not find_all(system.spans(), "send_confirmation"), "still running"
+        spans = system.tree(response.json()["trace_id"])
+        server = spans.find("POST /orders", kind=SpanKind.SERVER)
+        assert not system.tree().find_all("send_confirmation"), "still running"
         gate.open()
         await system.drain()
-        root = find(system.spans(), "send_confirmation")
+        root = system.tree().find("send_confirmation")
     assert root.start_time >= server.end_time, "started once the response had gone out"
     assert root.status.status_code == StatusCode.UNSET
 
@@ -94,7 +94,7 @@ async def test_a_failed_notification_leaves_the_order_confirmed(
         assert response.status_code == 201
         assert (await system.order.get(f"/orders/{order_id}")).json()["status"] == "confirmed"
         assert (await system.shipping.get(f"/notifications/{order_id}")).status_code == 404
-        root = find(system.spans(), "send_confirmation")
+        root = system.tree().find("send_confirmation")
     assert root.status.status_code == StatusCode.ERROR
     assert [e.name for e in root.events] == ["exception"]
     assert any(
@@ -112,7 +112,7 @@ async def test_only_a_confirmed_order_is_notified_and_only_once(system: System) 
     assert (first.status_code, replay.status_code) == (201, 201)
     assert replay.headers["idempotent-replayed"] == "true"
     await system.drain()
-    [root] = find_all(system.spans(), "send_confirmation")
+    [root] = system.tree().find_all("send_confirmation")
     assert root.attributes["shop.order.id"] == first.json()["order_id"]
 
 

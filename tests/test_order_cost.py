@@ -18,8 +18,8 @@ from opentelemetry import trace
 from common.http import Timeouts, create_http_client
 from common.telemetry import Telemetry
 from inventory_service.client import InventoryClient
-from tests.conftest import System
-from tests.helpers import in_trace, order_body, service_of
+from ordersim.testing import System, service_of
+from tests.helpers import order_body
 
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
 
@@ -137,7 +137,7 @@ async def test_the_statements_of_a_confirmed_order(system: System) -> None:
     response = await system.order.post("/orders", json=order_body(THREE_SKUS))
     assert response.status_code == 201
     await system.drain()
-    spans = in_trace(system.spans(), response.json()["trace_id"])
+    spans = system.tree(response.json()["trace_id"])
     statements = Counter((service_of(s), s.name) for s in spans if "db.system.name" in s.attributes)
     assert statements == {
         # the order and its first event; two steps' events; the last one's with the

@@ -13,8 +13,8 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from opentelemetry.trace import SpanKind, StatusCode
 
 from common.cancellation import ATTR_REASON
-from tests.conftest import Gate, System
-from tests.helpers import DECLINED, find, find_all, in_trace, order_body
+from ordersim.testing import Gate, System
+from tests.helpers import DECLINED, order_body
 
 ASYNC = {"Prefer": "respond-async"}
 CONFIRMED_STEPS = ["pending", "reserved", "charged", "shipped", "confirmed"]
@@ -42,24 +42,24 @@ async def test_respond_async_answers_202_and_runs_the_steps_in_a_linked_trace(
     assert order["status"] == "confirmed"
     assert order["trace_id"] == body["trace_id"], "the order names the response's trace"
 
-    request = in_trace(system.spans(), body["trace_id"])
-    server = find(request, "POST /orders", kind=SpanKind.SERVER)
-    accept = find(request, "accept_order")
+    request = system.tree(body["trace_id"])
+    server = request.find("POST /orders", kind=SpanKind.SERVER)
+    accept = request.find("accept_order")
     assert accept.parent.span_id == server.context.span_id
     assert server.attributes["http.response.status_code"] == 202
-    assert not find_all(request, "place_order")
+    assert not request.find_all("place_order")
     # The steps: a root of their own, linked to the request's span, found from its trace.
-    root = find(system.spans(), "place_order")
+    root = system.tree().find("place_order")
     assert root.parent is None
     assert [link.context.span_id for link in root.links] == [accept.context.span_id]
     assert root.attributes["shop.order.trace_id"] == body["trace_id"]
     assert root.attributes["shop.order.status"] == "confirmed"
     assert root.start_time >= server.end_time, "started once the 202 had gone out"
-    steps = in_trace(system.spans(), f"{root.context.trace_id:032x}")
+    steps = system.tree(f"{root.context.trace_id:032x}")
     for name in ("reserve_stock", "charge_payment", "create_shipment", "save_order"):
-        assert find(steps, name, service="order-service").parent.span_id == root.context.span_id
+        assert steps.find(name, service="order-service").parent.span_id == root.context.span_id
     # Its notification links to it in turn.
-    [notification] = find_all(system.spans(), "send_confirmation")
+    [notification] = system.tree().find_all("send_confirmation")
     assert notification.links[0].context.span_id == root.context.span_id
 
 
@@ -94,10 +94,10 @@ async def test_the_stream_of_a_202_order_follows_it_live(system: System) -> None
         for s in system.spans()
         if s.kind == SpanKind.SERVER and s.name == "GET /orders/{order_id}/events"
     )
-    spans = in_trace(system.spans(), f"{get.context.trace_id:032x}")
-    stream = find(spans, "stream_order_events")
+    spans = system.tree(f"{get.context.trace_id:032x}")
+    stream = spans.find("stream_order_events")
     assert stream.parent.span_id == get.context.span_id
-    sent = find_all(spans, "send_order_event")
+    sent = spans.find_all("send_order_event")
     assert [s.attributes["shop.order.step"] for s in sent] == CONFIRMED_STEPS
     assert all(s.parent.span_id == stream.context.span_id for s in sent)
     assert stream.attributes["shop.events.sent"] == 5
@@ -144,7 +144,7 @@ async def test_a_client_that_leaves_mid_stream_ends_it_marked_and_the_order_goes
         gate.open()
         await system.drain()
         assert (await system.order.get(f"/orders/{order_id}")).json()["status"] == "confirmed"
-        stream = find(system.spans(), "stream_order_events")
+        stream = system.tree().find("stream_order_events")
     assert stream.status.status_code == StatusCode.ERROR
     [cancelled] = stream.events
     assert (cancelled.name, cancelled.attributes[ATTR_REASON]) == (
@@ -168,7 +168,7 @@ async def test_a_client_that_gives_up_on_post_orders_does_not_cancel_the_order(
         await asyncio.wait([post])
         gate.open()
         await system.drain()
-        place = find(system.spans(), "place_order")
+        place = system.tree().find("place_order")
         order_id = place.attributes["shop.order.id"]
         assert (await system.order.get(f"/orders/{order_id}")).json()["status"] == "confirmed"
     assert place.attributes["shop.order.status"] == "confirmed"
@@ -205,13 +205,13 @@ async def test_a_202_order_cut_short_by_a_stopping_service_is_not_stuck(
         assert await system.stock("SKU-0001") == stock
         charge = (await system.payment.get(f"/charges/{order_id}")).json()
         assert charge["status"] == "refunded"
-        root = find(system.spans(), "place_order")
+        root = system.tree().find("place_order")
     assert root.status.status_code == StatusCode.ERROR
     assert [(e.name, e.attributes.get(ATTR_REASON)) for e in root.events] == [
         ("reserved", None),
         ("cancelled", "the service is stopping"),
     ]
-    charge_step = find(system.spans(), "charge_payment", service="order-service")
+    charge_step = system.tree().find("charge_payment", service="order-service")
     assert [(e.name, e.attributes[ATTR_REASON]) for e in charge_step.events] == [
         ("cancelled", "order cancelled (the service is stopping)")
     ]

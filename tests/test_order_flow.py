@@ -10,17 +10,8 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 from common.telemetry import build_resource
-from tests.conftest import System
-from tests.helpers import (
-    SERVICES,
-    find,
-    find_all,
-    in_trace,
-    is_ancestor,
-    order_body,
-    overlap,
-    service_of,
-)
+from ordersim.testing import System, overlap, service_of
+from tests.helpers import SERVICES, order_body
 
 
 async def test_confirmed_order_is_one_trace_across_four_services(any_system: System) -> None:
@@ -45,7 +36,7 @@ async def test_confirmed_order_is_one_trace_across_four_services(any_system: Sys
     stored = await system.order.get(f"/orders/{body['order_id']}")
     assert stored.json() == body
 
-    spans = in_trace(system.spans(), trace_id)
+    spans = system.tree(trace_id)
     assert {service_of(s) for s in spans} == SERVICES
     assert len({s.context.trace_id for s in spans}) == 1
     roots = [s for s in spans if s.parent is None]
@@ -63,12 +54,12 @@ async def test_confirmed_order_is_one_trace_across_four_services(any_system: Sys
             assert service_of(client) == "order-service"
 
     # The business steps hang under place_order and overlap where the design says so.
-    place = find(spans, "place_order")
-    reserve = find(spans, "reserve_stock", service="order-service")
-    quote = find(spans, "quote_shipping", service="order-service")
-    commit = find(spans, "commit_stock")
-    ship = find(spans, "create_shipment", service="order-service")
-    charge = find(spans, "charge_payment")
+    place = spans.find("place_order")
+    reserve = spans.find("reserve_stock", service="order-service")
+    quote = spans.find("quote_shipping", service="order-service")
+    commit = spans.find("commit_stock")
+    ship = spans.find("create_shipment", service="order-service")
+    charge = spans.find("charge_payment")
     for step in (reserve, quote, commit, ship, charge):
         assert step.parent.span_id == place.context.span_id
     assert overlap(reserve, quote), "reserve and quote must run concurrently"
@@ -77,9 +68,9 @@ async def test_confirmed_order_is_one_trace_across_four_services(any_system: Sys
     assert min(commit.start_time, ship.start_time) >= charge.end_time
 
     # inventory checks each SKU concurrently: overlapping siblings under reserve_items.
-    reserve_items = find(spans, "reserve_items", service="inventory-service")
-    assert is_ancestor(spans, reserve, reserve_items)
-    checks = find_all(spans, "check_stock", service="inventory-service")
+    reserve_items = spans.find("reserve_items", service="inventory-service")
+    assert spans.is_ancestor(reserve, reserve_items)
+    checks = spans.find_all("check_stock", service="inventory-service")
     assert sorted(c.attributes["shop.sku"] for c in checks) == ["SKU-0001", "SKU-0002", "SKU-0003"]
     assert all(c.parent.span_id == reserve_items.context.span_id for c in checks)
     assert all(overlap(a, b) for a in checks for b in checks if a is not b)
@@ -100,9 +91,9 @@ async def test_confirmed_order_is_one_trace_across_four_services(any_system: Sys
 async def test_spans_follow_stable_semantic_conventions(system: System) -> None:
     response = await system.order.post("/orders", json=order_body())
     order_id = response.json()["order_id"]
-    spans = in_trace(system.spans(), response.json()["trace_id"])
+    spans = system.tree(response.json()["trace_id"])
 
-    server = find(spans, "POST /orders", kind=SpanKind.SERVER)
+    server = spans.find("POST /orders", kind=SpanKind.SERVER)
     assert server.attributes["http.request.method"] == "POST"
     assert server.attributes["http.response.status_code"] == 201
     assert server.attributes["http.route"] == "/orders"
@@ -162,17 +153,17 @@ async def test_disabled_instrumentation_drops_its_spans_and_nothing_else(
     async with start_system() as system:
         response = await system.order.post("/orders", json=order_body([("SKU-0001", 1)]))
         assert response.status_code == 201, response.text
-        spans = in_trace(system.spans(), response.json()["trace_id"])
+        spans = system.tree(response.json()["trace_id"])
 
     assert not [s for s in spans if s.attributes and "db.system.name" in s.attributes]
     assert {service_of(s) for s in spans} == SERVICES  # one trace: httpx still propagates
-    assert find(spans, "reserve_items").kind == SpanKind.INTERNAL
-    assert find_all(spans, "POST /reservations", service="order-service", kind=SpanKind.CLIENT)
+    assert spans.find("reserve_items").kind == SpanKind.INTERNAL
+    assert spans.find_all("POST /reservations", service="order-service", kind=SpanKind.CLIENT)
 
 
 async def test_every_service_instance_has_its_own_service_instance_id(system: System) -> None:
     response = await system.order.post("/orders", json=order_body())
-    spans = in_trace(system.spans(), response.json()["trace_id"])
+    spans = system.tree(response.json()["trace_id"])
     instances: dict[str, set[str]] = {}
     for span in spans:
         instance = str(span.resource.attributes.get("service.instance.id"))

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from opentelemetry.trace import SpanKind
 
-from tests.conftest import System
-from tests.helpers import find, in_trace, order_body
+from ordersim.testing import System
+from tests.helpers import order_body
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -40,8 +40,8 @@ async def test_incoming_traceparent_is_continued_and_forwarded(start_system: Any
         )
         assert response.status_code == 201
         assert response.json()["trace_id"] == CALLER_TRACE
-        spans = in_trace(system.spans(), CALLER_TRACE)
-        server = find(spans, "POST /orders", kind=SpanKind.SERVER)
+        spans = system.tree(CALLER_TRACE)
+        server = spans.find("POST /orders", kind=SpanKind.SERVER)
         assert server.parent is not None and server.parent.is_remote
         assert f"{server.parent.span_id:016x}" == CALLER_SPAN
 
@@ -70,8 +70,8 @@ async def test_malformed_trace_headers_start_or_continue_a_trace_never_fail(
     response = await system.order.post("/orders", json=order_body(), headers=headers)
     assert response.status_code == 201
     trace_id = response.json()["trace_id"]
-    spans = in_trace(system.spans(), trace_id)
-    server = find(spans, "POST /orders", kind=SpanKind.SERVER)
+    spans = system.tree(trace_id)
+    server = spans.find("POST /orders", kind=SpanKind.SERVER)
     if headers["traceparent"].startswith(f"00-{CALLER_TRACE}-{CALLER_SPAN}"):
         assert trace_id == CALLER_TRACE  # a bad tracestate/baggage does not void traceparent
     else:
@@ -87,4 +87,4 @@ async def test_unsampled_caller_is_respected(system: System) -> None:
     assert response.status_code == 201
     assert response.json()["trace_id"] == CALLER_TRACE
     assert response.headers["traceresponse"].endswith("-00")
-    assert in_trace(system.spans(), CALLER_TRACE) == []
+    assert len(system.tree(CALLER_TRACE)) == 0

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tests.conftest import FaultyTransport, System
+from ordersim.testing import FaultyTransport, System
 from tests.helpers import APPROVED, DECLINED, INSUFFICIENT_FUNDS, order_body
 
 

@@ -4,14 +4,15 @@ http.request.resend_count; the keyed mutations downstream make sure nothing happ
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 from opentelemetry.trace import SpanKind, StatusCode
 
 from common.http import RetryPolicy
-from tests.conftest import System
-from tests.helpers import find, in_trace, order_body, service_of
+from ordersim.testing import System, service_of
+from tests.helpers import order_body
 
 
 class Flaky(httpx.AsyncBaseTransport):
@@ -38,7 +39,7 @@ class Flaky(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-def charge_spans(spans: list[Any]) -> list[Any]:
+def charge_spans(spans: Iterable[Any]) -> list[Any]:
     return sorted(
         (
             s
@@ -56,14 +57,14 @@ async def test_a_dropped_connection_is_retried_and_charges_once(start_system: An
         response = await system.order.post("/orders", json=order_body())
         assert response.status_code == 201, response.text
         body = response.json()
-        spans = in_trace(system.spans(), body["trace_id"])
+        spans = system.tree(body["trace_id"])
         first, second = charge_spans(spans)
         assert first.status.status_code == StatusCode.ERROR
         assert "http.request.resend_count" not in first.attributes
         assert second.attributes["http.request.resend_count"] == 1
         assert second.attributes["http.response.status_code"] == 201
         # Both attempts hang under the one charge_payment step, which succeeded.
-        step = find(spans, "charge_payment")
+        step = spans.find("charge_payment")
         assert first.parent.span_id == second.parent.span_id == step.context.span_id
         assert step.status.status_code != StatusCode.ERROR
         servers = [s for s in spans if s.name == "POST /charges" and s.kind == SpanKind.SERVER]
@@ -80,7 +81,7 @@ async def test_503_is_retried_but_500_is_not(start_system: Any) -> None:
     async with start_system(wrap=wrap) as system:
         response = await system.order.post("/orders", json=order_body())
         body = response.json()
-        spans = in_trace(system.spans(), body["trace_id"])
+        spans = system.tree(body["trace_id"])
         quotes = [
             s
             for s in spans
@@ -103,7 +104,7 @@ async def test_retries_give_up_after_the_policy(start_system: Any) -> None:
         response = await system.order.post("/orders", json=order_body())
         assert response.status_code == 503
         # 1 charge + 3 retries, then the refund (+ its retries) that compensation owes.
-        assert len(charge_spans(in_trace(system.spans(), response.json()["trace_id"]))) == 4
+        assert len(charge_spans(system.tree(response.json()["trace_id"]))) == 4
 
 
 def test_backoff_grows_exponentially_with_full_jitter() -> None:
@@ -118,7 +119,7 @@ def test_backoff_grows_exponentially_with_full_jitter() -> None:
 async def test_no_retry_for_the_system_fixture_defaults(system: System) -> None:
     """Sanity: a healthy call is made once, without a resend count."""
     response = await system.order.post("/orders", json=order_body())
-    spans = in_trace(system.spans(), response.json()["trace_id"])
+    spans = system.tree(response.json()["trace_id"])
     assert [s.attributes.get("http.request.resend_count") for s in charge_spans(spans)] == [None]
 
 
@@ -146,13 +147,13 @@ async def test_a_refusal_after_an_attempt_that_landed_is_not_trusted(start_syste
         assert response.status_code == 503
         assert response.json()["status"] == "failed"
         assert (await system.stock("SKU-0017"))["SKU-0017"] == 5  # released, not stuck
-        spans = in_trace(system.spans(), response.json()["trace_id"])
-        assert find(spans, "release_stock", service="order-service")
+        spans = system.tree(response.json()["trace_id"])
+        assert spans.find("release_stock", service="order-service")
 
 
 async def test_a_timed_out_call_is_not_retried(start_system: Any) -> None:
     """A hung service costs one call timeout, then a clean 503 with the trace id."""
-    from tests.conftest import slow
+    from ordersim.testing import slow
 
     # The other calls get the suite's usual 2 s: a shorter call timeout let a busy machine
     # time out the reservation before the charge was ever sent.
@@ -160,10 +161,10 @@ async def test_a_timed_out_call_is_not_retried(start_system: Any) -> None:
         response = await system.order.post("/orders", json=order_body())
         assert response.status_code == 503 and len(response.json()["trace_id"]) == 32
         assert response.json()["error"]["message"].endswith("no answer within 2s")
-        spans = in_trace(system.spans(), response.json()["trace_id"])
+        spans = system.tree(response.json()["trace_id"])
         # One attempt, not 1 + retries: the call used up its deadline once.
         (attempt,) = charge_spans(spans)
         assert "http.request.resend_count" not in (attempt.attributes or {})
-        charge = find(spans, "charge_payment", service="order-service")
+        charge = spans.find("charge_payment", service="order-service")
         assert charge.status.status_code == StatusCode.ERROR
         assert str(charge.status.description).endswith("unavailable: no answer within 2s")

@@ -16,9 +16,9 @@ import time_machine
 
 from ordersim import order_cmd, samples
 from ordersim.load import Catalogue, OrderMix
-from tests.conftest import System
+from ordersim.testing import System
+from tests import ROOT
 from tests.helpers import order_body
-from tests.processes import ROOT
 
 YEARS_AHEAD = 50
 

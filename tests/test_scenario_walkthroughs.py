@@ -32,12 +32,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from playwright.sync_api import Browser, Page
 
 from ordersim import samples
+from ordersim.testing import in_process_system
+from ordersim.testing.processes import Viewer, running_viewer
 from payment_service import cards
 from payment_service.routes import LEGACY_PROCESSOR_DELAY
-from tests import chromium
+from tests import ROOT, chromium
 from tests.chromium import launched_chromium, open_page
-from tests.conftest import in_process_system
-from tests.processes import ROOT, Viewer, running_viewer
 
 DOC = ROOT / "docs" / "scenarios.md"
 ORIGIN = "http://127.0.0.1:16686"  # the viewer the doc's URLs name (ours runs on a free port)

@@ -31,14 +31,14 @@ from inventory_service.app import create_app as create_inventory
 from inventory_service.settings import InventorySettings
 from order_service.flow import in_turn
 from order_service.settings import OrderSettings
+from ordersim.testing import SpanTree, System, overlap
+from ordersim.testing.processes import Up, clean_env, free_port
 from payment_service import cards
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from shipping_service.settings import ShippingSettings
-from tests.conftest import System
-from tests.helpers import find, find_all, in_trace, is_ancestor, order_body, overlap
-from tests.processes import ROOT, clean_env, free_port
-from tests.test_e2e import Up
+from tests import ROOT
+from tests.helpers import order_body
 
 THREE_SKUS = [("SKU-0001", 2), ("SKU-0002", 1), ("SKU-0003", 3)]
 LEGACY_CARD = "5555555555554444"  # Luhn-valid, in the 5555 BIN range
@@ -47,15 +47,15 @@ APPROVED_CARD = cards.APPROVED
 StartSystem = Callable[..., AbstractAsyncContextManager[System]]
 
 
-async def place(system: System, body: dict[str, Any]) -> tuple[int, list[ReadableSpan]]:
+async def place(system: System, body: dict[str, Any]) -> tuple[int, SpanTree]:
     response = await system.order.post("/orders", json=body)
-    return response.status_code, in_trace(system.spans(), response.json()["trace_id"])
+    return response.status_code, system.tree(response.json()["trace_id"])
 
 
-def server_span(spans: list[ReadableSpan], response: httpx.Response) -> ReadableSpan:
+def server_span(spans: SpanTree, response: httpx.Response) -> ReadableSpan:
     """The SERVER span of the request that got ``response`` (its ``traceresponse`` header)."""
     _, trace_id, span_id, _ = response.headers["traceresponse"].split("-")
-    return next(s for s in in_trace(spans, trace_id) if f"{s.context.span_id:016x}" == span_id)
+    return next(s for s in spans.trace(trace_id) if f"{s.context.span_id:016x}" == span_id)
 
 
 def before(a: ReadableSpan, b: ReadableSpan) -> bool:
@@ -64,10 +64,10 @@ def before(a: ReadableSpan, b: ReadableSpan) -> bool:
     return a.end_time <= b.start_time
 
 
-def db_spans_under(spans: list[ReadableSpan], ancestor: ReadableSpan) -> list[ReadableSpan]:
+def db_spans_under(spans: SpanTree, ancestor: ReadableSpan) -> list[ReadableSpan]:
     """The database statements run on behalf of ``ancestor``, in the order they started."""
     found = [
-        s for s in spans if "db.system.name" in s.attributes and is_ancestor(spans, ancestor, s)
+        s for s in spans if "db.system.name" in s.attributes and spans.is_ancestor(ancestor, s)
     ]
     return sorted(found, key=lambda s: s.start_time or 0)
 
@@ -89,7 +89,7 @@ async def test_sequential_calls_runs_the_concurrent_steps_one_after_the_other(
             status, spans = await place(system, order_body(THREE_SKUS))
         assert status == 201
         steps = {
-            name: find(spans, name, service="order-service")
+            name: spans.find(name, service="order-service")
             for name in ("reserve_stock", "quote_shipping", "commit_stock", "create_shipment")
         }
         shapes[frozenset(scenarios)] = sorted((s.name, s.kind.value) for s in spans)
@@ -112,10 +112,10 @@ async def test_sequential_calls_still_settles_both_calls_before_failing(
         status, spans = await place(system, order_body([("SKU-0001", 2), ("SKU-0018", 11)]))
         assert status == 409
         # The reservation was refused; the quote still ran, after it, and nothing is held.
-        reserve = find(spans, "reserve_stock", service="order-service")
-        quote = find(spans, "quote_shipping", service="order-service")
+        reserve = spans.find("reserve_stock", service="order-service")
+        quote = spans.find("quote_shipping", service="order-service")
         assert before(reserve, quote)
-        assert not find_all(spans, "charge_payment")
+        assert not spans.find_all("charge_payment")
         assert await system.stock("SKU-0001", "SKU-0018") == stock
 
 
@@ -170,7 +170,7 @@ async def test_pool_of_one_queues_the_stock_checks_database_statements(
     async with start_system(scenarios={"pool_of_one"}) as system:
         status, spans = await place(system, order_body(THREE_SKUS))
     assert status == 201
-    checks = find_all(spans, "check_stock", service="inventory-service")
+    checks = spans.find_all("check_stock", service="inventory-service")
     assert len(checks) == 3
     # The three checks still start together (sibling bars that overlap) ...
     assert all(overlap(a, b) for a in checks for b in checks if a is not b)
@@ -196,7 +196,7 @@ async def test_n_plus_one_lists_products_with_one_select_each(
         response = await system.inventory.get("/products", params={"sku": skus})
         catalogue = await system.inventory.get("/products")
         status, order_spans = await place(system, order_body(THREE_SKUS))
-        spans = system.spans()
+        spans = system.tree()
     assert response.status_code == 200 and status == 201
     # The same answer either way: known SKUs once each, in SKU order.
     assert [p["sku"] for p in response.json()] == ["SKU-0001", "SKU-0002", "SKU-0003"]
@@ -204,9 +204,9 @@ async def test_n_plus_one_lists_products_with_one_select_each(
 
     selects = db_spans_under(spans, server_span(spans, response))
     catalogue_selects = db_spans_under(spans, server_span(spans, catalogue))
-    validate = find(order_spans, "validate_order")
-    server = find(order_spans, "GET /products", kind=SpanKind.SERVER)
-    assert is_ancestor(order_spans, validate, server)
+    validate = order_spans.find("validate_order")
+    server = order_spans.find("GET /products", kind=SpanKind.SERVER)
+    assert order_spans.is_ancestor(validate, server)
     order_selects = db_spans_under(order_spans, server)
     if scenarios:
         # One SELECT per distinct SKU asked for (4, one of them unknown), one after the other.
@@ -232,7 +232,7 @@ async def test_slow_card_range_sends_one_bin_range_to_the_slow_processor(
             for card in (APPROVED_CARD, LEGACY_CARD):
                 status, spans = await place(system, order_body(card=card))
                 assert status == 201
-                authorize = find(spans, "authorize_card", service="payment-service")
+                authorize = spans.find("authorize_card", service="payment-service")
                 assert not [
                     s for s in spans if s.parent and s.parent.span_id == authorize.context.span_id
                 ]

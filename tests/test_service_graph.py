@@ -25,12 +25,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from playwright.sync_api import Browser, Page
 
 from common.fault_rules import FaultRule
+from ordersim.testing import FaultyTransport, down, in_process_system
+from ordersim.testing.processes import Viewer, running_viewer
 from payment_service import cards
 from tests import chromium
 from tests.chromium import launched_chromium, open_page
-from tests.conftest import FaultyTransport, down, in_process_system
 from tests.helpers import SERVICES, order_body
-from tests.processes import Viewer, running_viewer
 from tests.test_browser import BASE_NS, MS, TraceBuilder, string_attr
 
 ORDER, INVENTORY, PAYMENT, SHIPPING = (

@@ -15,46 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 from typing import Any
 
 import httpx
 from httpx_sse import aconnect_sse
-from opentelemetry import context as otel_context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import text
 
 from common.cancellation import ATTR_REASON
 from common.fault_rules import FaultRule
-from tests.conftest import FaultyTransport, Gate, System, down, slow
-from tests.helpers import DECLINED, find, find_all, order_body, service_of
+from ordersim.testing import FaultyTransport, Gate, SpanBalance, System, down, slow
+from tests.helpers import DECLINED, order_body
 
 ASYNC = {"Prefer": "respond-async"}
-
-
-class SpanBalance(SpanProcessor):
-    """Counts the spans started and ended, and knows which are still open."""
-
-    def __init__(self) -> None:
-        self.started = 0
-        self.ended = 0
-        self._open: dict[int, str] = {}
-        self._lock = threading.Lock()
-
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        with self._lock:
-            self.started += 1
-            self._open[span.context.span_id] = f"{span.name} ({service_of(span)})"
-
-    def on_end(self, span: ReadableSpan) -> None:
-        with self._lock:
-            self.ended += 1
-            self._open.pop(span.context.span_id, None)
-
-    def still_open(self) -> list[str]:
-        with self._lock:
-            return sorted(self._open.values())
 
 
 def cancelled(span: ReadableSpan) -> str | None:
@@ -117,9 +91,9 @@ async def test_every_span_started_is_ended_whatever_the_outcome(start_system: An
         response = await system.order.post("/orders", json=order_body())
         assert response.json()["error"]["code"] == "deadline_exceeded"
         await system.drain()
-        spans = system.spans()
-        quote = find(spans, "quote_shipping")
-        quote_call = find(spans, "POST /quotes", kind=SpanKind.CLIENT)
+        spans = system.tree()
+        quote = spans.find("quote_shipping")
+        quote_call = spans.find("POST /quotes", kind=SpanKind.CLIENT)
     assert cancelled(quote) == "order deadline passed"
     assert cancelled(quote_call) == "the caller stopped waiting"
 
@@ -138,10 +112,10 @@ async def test_every_span_started_is_ended_whatever_the_outcome(start_system: An
         gate.open()
         await stopping
         await system.drain()
-        spans = system.spans()
-    streams = find_all(spans, "stream_order_events")
+        spans = system.tree()
+    streams = spans.find_all("stream_order_events")
     assert [cancelled(s) for s in streams] == ["client disconnected"]
-    roots = [s for s in find_all(spans, "place_order") if s.parent is None]
+    roots = [s for s in spans.find_all("place_order") if s.parent is None]
     assert [cancelled(r) for r in roots] == ["the service is stopping"]
 
     assert balance.still_open() == []

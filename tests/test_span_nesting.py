@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpx
@@ -25,33 +25,33 @@ from common.concurrency import settle_all
 from common.fault_rules import FaultRule
 from common.http import Timeouts, create_http_client
 from common.telemetry import setup_telemetry
-from tests.conftest import System, down, slow
-from tests.helpers import DECLINED, find, find_all, in_trace, order_body, outliving, service_of
+from ordersim.testing import SpanTree, System, down, service_of, slow
+from tests.helpers import DECLINED, order_body
 
 PLENTIFUL = [("SKU-0001", 1), ("SKU-0002", 1), ("SKU-0003", 1), ("SKU-0004", 1)]
 #: Out of stock first: its check fails while the other SKUs' checks are still running.
 SHORT_FIRST = [("SKU-0018", 11), *PLENTIFUL]
 
 
-async def place(system: System, body: dict[str, Any]) -> tuple[int, list[ReadableSpan]]:
+async def place(system: System, body: dict[str, Any]) -> tuple[int, SpanTree]:
     response = await system.order.post("/orders", json=body)
     await system.drain()  # the server side of calls their caller gave up on
-    return response.status_code, in_trace(system.spans(), response.json()["trace_id"])
+    return response.status_code, system.tree(response.json()["trace_id"])
 
 
-async def all_checks(system: System, trace_id: str, count: int) -> list[ReadableSpan]:
+async def all_checks(system: System, trace_id: str, count: int) -> SpanTree:
     """The trace once its ``count`` check_stock spans have ended (a fan-out that returned
     early leaves some still running after the response): polled, with a deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while True:
-        spans = in_trace(system.spans(), trace_id)
-        if len(find_all(spans, "check_stock")) >= count or loop.time() > deadline:
+        spans = system.tree(trace_id)
+        if len(spans.find_all("check_stock")) >= count or loop.time() > deadline:
             return spans
         await asyncio.sleep(0.01)
 
 
-def client_calls(spans: list[ReadableSpan], path: str) -> list[ReadableSpan]:
+def client_calls(spans: Iterable[ReadableSpan], path: str) -> list[ReadableSpan]:
     """order-service's HTTP CLIENT spans to ``path``."""
     return [
         s
@@ -65,21 +65,21 @@ def client_calls(spans: list[ReadableSpan], path: str) -> list[ReadableSpan]:
 async def test_confirmed(system: System) -> None:
     status, spans = await place(system, order_body(PLENTIFUL))
     assert status == 201
-    assert outliving(spans) == []
+    assert spans.outliving() == []
 
 
 async def test_payment_declined(system: System) -> None:
     status, spans = await place(system, order_body(PLENTIFUL, card=DECLINED))
     assert status == 402
-    assert outliving(spans) == []
+    assert spans.outliving() == []
 
 
 async def test_out_of_stock_among_several_skus(system: System) -> None:
     response = await system.order.post("/orders", json=order_body(SHORT_FIRST))
     assert response.status_code == 409
     spans = await all_checks(system, response.json()["trace_id"], len(SHORT_FIRST))
-    assert len(find_all(spans, "check_stock")) == len(SHORT_FIRST)
-    assert outliving(spans) == []
+    assert len(spans.find_all("check_stock")) == len(SHORT_FIRST)
+    assert spans.outliving() == []
 
 
 async def test_out_of_stock_with_the_checks_queued_for_one_connection(
@@ -91,16 +91,16 @@ async def test_out_of_stock_with_the_checks_queued_for_one_connection(
         response = await system.order.post("/orders", json=order_body(SHORT_FIRST))
         assert response.status_code == 409
         spans = await all_checks(system, response.json()["trace_id"], len(SHORT_FIRST))
-    assert len(find_all(spans, "check_stock")) == len(SHORT_FIRST)
-    assert outliving(spans) == []
+    assert len(spans.find_all("check_stock")) == len(SHORT_FIRST)
+    assert spans.outliving() == []
 
 
 async def test_downstream_down(start_system: Any) -> None:
     async with start_system(wrap={"payment": down("/charges")}) as system:
         status, spans = await place(system, order_body(PLENTIFUL))
     assert status == 503
-    assert find(spans, "refund_payment", service="order-service")
-    assert outliving(spans) == []
+    assert spans.find("refund_payment", service="order-service")
+    assert spans.outliving() == []
 
 
 async def test_downstream_too_slow(start_system: Any) -> None:
@@ -115,7 +115,7 @@ async def test_downstream_too_slow(start_system: Any) -> None:
     assert "http.response.status_code" not in call.attributes  # no answer within 1 s
     server = next(s for s in spans if s.parent and s.parent.span_id == call.context.span_id)
     assert (server.end_time or 0) > (call.end_time or 0)
-    assert outliving(spans) == []
+    assert spans.outliving() == []
 
 
 class Deadline:
@@ -165,15 +165,15 @@ async def test_deadline_lets_the_charge_in_flight_settle(start_system: Any) -> N
         response = await system.order.post("/orders", json=order_body(PLENTIFUL))
         await system.drain()
         body = response.json()
-        spans = in_trace(system.spans(), body["trace_id"])
+        spans = system.tree(body["trace_id"])
         assert response.status_code == 503
         assert body["error"]["code"] == "deadline_exceeded"
         [charge] = client_calls(spans, "/charges")
         assert charge.attributes["http.response.status_code"] == 201
-        assert find(spans, "refund_payment", service="order-service")
+        assert spans.find("refund_payment", service="order-service")
         payment = (await system.payment.get(f"/charges/{body['order_id']}")).json()
         assert payment["status"] == "refunded"
-    assert outliving(spans) == []
+    assert spans.outliving() == []
 
 
 async def test_deadline_cancels_a_read_and_settles_the_reservation(start_system: Any) -> None:
@@ -188,15 +188,15 @@ async def test_deadline_cancels_a_read_and_settles_the_reservation(start_system:
         stock = await system.stock("SKU-0001")
         response = await system.order.post("/orders", json=order_body(PLENTIFUL))
         await system.drain()
-        spans = in_trace(system.spans(), response.json()["trace_id"])
+        spans = system.tree(response.json()["trace_id"])
         assert response.json()["error"]["code"] == "deadline_exceeded"
         [reservation] = client_calls(spans, "/reservations")
         assert reservation.attributes["http.response.status_code"] == 201
         [quote] = client_calls(spans, "/quotes")
         assert "http.response.status_code" not in quote.attributes  # cancelled, unanswered
-        assert find(spans, "release_stock", service="order-service")
+        assert spans.find("release_stock", service="order-service")
         assert await system.stock("SKU-0001") == stock
-    assert outliving(spans) == []
+    assert spans.outliving() == []
 
 
 @pytest.mark.parametrize("scenarios", [set(), {"sequential_calls"}])
@@ -213,14 +213,14 @@ async def test_deadline_during_the_concurrent_mutations(
         response = await system.order.post("/orders", json=order_body(PLENTIFUL))
         await system.drain()
         body = response.json()
-        spans = in_trace(system.spans(), body["trace_id"])
+        spans = system.tree(body["trace_id"])
         assert body["error"]["code"] == "deadline_exceeded"
         [shipment] = client_calls(spans, "/shipments")
         assert shipment.attributes["http.response.status_code"] == 201
-        assert find(spans, "cancel_shipment", service="order-service")
+        assert spans.find("cancel_shipment", service="order-service")
         cancelled = (await system.shipping.get(f"/shipments/{body['order_id']}")).json()
         assert cancelled["status"] == "cancelled"
-    assert outliving(spans) == []
+    assert spans.outliving() == []
 
 
 # --- the helpers themselves --------------------------------------------------------------

@@ -22,12 +22,12 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from playwright.sync_api import Browser, Page
 
+from ordersim.testing import in_process_system
+from ordersim.testing.processes import Viewer, running_viewer
 from payment_service import cards
-from tests import chromium
+from tests import ROOT, chromium
 from tests.chromium import launched_chromium, open_page
-from tests.conftest import in_process_system
 from tests.helpers import order_body
-from tests.processes import ROOT, Viewer, running_viewer
 
 FIXTURES = ROOT / "tests" / "fixtures" / "trace_diff"
 FIXTURE_A, FIXTURE_B = "a" * 32, "b" * 32

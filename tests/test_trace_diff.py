@@ -18,7 +18,7 @@ from ordersim import diff_cmd
 from ordersim.cli import main
 from ordersim.trace_diff import diff_traces
 from ordersim.waterfall import Trace, parse_otlp
-from tests.processes import ROOT
+from tests import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "trace_diff"
 

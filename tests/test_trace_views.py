@@ -14,10 +14,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
+from ordersim.testing.processes import Viewer, running_viewer
 from tests import chromium
 from tests.chromium import launched_chromium, open_page
 from tests.linked_traces import LinkedTraces, linked_traces
-from tests.processes import Viewer, running_viewer
 from tests.test_browser import (
     NOT_CRITICAL,
     SKEW_TRACE_ID,

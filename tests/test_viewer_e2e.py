@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from common.faults import ATTR_INJECTED
-from tests.helpers import SERVICES, assert_order_waterfall, is_complete, service_of
+from ordersim.testing import SpanTree, service_of
+from ordersim.testing.processes import Up, free_port, poll, wait_until_up
+from tests import ROOT
+from tests.helpers import SERVICES, assert_order_waterfall
 from tests.otlp_sink import from_otlp_json
-from tests.processes import ROOT, free_port, poll
-from tests.test_e2e import Up, wait_until_up
 
 EXPECTED = {
     "POST /orders",
@@ -30,16 +30,16 @@ EXPECTED = {
 }
 
 
-def fetch_complete(ui: str, trace_id: str) -> tuple[dict[str, Any], list[ReadableSpan]]:
-    def complete() -> tuple[dict[str, Any], list[ReadableSpan]] | None:
+def fetch_complete(ui: str, trace_id: str) -> tuple[dict[str, Any], SpanTree]:
+    def complete() -> tuple[dict[str, Any], SpanTree] | None:
         response = httpx.get(f"{ui}/api/v3/traces/{trace_id}")
         if response.status_code == 404:
             return None
         document = response.json()
-        spans = from_otlp_json(document["result"]["resourceSpans"])
+        spans = SpanTree(from_otlp_json(document["result"]["resourceSpans"]))
         # Whole: each process exports its spans as they end, so a SERVER span can arrive
         # after its children, and after the CLIENT span that called it.
-        whole = {s.name for s in spans} >= EXPECTED and is_complete(spans)
+        whole = {s.name for s in spans} >= EXPECTED and spans.is_complete()
         return (document, spans) if whole else None
 
     return poll(complete, 15, f"trace {trace_id} in the viewer")
@@ -142,8 +142,8 @@ def fault_counts(
         found = httpx.get(f"{ui}/api/v3/traces/{trace_id}")
         if found.status_code == 404:
             return None
-        spans = from_otlp_json(found.json()["result"]["resourceSpans"])
-        if not is_complete(spans) or "POST /orders" not in {s.name for s in spans}:
+        spans = SpanTree(from_otlp_json(found.json()["result"]["resourceSpans"]))
+        if not spans.is_complete() or "POST /orders" not in {s.name for s in spans}:
             return None
         rows = httpx.get(f"{ui}/api/summaries", params={"traceID": trace_id}).json()["data"]
         if not rows or rows[0]["spanCount"] != len(spans):

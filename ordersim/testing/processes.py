@@ -1,4 +1,13 @@
-"""Real processes for tests: free ports, polling with a deadline, the trace viewer."""
+"""ordersim's real processes, for tests and benchmarks: free ports, polling with a
+deadline, a process with its log, the trace viewer and ``ordersim up`` on free ports::
+
+    with running_viewer(tmp_path) as viewer:
+        exporter = OTLPSpanExporter(endpoint=viewer.traces_endpoint)
+        ...
+
+Processes start in the current directory; give them ``ORDERSIM_DATA_DIR`` (as
+:func:`running_viewer` does) so that their data goes where the test wants it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +25,6 @@ from typing import TypeVar
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
@@ -52,6 +60,7 @@ def clean_env() -> dict[str, str]:
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
+    """SIGTERM, then its exit code; killed, and a failure, if it takes over ``timeout`` s."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:
@@ -59,12 +68,12 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        raise AssertionError(f"{process.args} did not stop within {timeout}s") from None
+        raise AssertionError(f"{process.args!r} did not stop within {timeout}s") from None
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A process of ours, its output in ``log``."""
-    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(argv, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def wait_answering(process: subprocess.Popen[bytes], url: str, log: Path, what: str) -> None:
@@ -119,3 +128,42 @@ def running_viewer(data_dir: Path, **env: str) -> Iterator[Viewer]:
         yield viewer
     finally:
         stop(process)
+
+
+class Up:
+    """``ordersim up`` in a subprocess, with its output captured to a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ordersim", "up", *args],
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError("ordersim up did not stop within 15s of SIGTERM") from None
+
+
+def wait_until_up(up: Up, url: str) -> None:
+    def healthy() -> bool:
+        if up.process.poll() is not None:
+            raise AssertionError(f"ordersim up exited early:\n{up.output()}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    poll(healthy, 30, "the order service to be healthy")
+    # The banner is printed line by line: wait for its last line, not its first.
+    poll(lambda: "Stop with Ctrl-C." in up.output(), 10, "the whole ready banner")
