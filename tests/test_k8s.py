@@ -32,7 +32,7 @@ from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from shipping_service.app import create_app as create_shipping
 from shipping_service.settings import ShippingSettings
-from tests.processes import ROOT
+from tests import ROOT
 from tests.test_compose import pinned
 
 K8S = ROOT / "deploy" / "k8s"

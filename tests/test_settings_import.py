@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.processes import ROOT
+from tests import ROOT
 
 #: What only a running service needs.
 HEAVY = ("fastapi", "starlette", "sqlalchemy", "opentelemetry", "httpx", "aiohttp", "uvicorn")

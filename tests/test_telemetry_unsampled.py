@@ -34,8 +34,8 @@ from opentelemetry.trace import (
 )
 
 from common.telemetry import Telemetry, drops_unsampled_children
-from tests.conftest import System
-from tests.helpers import in_trace, order_body
+from ordersim.testing import System
+from tests.helpers import order_body
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -113,7 +113,7 @@ async def test_an_unsampled_caller_skips_every_instrumentation_and_propagates(
     async with start_system(wrap={"inventory": Recorder}) as system:
         await place(system, "00")
         await system.drain()
-        assert in_trace(system.spans(), CALLER_TRACE) == []
+        assert list(system.tree(CALLER_TRACE)) == []
         # Only the confirmation's notification, a trace of its own (a new root, sampled),
         # went through them.
         assert instrumentation_calls == spans_made(system)
@@ -137,7 +137,7 @@ async def test_a_sampled_caller_passes_through_every_instrumentation(
         await system.drain()
         # The probes count the work they stand for: a call per span made.
         assert instrumentation_calls == spans_made(system)
-        assert in_trace(system.spans(), CALLER_TRACE)
+        assert list(system.tree(CALLER_TRACE))
         assert all(instrumentation_calls[name] > 1 for name in ("server", "client", "database"))
 
 
