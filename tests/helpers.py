@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import httpx
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
@@ -15,6 +16,23 @@ from common.ids import new_order_id
 from ordersim import samples
 from ordersim.testing import SpanTree, service_of
 from payment_service import cards
+
+#: A caller's trace and span, as an upstream service's ``traceparent`` would name them.
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """Keeps the headers order-service sends downstream."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.headers: list[httpx.Headers] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.headers.append(request.headers)
+        return await self.inner.handle_async_request(request)
+
 
 APPROVED = cards.APPROVED
 DECLINED = cards.DECLINED

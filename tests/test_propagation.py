@@ -4,27 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry.trace import SpanKind
 
 from ordersim.testing import System
-from tests.helpers import order_body
-
-CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-CALLER_SPAN = "00f067aa0ba902b7"
-
-
-class Recorder(httpx.AsyncBaseTransport):
-    """Keeps the headers order-service sends downstream."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.headers: list[httpx.Headers] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.headers.append(request.headers)
-        return await self.inner.handle_async_request(request)
+from tests.helpers import CALLER_SPAN, CALLER_TRACE, Recorder, order_body
 
 
 async def test_incoming_traceparent_is_continued_and_forwarded(start_system: Any) -> None:
