@@ -181,13 +181,17 @@ def setup_signals(
 
     meter_provider: metrics.MeterProvider = metrics.NoOpMeterProvider()
     if metric_readers:
-        meter_provider = SdkMeterProvider(metric_readers=metric_readers, resource=resource)
+        # Not shut down at exit by the SDK: Telemetry.shutdown does it, bounded in time (at
+        # exit, an unreachable collector would hold the process for the exporter's retries).
+        meter_provider = SdkMeterProvider(
+            metric_readers=metric_readers, resource=resource, shutdown_on_exit=False
+        )
     logger_provider: _logs.LoggerProvider = _logs.NoOpLoggerProvider()
     handler: logging.Handler | None = None
     if log_processors:
         from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
-        sdk_logger_provider = SdkLoggerProvider(resource=resource)
+        sdk_logger_provider = SdkLoggerProvider(resource=resource, shutdown_on_exit=False)
         for processor in log_processors:
             sdk_logger_provider.add_log_record_processor(processor)
         logger_provider = sdk_logger_provider
