@@ -22,7 +22,16 @@ from rich.text import Text
 
 from ordersim.calls import reason
 from ordersim.samples import DEFAULT_ITEMS, order_body
-from ordersim.waterfall import KIND_SERVER, Span, Trace, Waterfall, parse_otlp, plural
+from ordersim.waterfall import (
+    KIND_SERVER,
+    LogLine,
+    Span,
+    Trace,
+    Waterfall,
+    parse_otlp,
+    parse_otlp_logs,
+    plural,
+)
 from payment_service import cards
 
 Output = Literal["waterfall", "json", "jaeger"]
@@ -160,6 +169,15 @@ class Viewer:
             raise ViewerError(f"{self.endpoint}/api/v3/traces/{trace_id}: not OTLP JSON")
         return document if parse_otlp(document) else None
 
+    def logs(self, trace_id: str) -> list[LogLine]:
+        """The trace's log records; none from a viewer that keeps none (Jaeger) or cannot
+        say (the waterfall is worth printing without them)."""
+        try:
+            document = self.fetch(f"/api/logs?trace_id={trace_id}")
+        except ViewerError:
+            return []
+        return parse_otlp_logs(document) if isinstance(document, dict) else []
+
     def jaeger(self, trace_id: str) -> dict[str, Any] | None:
         document = self.fetch(f"/api/traces/{trace_id}")
         if document is None:
@@ -203,13 +221,17 @@ def trace(
     except UsageError as exc:
         return _usage_error("trace", exc)
     endpoint = base_url(endpoint or default_viewer_url())
+    logs: list[LogLine] = []
     with httpx.Client(transport=transport) as client:
-        document = stored(Viewer(endpoint, client), trace_id, errors, jaeger=output == "jaeger")
+        viewer = Viewer(endpoint, client)
+        document = stored(viewer, trace_id, errors, jaeger=output == "jaeger")
+        if document is not None and output == "waterfall":
+            logs = viewer.logs(trace_id)
     if document is None:
         return 1
     try:
         if output == "waterfall":
-            console.print(Waterfall(Trace(parse_otlp(document))))
+            console.print(Waterfall(Trace(parse_otlp(document), logs)))
         else:
             # As received, pretty-printed; plain text, so it pipes into jq unchanged.
             print(json.dumps(document, indent=2, ensure_ascii=False), flush=True)
@@ -567,6 +589,7 @@ def order(
         try:
             with console.status(f"waiting up to {wait:g}s for the trace to arrive…"):
                 found = wait_for_trace(viewer, outcome.trace_id, wait, clock=clock, sleep=sleep)
+                logs = viewer.logs(outcome.trace_id) if found.spans else []
         except ViewerError as exc:
             errors.print(Text(f"error: {exc}", style="red"))
             return 1
@@ -584,7 +607,7 @@ def order(
             )
         )
         return 1
-    console.print(Waterfall(found))
+    console.print(Waterfall(Trace(found.spans, logs)))
     complete = found.is_complete()
     if not complete:
         console.print(Text(f"\nthe trace is incomplete after {wait:g}s:", style="yellow"))
