@@ -52,9 +52,10 @@ logger = logging.getLogger(__name__)
 
 #: The semantic conventions' advisory buckets for db.client.operation.duration (seconds).
 DB_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
-#: Loggers whose records are not exported: uvicorn's access lines are written after the
-#: request's span has ended (no trace id) and say what its server span already says.
-NOT_EXPORTED = ("uvicorn.access",)
+#: Loggers whose records are not exported (the console still prints them): uvicorn's access
+#: lines and httpx's "HTTP Request: …" lines say what the server and client spans already
+#: say, and uvicorn's come after the span has ended (no trace id).
+NOT_EXPORTED = ("uvicorn.access", "httpx")
 
 
 def exporter_names(variable: str, environ: Mapping[str, str] = os.environ) -> list[str]:
