@@ -43,17 +43,28 @@ from shipping_service.settings import ShippingSettings  # noqa: E402
 from tests.processes import clean_env, free_port  # noqa: E402
 from trace_viewer.settings import ViewerSettings  # noqa: E402
 
+#: Traces alone: the services export logs and metrics too unless told not to.
+TRACES_ONLY = {"OTEL_LOGS_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+#: The services' INFO lines (each order's steps, the logs exported), as `ordersim up` runs.
+INFO = {f"{s}_SERVICE_LOG_LEVEL": "info" for s in ("ORDER", "INVENTORY", "PAYMENT", "SHIPPING")}
 CONFIGS: dict[str, dict[str, str]] = {
     "untraced": {"OTEL_SDK_DISABLED": "true"},
-    "100% sampled": {},
+    "100% sampled": TRACES_ONLY,
     # What the ~20 database spans of an order cost, of the ~50.
-    "100% without DB spans": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy"},
+    "100% without DB spans": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy", **TRACES_ONLY},
     "1% sampled": {
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        **TRACES_ONLY,
     },
     "seed config": {},  # SimpleSpanProcessor, via bench/seed_service.py
+    # What logs and metrics add to traces: the same INFO lines on the console in both, then
+    # exported (OTLP /v1/logs) and with the metrics every 5 s as `ordersim up` does.
+    "100% traces + INFO lines": {**TRACES_ONLY, **INFO},
+    "100% all three signals": {**INFO, "OTEL_METRIC_EXPORT_INTERVAL": "5000"},
 }
+#: (traces alone, all three signals): the pair whose CPU per order is compared.
+SIGNALS_PAIR = ("100% traces + INFO lines", "100% all three signals")
 
 
 WARMUP = 2.0  # seconds of load before each measurement
@@ -105,7 +116,7 @@ class System:
         for package, service_settings in settings:
             prefix = service_settings.model_config.get("env_prefix", "")
             self.env[f"{prefix}PORT"] = str(service_settings.port)
-            self.env[f"{prefix}LOG_LEVEL"] = "warning"
+            self.env.setdefault(f"{prefix}LOG_LEVEL", "warning")
             service = Service.of(package, service_settings, "white")
             if name == "seed config":
                 service.command = [sys.executable, str(ROOT / "bench" / "seed_service.py"), package]
@@ -305,6 +316,14 @@ async def main() -> None:
             f"{total / base_total:.2f}",
         )
     console.print(cpu)
+    if all(name in runs for name in SIGNALS_PAIR):
+        traces, signals = ([sum(f.cpu_ms.values()) for f in runs[name]] for name in SIGNALS_PAIR)
+        added = statistics.median(signals) / statistics.median(traces) - 1
+        console.print(
+            f"logs + metrics add {added:+.1%} CPU per order beyond traces alone "
+            f"(totals per round, ms: traces {', '.join(f'{t:.2f}' for t in traces)}; "
+            f"all three {', '.join(f'{t:.2f}' for t in signals)})"
+        )
 
 
 if __name__ == "__main__":
