@@ -268,9 +268,10 @@ class Supervisor:
             ui = self.viewer.ui_url
             self.console.print(f"  [bold]trace viewer[/]       {ui}")
             self.console.print(f"                     each order: {ui}/trace/<trace_id>")
+            self.console.print(f"                     RED per service: {ui}/services")
             self.console.print(
-                f"  OTLP intake        {self.viewer.otlp_endpoint}/v1/traces (HTTP), "
-                f"{self.viewer.grpc_endpoint} (gRPC)"
+                f"  OTLP intake        {self.viewer.otlp_endpoint}/v1/{{traces,logs,metrics}} "
+                f"(HTTP), {self.viewer.grpc_endpoint} (gRPC)"
             )
         else:
             default = "http://localhost:4317" if grpc else "http://localhost:4318"
