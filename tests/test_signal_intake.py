@@ -359,3 +359,39 @@ def test_red_parameters_are_checked(viewer: Viewer) -> None:
     assert httpx.get(f"{viewer.ui}/api/metrics/red", params={"service": "nobody"}).json() == {
         "services": []
     }
+
+
+SPAN = {
+    "traceId": "7" * 32,
+    "spanId": "00000000000000c1",
+    "name": "kept",
+    "startTimeUnixNano": "1767225600000000000",
+    "endTimeUnixNano": "1767225600001000000",
+}
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["escaped surrogate", "invalid utf-8"])
+@pytest.mark.parametrize("path", ["/v1/traces", "/v1/logs", "/v1/metrics"])
+def test_a_json_key_that_is_not_text_is_an_unknown_field(
+    viewer: Viewer, path: str, raw: bool
+) -> None:
+    """A key holding a lone surrogate names no OTLP field: ignored as unknown fields are,
+    where protobuf's runtime failed on looking it up (a 500, found by the intake fuzzing)."""
+    item: dict[str, Any] = {
+        "/v1/traces": {**SPAN, "BAD": 1},
+        "/v1/logs": {**hand_log("7" * 32, "00000000000000c2", "kept"), "BAD": 1},
+        "/v1/metrics": {"name": "kept", "BAD": 1, "gauge": {"dataPoints": [{"asInt": "1"}]}},
+    }[path]
+    envelope = {
+        "/v1/traces": ("resourceSpans", "scopeSpans", "spans"),
+        "/v1/logs": ("resourceLogs", "scopeLogs", "logRecords"),
+        "/v1/metrics": ("resourceMetrics", "scopeMetrics", "metrics"),
+    }[path]
+    resources, scopes, items = envelope
+    text = json.dumps({resources: [{scopes: [{items: [item], "BAD": 2}], "BAD": 3}], "BAD": 4})
+    body = text.encode().replace(b'"BAD"', b'"\xff\xfe"' if raw else b'"\\udcf2"')
+    response = httpx.post(f"{viewer.otlp}{path}", content=body, headers=JSON)
+    assert response.status_code == 200, response.text
+    assert response.json() == {}  # nothing refused
+    if path == "/v1/logs":
+        assert [r["body"]["stringValue"] for r in logs_of(viewer, "7" * 32)][-1] == "kept"

@@ -38,6 +38,7 @@ from trace_viewer.lenient import (
     LenientSpan,
     MalformedPayload,
     decode_protobuf,
+    named_fields,
     parse_lenient,
     settle,
 )
@@ -119,7 +120,8 @@ def _walk_spans(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _load_json(text: str) -> dict[str, Any]:
     try:
-        document = json.loads(text.removeprefix("\ufeff")) if text.strip() else {}
+        stripped = text.removeprefix("\ufeff")
+        document = json.loads(stripped, object_pairs_hook=named_fields) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise MalformedPayload(f"not JSON: {exc}") from exc
     except RecursionError as exc:

@@ -42,7 +42,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from trace_viewer.lenient import MalformedPayload
+from trace_viewer.lenient import MalformedPayload, named_fields
 from trace_viewer.otlp import PROTOBUF, service_name
 
 #: SQLite integers are signed 64-bit; OTLP timestamps are unsigned.
@@ -311,7 +311,8 @@ def _load_json(body: bytes) -> tuple[dict[str, Any], bool]:
     except UnicodeDecodeError:
         text, clean = body.decode("utf-8", "surrogateescape"), False
     try:
-        document = json.loads(text.removeprefix("\ufeff")) if text.strip() else {}
+        stripped = text.removeprefix("\ufeff")
+        document = json.loads(stripped, object_pairs_hook=named_fields) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise MalformedPayload(f"not JSON: {exc}") from exc
     except RecursionError as exc:
