@@ -47,22 +47,33 @@ from payment_service.settings import PaymentSettings  # noqa: E402
 from shipping_service.settings import ShippingSettings  # noqa: E402
 from trace_viewer.settings import ViewerSettings  # noqa: E402
 
+#: Traces alone: the services export logs and metrics too unless told not to.
+TRACES_ONLY = {"OTEL_LOGS_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+#: The services' INFO lines (each order's steps, the logs exported), as `ordersim up` runs.
+INFO = {f"{s}_SERVICE_LOG_LEVEL": "info" for s in ("ORDER", "INVENTORY", "PAYMENT", "SHIPPING")}
 CONFIGS: dict[str, dict[str, str]] = {
     "untraced": {"OTEL_SDK_DISABLED": "true"},
-    "100% sampled": {},
+    "100% sampled": TRACES_ONLY,
     "1% sampled": {
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        **TRACES_ONLY,
     },
-    "seed config": {},  # SimpleSpanProcessor, via bench/seed_service.py
+    "seed config": TRACES_ONLY,  # SimpleSpanProcessor, via bench/seed_service.py
     # Not run by default: what the ~20 database spans of an order cost, of the ~50.
-    "100% without DB spans": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy"},
+    "100% without DB spans": {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "sqlalchemy", **TRACES_ONLY},
     # Not run by default: shorter GIL holds on the export thread (bench/span_costs.py
     # --export), for more export requests.
     "100% in 128-span batches": {
         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128",
         "OTEL_BSP_SCHEDULE_DELAY": "1000",
+        **TRACES_ONLY,
     },
+    # Not run by default: what logs and metrics add to traces: the same INFO lines on the
+    # console in both, then exported (OTLP /v1/logs) and with the metrics every 5 s as
+    # `ordersim up` does.
+    "100% traces + INFO lines": {**TRACES_ONLY, **INFO},
+    "100% all three signals": {**INFO, "OTEL_METRIC_EXPORT_INTERVAL": "5000"},
 }
 DEFAULT_CONFIGS = ("untraced", "100% sampled", "1% sampled", "seed config")
 #: How each configuration is named in the README's table.
@@ -73,7 +84,11 @@ LABELS = {
     "seed config": "seed config (SimpleSpanProcessor)",
     "100% without DB spans": "100 % without DB spans",
     "100% in 128-span batches": "100 % sampled, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128`",
+    "100% traces + INFO lines": "100 % sampled, INFO lines on the console",
+    "100% all three signals": "100 % sampled, logs and metrics exported too",
 }
+#: (traces alone, all three signals): the pair whose CPU per order is compared.
+SIGNALS_PAIR = ("100% traces + INFO lines", "100% all three signals")
 
 
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -126,7 +141,7 @@ class System:
         }
         for node, service_settings in settings:
             self.env[node.port_variable] = str(service_settings.port)
-            self.env[f"{node.env_prefix}LOG_LEVEL"] = "warning"
+            self.env.setdefault(f"{node.env_prefix}LOG_LEVEL", "warning")
             service = Service.of(node, service_settings)
             if name == "seed config":
                 seed_service = str(ROOT / "bench" / "seed_service.py")
@@ -353,6 +368,14 @@ async def main() -> None:
             f"{total / base_total:.2f}",
         )
     console.print(cpu)
+    if all(name in runs for name in SIGNALS_PAIR):
+        traces, signals = ([sum(f.cpu_ms.values()) for f in runs[name]] for name in SIGNALS_PAIR)
+        added = statistics.median(signals) / statistics.median(traces) - 1
+        console.print(
+            f"logs + metrics add {added:+.1%} CPU per order beyond traces alone "
+            f"(totals per round, ms: traces {', '.join(f'{t:.2f}' for t in traces)}; "
+            f"all three {', '.join(f'{t:.2f}' for t in signals)})"
+        )
 
     if args.markdown:
         print()

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -112,7 +112,9 @@ def serve(
     if telemetry.owns_provider:
         # One service per process here, so user code calling trace.get_tracer() gets ours.
         trace.set_tracer_provider(telemetry.tracer_provider)
+        metrics.set_meter_provider(telemetry.signals.meter_provider)
     configure_logging(settings.log_level)
+    telemetry.signals.export_logs_of()  # every logger's records, with their trace context
     app = app_factory(settings, telemetry)
     logging.getLogger(settings.service_name).info("listening on %s", settings.base_url)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default

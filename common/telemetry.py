@@ -24,6 +24,8 @@ Defaults (each overridable by its standard variable):
   ``logging``, or ``*``) skips those libraries' instrumentation, as it does for
   ``opentelemetry-instrument``; the order flow's own spans stay.
 - ``OTEL_SDK_DISABLED=true`` turns everything into no-ops.
+- Logs and metrics: :mod:`common.signals` (``OTEL_LOGS_EXPORTER``, ``OTEL_METRICS_EXPORTER``,
+  ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_METRICS_EXEMPLAR_FILTER``), under the same resource.
 
 A request already known to be unsampled (its caller's ``traceparent`` says so, or it runs
 under an unsampled span) skips the HTTP and database instrumentations: its context is
@@ -64,11 +66,12 @@ from opentelemetry.instrumentation.propagators import (
 )
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.metrics import get_meter_provider
+from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_PROTOCOL,
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
 )
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -82,6 +85,14 @@ from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import TableClause
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.signals import (
+    Signals,
+    disabled_signals,
+    global_signals,
+    record_operation_durations,
+    setup_signals,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +127,8 @@ class Telemetry:
     #: Libraries not to instrument (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS).
     disabled: frozenset[str] = frozenset()
     _engine_tracers: list[object] = field(default_factory=list)
+    #: Its logs and metrics (common/signals.py).
+    signals: Signals = field(default_factory=disabled_signals)
 
     def tracer(self, name: str) -> trace.Tracer:
         return self.tracer_provider.get_tracer(name)
@@ -135,12 +148,14 @@ class Telemetry:
         """Whether work known to be unsampled may skip the HTTP and database
         instrumentations: this provider's sampler drops every child of an unsampled span
         (the parent-based samplers, OTEL_TRACES_SAMPLER's default), and no SDK meter
-        provider records the instrumentations' HTTP metrics, which every request owes."""
+        provider, ours (OTEL_METRICS_EXPORTER) or a global one, records the
+        instrumentations' HTTP metrics, which every request owes."""
         sampler = getattr(self.tracer_provider, "sampler", None)
         return (
             self.enabled
             and isinstance(sampler, Sampler)
             and drops_unsampled_children(sampler)
+            and not self.signals.metrics_enabled
             and not isinstance(get_meter_provider(), SdkMeterProvider)
         )
 
@@ -150,6 +165,7 @@ class Telemetry:
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.tracer_provider,
+            meter_provider=self.signals.meter_provider,
             excluded_urls=EXCLUDED_URLS,
             # One SERVER span per request; the ASGI receive/send spans double the span
             # count of every hop and say nothing the server span does not.
@@ -190,15 +206,21 @@ class Telemetry:
         if patched and isinstance(transport, AsyncHTTPTransport):
             return True
         HTTPXClientInstrumentor.instrument_client(
-            client, tracer_provider=self.tracer_provider, request_hook=request_hook
+            client,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.signals.meter_provider,
+            request_hook=request_hook,
         )
         return True
 
     def instrument_engine(self, engine: Engine | AsyncEngine) -> None:
-        if not self.enabled or {"sqlalchemy", "*"} & self.disabled:
-            return
         if isinstance(engine, AsyncEngine):
             engine = engine.sync_engine
+        if self.signals.metrics_enabled:
+            meter = self.signals.meter("opentelemetry.instrumentation.sqlalchemy")
+            record_operation_durations(engine, meter, statement_target)
+        if not self.enabled or {"sqlalchemy", "*"} & self.disabled:
+            return
         if not SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry:
             # The instrumentor's public entry point also monkey-patches create_engine for
             # the whole process, once, for the first provider only; binding its
@@ -230,9 +252,13 @@ class Telemetry:
         must not hold a stopping service hostage to the exporter's retries); a provider we
         did not create is left alone."""
         if self.owns_provider and isinstance(self.tracer_provider, SdkTracerProvider):
-            flush = threading.Thread(
-                target=self.tracer_provider.shutdown, name="telemetry-shutdown", daemon=True
-            )
+            provider = self.tracer_provider
+
+            def shutdown() -> None:
+                provider.shutdown()
+                self.signals.shutdown()
+
+            flush = threading.Thread(target=shutdown, name="telemetry-shutdown", daemon=True)
             flush.start()
             flush.join(timeout)
 
@@ -374,22 +400,27 @@ def name_statement_span(
     instrumentation's name (the conventions' fallback target is the database).
     """
     span = getattr(context, "_otel_span", None)  # where the EngineTracer keeps it
-    if span is None or not span.is_recording():
+    if span is None or not span.is_recording() or not statement.strip():
         return
+    operation, table = statement_target(statement, context)
+    if table is None:
+        span.set_attribute(DB_OPERATION_NAME, operation)
+        return
+    span.update_name(f"{operation} {table}")
+    span.set_attributes({DB_OPERATION_NAME: operation, DB_COLLECTION_NAME: table})
+
+
+def statement_target(statement: str, context: Any) -> tuple[str, str | None]:
+    """The operation (the statement's first word) and the one table it works on, or None
+    (several tables, or raw SQL): what names its span and labels its duration."""
     words = statement.split(maxsplit=1)
-    if not words:
-        return
-    operation = words[0]
-    state = getattr(context.compiled, "compile_state", None)
+    operation = words[0] if words else ""
+    state = getattr(getattr(context, "compiled", None), "compile_state", None)
     table = getattr(state, "dml_table", None)
     if table is None:
         froms = getattr(state, "froms", None)
         table = froms[0] if froms and len(froms) == 1 else None
-    if not isinstance(table, TableClause):
-        span.set_attribute(DB_OPERATION_NAME, operation)
-        return
-    span.update_name(f"{operation} {table.fullname}")
-    span.set_attributes({DB_OPERATION_NAME: operation, DB_COLLECTION_NAME: table.fullname})
+    return operation, table.fullname if isinstance(table, TableClause) else None
 
 
 def _enable_stable_semconv() -> None:
@@ -397,10 +428,11 @@ def _enable_stable_semconv() -> None:
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
 
 
-def otlp_protocol(environ: Mapping[str, str] = os.environ) -> str:
+def otlp_protocol(environ: Mapping[str, str] = os.environ, signal: str = "TRACES") -> str:
     """The OTLP transport the environment asks for: ``grpc`` or ``http/protobuf`` (the
-    default), the traces-specific variable first, as the specification reads them."""
-    value = environ.get(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) or environ.get(
+    default), the signal's own variable (``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` …) first,
+    as the specification reads them."""
+    value = environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or environ.get(
         OTEL_EXPORTER_OTLP_PROTOCOL, ""
     )
     protocol = value.strip().lower() or "http/protobuf"
@@ -455,11 +487,15 @@ def setup_telemetry(
     service_name: str,
     *,
     processors: Sequence[SpanProcessor] | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
+    log_processors: Sequence[LogRecordProcessor] | None = None,
 ) -> Telemetry:
     """Build the telemetry of one service from the environment.
 
     ``processors`` replaces the exporters named by the environment (tests pass a
-    SimpleSpanProcessor over an InMemorySpanExporter).
+    SimpleSpanProcessor over an InMemorySpanExporter); so do ``metric_readers`` and
+    ``log_processors`` for the other two signals. Tests that pass ``processors`` alone
+    export no logs and no metrics.
     """
     if sdk_disabled():
         return Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
@@ -472,12 +508,16 @@ def setup_telemetry(
     existing = trace.get_tracer_provider()
     if isinstance(existing, SdkTracerProvider):
         # Already configured by opentelemetry-instrument (or the embedding program).
-        telemetry = Telemetry(existing, owns_provider=False, disabled=disabled)
+        telemetry = Telemetry(
+            existing, owns_provider=False, disabled=disabled, signals=global_signals()
+        )
     else:
-        provider = SdkTracerProvider(resource=build_resource(service_name))
+        resource = build_resource(service_name)
+        provider = SdkTracerProvider(resource=resource)
         for processor in _exporter_processors() if processors is None else processors:
             provider.add_span_processor(processor)
-        telemetry = Telemetry(provider, disabled=disabled)
+        signals = _signals(resource, processors is not None, metric_readers, log_processors)
+        telemetry = Telemetry(provider, disabled=disabled, signals=signals)
 
     if telemetry.instruments("logging", LoggingInstrumentor()):
         # Adds otelTraceID / otelSpanID to every log record (see LOG_FORMAT); no log export.
@@ -487,6 +527,17 @@ def setup_telemetry(
             enable_log_auto_instrumentation=False,
         )
     return telemetry
+
+
+def _signals(
+    resource: Resource,
+    in_test: bool,
+    metric_readers: Sequence[MetricReader] | None,
+    log_processors: Sequence[LogRecordProcessor] | None,
+) -> Signals:
+    if in_test:  # spans to the test's processors, and the rest only where it asks
+        metric_readers, log_processors = metric_readers or [], log_processors or []
+    return setup_signals(resource, metric_readers=metric_readers, log_processors=log_processors)
 
 
 def configure_logging(level: str) -> None:

@@ -12,6 +12,7 @@ from common.db import create_engine
 from common.scenarios import Scenario
 from common.telemetry import Telemetry
 from inventory_service import storage
+from inventory_service.metrics import StockGauge
 from inventory_service.routes import router
 from inventory_service.settings import InventorySettings
 
@@ -29,6 +30,7 @@ def create_app(settings: InventorySettings, telemetry: Telemetry) -> FastAPI:
         lifespan=lifespan,
         routers=[router],
     )
+    app.state.stock = StockGauge(telemetry.signals.meter(settings.service_name))
     app.state.list_products = (
         storage.list_products_one_by_one
         if settings.planted(Scenario.N_PLUS_ONE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from common.ids import OrderId, Sku
 from common.openapi import links
 from inventory_service import storage
 from inventory_service.errors import OutOfStock
+from inventory_service.metrics import StockGauge
 from inventory_service.models import (
     MAX_ITEMS,
     ItemRequest,
@@ -24,6 +26,8 @@ from inventory_service.models import (
     Reservation,
     ReserveRequest,
 )
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["inventory"])
 
@@ -38,22 +42,49 @@ async def _list_products(request: Request) -> ListProducts:
     return chosen
 
 
+async def _stock(request: Request) -> StockGauge:
+    gauge: StockGauge = request.app.state.stock
+    return gauge
+
+
+StockDep = Annotated[StockGauge, Depends(_stock)]
+
+
+async def _observe_scarce(engine: AsyncEngine, stock: StockGauge, skus: list[str]) -> None:
+    """Read again the stock of the scarce SKUs among ``skus``, which has just changed."""
+    if scarce := stock.scarce(skus):
+        stock.observe(await storage.list_products(engine, scarce))
+
+
 @router.get("/products")
 async def list_products(
     engine: EngineDep,
+    stock: StockDep,
     list_products: Annotated[ListProducts, Depends(_list_products)],
     sku: Annotated[list[Sku] | None, Query(max_length=MAX_ITEMS)] = None,
 ) -> list[Product]:
     """The catalogue, or the products named by repeated `sku` parameters."""
-    return await list_products(engine, sku or ())
+    found = await list_products(engine, sku or ())
+    stock.observe(found)
+    return found
 
 
-async def _check_stock(engine: AsyncEngine, tracer: trace.Tracer, item: ItemRequest) -> None:
+async def _check_stock(
+    engine: AsyncEngine, tracer: trace.Tracer, stock: StockGauge, item: ItemRequest
+) -> None:
     with tracer.start_as_current_span("check_stock") as span:
         span.set_attributes({"shop.sku": item.sku, "shop.quantity": item.quantity})
         product = await storage.get_product(engine, item.sku)
+        stock.observe([product])
         span.set_attribute("shop.stock.available", product.stock)
         if product.stock < item.quantity:
+            logger.info(
+                "%s short: %d wanted, %d in stock",
+                item.sku,
+                item.quantity,
+                product.stock,
+                extra={"shop.sku": item.sku},
+            )
             raise OutOfStock(item.sku, item.quantity, product.stock)
 
 
@@ -78,15 +109,25 @@ async def _check_stock(engine: AsyncEngine, tracer: trace.Tracer, item: ItemRequ
         },
     },
 )
-async def reserve(body: ReserveRequest, engine: EngineDep, tracer: TracerDep) -> Reservation:
+async def reserve(
+    body: ReserveRequest, engine: EngineDep, tracer: TracerDep, stock: StockDep
+) -> Reservation:
     """Reserve every item for an order, all or nothing (409 when one is short)."""
     with tracer.start_as_current_span("reserve_items") as span:
         span.set_attributes({"shop.order.id": body.order_id, "shop.item.count": len(body.items)})
         # Each SKU is checked concurrently (visible as sibling spans, all ended before this
         # one); the conditional UPDATEs in storage.reserve are what guarantees no oversell.
-        await settle_all(*(_check_stock(engine, tracer, item) for item in body.items))
+        await settle_all(*(_check_stock(engine, tracer, stock, item) for item in body.items))
         reservation = await storage.reserve(engine, body.order_id, body.items)
-        span.add_event("reserved", {"shop.units": sum(i.quantity for i in reservation.items)})
+        await _observe_scarce(engine, stock, [i.sku for i in reservation.items])
+        units = sum(i.quantity for i in reservation.items)
+        span.add_event("reserved", {"shop.units": units})
+        logger.info(
+            "order %s: %d units reserved",
+            body.order_id,
+            units,
+            extra={"shop.order.id": body.order_id},
+        )
         return reservation
 
 
@@ -113,10 +154,14 @@ async def commit(order_id: OrderId, engine: EngineDep, tracer: TracerDep) -> Res
 
 
 @router.post("/reservations/{order_id}/release")
-async def release(order_id: OrderId, engine: EngineDep, tracer: TracerDep) -> Reservation:
+async def release(
+    order_id: OrderId, engine: EngineDep, tracer: TracerDep, stock: StockDep
+) -> Reservation:
     """Put the stock back (idempotent; also refuses a reservation that arrives later)."""
     with tracer.start_as_current_span("release_reservation") as span:
         span.set_attribute("shop.order.id", order_id)
         reservation = await storage.release(engine, order_id)
+        await _observe_scarce(engine, stock, [i.sku for i in reservation.items])
         span.add_event("released")
+        logger.info("order %s: reservation released", order_id, extra={"shop.order.id": order_id})
         return reservation

@@ -115,6 +115,10 @@ def catalogue() -> list[Product]:
     return plentiful + scarce
 
 
+#: The SKUs seeded with little stock, so that out-of-stock happens naturally.
+SCARCE_SKUS = frozenset(p.sku for p in catalogue() if p.stock <= 20)
+
+
 async def seed_if_empty(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         count = (await conn.execute(select(func.count()).select_from(products))).scalar_one()

@@ -20,6 +20,7 @@ from order_service import admin, storage
 from order_service.background import Detached
 from order_service.backlog import Backlog, Backoff, Clock, CompensationWorker, log_unexpected
 from order_service.flow import OrderFlow
+from order_service.metrics import OrderMetrics
 from order_service.routes import router
 from order_service.settings import OrderSettings
 from payment_service.client import PaymentClient
@@ -70,6 +71,7 @@ def create_app(
                 http("shipping", settings.shipping_url), call_timeout=timeout, retry=retry
             )
             tracer = telemetry.tracer(settings.service_name)
+            metrics = OrderMetrics(telemetry.signals.meter(settings.service_name))
             # Closed first (the stack unwinds in reverse): its jobs still use the clients.
             detached = Detached(tracer)
             stack.push_async_callback(detached.close, DETACHED_GRACE)
@@ -90,6 +92,7 @@ def create_app(
                 backlog=backlog,
                 detached=detached,
                 sequential_calls=settings.planted(Scenario.SEQUENTIAL_CALLS),
+                metrics=metrics,
             )
             compensations = CompensationWorker(
                 backlog,
@@ -98,6 +101,7 @@ def create_app(
                 abandon_after=settings.abandon_after,
                 warn_at=settings.compensation_backlog_warning,
                 poll_interval=settings.compensation_poll_interval,
+                metrics=metrics,
             )
             app.state.engine = engine
             app.state.tracer = tracer

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_service import storage
 from order_service.compensation import UndoCall
+from order_service.metrics import OrderMetrics
 from order_service.models import CompensationBacklog, DeferredCompensation, OrderError
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,9 @@ class CompensationWorker:
         abandon_after: float,
         warn_at: int = 100,
         poll_interval: float = 1.0,
+        metrics: OrderMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.backlog = backlog
         self.actions = actions
         self.tracer = tracer
@@ -294,6 +297,8 @@ class CompensationWorker:
         """Warn once when the pending count reaches ``warn_at``, and say when it is back
         below; return the count."""
         summary = await self.backlog.summary(limit=1)
+        if self.metrics is not None:
+            self.metrics.backlog(summary.pending)
         if summary.pending >= self.warn_at and not self._over_threshold:
             self._over_threshold = True
             logger.warning(

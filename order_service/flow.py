@@ -41,6 +41,7 @@ from order_service import storage
 from order_service.background import Detached
 from order_service.backlog import Backlog
 from order_service.compensation import Saga, Undo, UndoCall
+from order_service.metrics import OrderMetrics
 from order_service.models import (
     Order,
     OrderError,
@@ -106,8 +107,10 @@ class OrderFlow:
         backlog: Backlog,
         detached: Detached,
         sequential_calls: bool = False,
+        metrics: OrderMetrics | None = None,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._backlog = backlog
         self._detached = detached
         self.confirmations = Confirmations(shipping, detached)
@@ -146,6 +149,12 @@ class OrderFlow:
             except DownstreamUnavailable as exc:
                 return await self._finish(order, exc, stored=False)
             await storage.insert_order(self._engine, order)
+            logger.info(
+                "order %s placed: %d lines",
+                order.order_id,
+                len(order.items),
+                extra={"shop.order.id": order.order_id},
+            )
             return await self._complete(order, request, span, after_response)
 
     async def accept(
@@ -358,6 +367,10 @@ class OrderFlow:
                 await storage.update_order(self._engine, order, steps)
             else:
                 await storage.insert_order(self._engine, order)
+        if self._metrics is not None:
+            self._metrics.finished(order)
+        log = logger.warning if status == "failed" else logger.info
+        log("order %s %s", order.order_id, status, extra={"shop.order.id": order.order_id})
         return order
 
 

@@ -68,6 +68,29 @@ class Generator(BaseModel):
     behind_schedule: bool
 
 
+class Exemplar(BaseModel):
+    trace_id: str
+    span_id: str
+    value_ms: float
+
+
+class ServiceRed(BaseModel):
+    """One service operation's RED over the run, from the services' own
+    ``http.server.request.duration`` histograms (the viewer's ``GET /api/metrics/red``):
+    percentiles are bucket estimates, server-side, beside the generator's exact client-side
+    ``latency_ms``."""
+
+    service: str
+    operation: str
+    rate: float  # requests per second of the run
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    requests: int
+    exemplars: list[Exemplar]
+
+
 class LoadReport(BaseModel):
     mode: str  # "open" or "closed"
     target_rate: float | None
@@ -81,6 +104,8 @@ class LoadReport(BaseModel):
     trace_completeness: Completeness
     generator: Generator
     partial: bool = False
+    #: Each service's RED for the run (None: no viewer, or it keeps no metrics).
+    services: list[ServiceRed] | None = None
 
 
 # -- the order mix -------------------------------------------------------------------------
@@ -325,6 +350,41 @@ def check_completeness(
     return Completeness(checked=len(trace_ids), complete=len(trace_ids) - len(pending))
 
 
+# -- each service's RED ----------------------------------------------------------------------
+
+#: The operation whose request count says the services' metrics of the run have arrived.
+ORDERS = ("order-service", "POST /orders")
+
+
+def services_red(
+    viewer: Viewer, since: float, measured_s: float, orders: int, wait_s: float
+) -> list[ServiceRed] | None:
+    """RED per service and operation since ``since`` (epoch seconds, the measured window's
+    start), polling (with a deadline) until the order service's metrics count the ``orders``
+    sent: services export them every OTEL_METRIC_EXPORT_INTERVAL. Rates are per second of
+    the run. None when the viewer keeps no metrics (Jaeger). Raises ViewerError if the
+    viewer cannot be asked."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        lookback_ms = max(1000, int((time.time() - since) * 1000))
+        document = viewer.fetch(f"/api/metrics/red?lookback={lookback_ms}")
+        if not isinstance(document, dict):
+            return None
+        rows = document.get("services", [])
+        counted = sum(r["requests"] for r in rows if (r["service"], r["operation"]) == ORDERS)
+        if counted >= orders or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    return [
+        ServiceRed(
+            **{k: row[k] for k in ServiceRed.model_fields if k not in ("rate", "exemplars")},
+            rate=round(row["requests"] / measured_s, 2),
+            exemplars=[Exemplar(**e) for e in row["exemplars"][:5]],
+        )
+        for row in rows
+    ]
+
+
 # -- the command ---------------------------------------------------------------------------
 
 
@@ -342,6 +402,8 @@ class LoadOptions:
     out: str | None
     check_traces: int
     trace_wait: float
+    #: Seconds to wait for the services' metrics of the run to reach the viewer.
+    metrics_wait: float = 12.0
 
 
 def build_report(
@@ -350,6 +412,7 @@ def build_report(
     completeness: Completeness,
     viewer_url: str | None,
     partial: bool,
+    services: list[ServiceRed] | None = None,
 ) -> LoadReport:
     recorder = test.recorder
     slowest = sorted(recorder.slowest, reverse=True)
@@ -378,6 +441,7 @@ def build_report(
             behind_schedule=test.rate is not None and recorder.late_sends > recorder.count * 0.01,
         ),
         partial=partial,
+        services=services,
     )
 
 
@@ -410,6 +474,29 @@ def print_report(report: LoadReport, console: Any) -> None:
     for slow in report.slowest:
         table.add_row(f"{slow.latency_ms:.1f}", str(slow.status), slow.link or slow.trace_id or "-")
     console.print(table)
+    if report.services:
+        red = Table(
+            "service",
+            "operation",
+            "req/s",
+            "errors",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            title="each service's RED (its own metrics; percentiles are bucket estimates)",
+        )
+        for row in report.services:
+            red.add_row(
+                row.service,
+                row.operation,
+                f"{row.rate:.1f}",
+                f"{row.error_rate * 100:.1f} %",
+                *(
+                    f"≈{v:.1f}" if v is not None else "-"
+                    for v in (row.p50_ms, row.p95_ms, row.p99_ms)
+                ),
+            )
+        console.print(red)
     tc = report.trace_completeness
     console.print(
         f"trace completeness: {tc.complete}/{tc.checked} sampled orders' traces "
@@ -496,18 +583,31 @@ async def run_load(
                 refresher.cancel()
                 loop.remove_signal_handler(signal.SIGINT)
 
+    # The measured window's start on the wall clock, for the metrics' lookback.
+    since = time.time() - (test.now() - test.measured_from)
     completeness = Completeness(checked=0, complete=0)
-    if options.viewer_url and recorder.sampled and not interrupted:
-        console.print(f"checking {len(recorder.sampled)} sampled traces in the viewer …")
+    services: list[ServiceRed] | None = None
+    if options.viewer_url and not interrupted:
         with httpx.Client() as http:
             viewer = Viewer(options.viewer_url, http)
             try:
-                completeness = await asyncio.to_thread(
-                    check_completeness, viewer, recorder.sampled, is_complete, options.trace_wait
+                if recorder.sampled:
+                    console.print(
+                        f"checking {len(recorder.sampled)} sampled traces in the viewer …"
+                    )
+                    completeness = await asyncio.to_thread(
+                        check_completeness,
+                        viewer,
+                        recorder.sampled,
+                        is_complete,
+                        options.trace_wait,
+                    )
+                services = await asyncio.to_thread(
+                    services_red, viewer, since, measured_s, recorder.count, options.metrics_wait
                 )
             except ViewerError as exc:
                 console.print(Text(f"trace check skipped: {exc}", style="yellow"))
-    report = build_report(test, measured_s, completeness, options.viewer_url, interrupted)
+    report = build_report(test, measured_s, completeness, options.viewer_url, interrupted, services)
     print_report(report, console)
     if options.out:
         Path(options.out).write_text(report.model_dump_json(indent=2))  # noqa: ASYNC240

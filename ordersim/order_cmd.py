@@ -20,7 +20,7 @@ from ordersim.console import UsageError, consoles, usage_error
 from ordersim.incomplete import missing_reports
 from ordersim.samples import DEFAULT_ITEMS, order_body
 from ordersim.viewer import POLL_INTERVAL, Viewer, ViewerError, wait_for_trace
-from ordersim.waterfall import Waterfall
+from ordersim.waterfall import Trace, Waterfall
 from payment_service import cards
 
 _ITEM = re.compile(r"^(?P<sku>[^:\s]+):(?P<qty>\d+)$")
@@ -291,6 +291,7 @@ def order(
         try:
             with console.status(f"waiting up to {wait:g}s for the trace to arrive…"):
                 found = wait_for_trace(viewer, outcome.trace_id, wait, clock=clock, sleep=sleep)
+                logs = viewer.logs(outcome.trace_id) if found.spans else []
         except ViewerError as exc:
             errors.print(Text(f"error: {exc}", style="red"))
             return 1
@@ -308,7 +309,7 @@ def order(
             )
         )
         return 1
-    console.print(Waterfall(found))
+    console.print(Waterfall(Trace(found.spans, logs)))
     complete = found.is_complete()
     if not complete:
         console.print(Text(f"\nthe trace is incomplete after {wait:g}s:", style="yellow"))

@@ -15,7 +15,7 @@ from common import topology
 from ordersim.calls import base_url
 from ordersim.console import UsageError, consoles, usage_error
 from ordersim.viewer import Viewer, parse_trace_id, stored
-from ordersim.waterfall import Trace, Waterfall, parse_otlp
+from ordersim.waterfall import LogLine, Trace, Waterfall, parse_otlp
 
 Output = Literal["waterfall", "json", "jaeger"]
 
@@ -36,13 +36,17 @@ def trace(
     except UsageError as exc:
         return usage_error("trace", exc)
     endpoint = base_url(endpoint or topology.VIEWER.ui_url())
+    logs: list[LogLine] = []
     with httpx.Client(transport=transport) as client:
-        document = stored(Viewer(endpoint, client), trace_id, errors, jaeger=output == "jaeger")
+        viewer = Viewer(endpoint, client)
+        document = stored(viewer, trace_id, errors, jaeger=output == "jaeger")
+        if document is not None and output == "waterfall":
+            logs = viewer.logs(trace_id)
     if document is None:
         return 1
     try:
         if output == "waterfall":
-            console.print(Waterfall(Trace(parse_otlp(document))))
+            console.print(Waterfall(Trace(parse_otlp(document), logs)))
         else:
             # As received, pretty-printed; plain text, so it pipes into jq unchanged.
             print(json.dumps(document, indent=2, ensure_ascii=False), flush=True)

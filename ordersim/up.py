@@ -118,6 +118,10 @@ def viewer_endpoint(viewer: ViewerSettings, env: Mapping[str, str]) -> str:
     return viewer.grpc_endpoint if uses_grpc(env) else viewer.otlp_endpoint
 
 
+#: OTEL_METRIC_EXPORT_INTERVAL of the services ``ordersim up`` starts, unless set.
+METRIC_EXPORT_INTERVAL_MS = 5000
+
+
 def child_env(
     service: Service,
     services: Sequence[Service],
@@ -130,7 +134,10 @@ def child_env(
     env["PYTHONUNBUFFERED"] = "1"
     if viewer is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = viewer_endpoint(viewer, env)
-        env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+        for signal in ("TRACES", "LOGS", "METRICS"):
+            env.pop(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT", None)
+    # Metrics every few seconds (the SDK's default is a minute), so the Services page is live.
+    env.setdefault("OTEL_METRIC_EXPORT_INTERVAL", str(METRIC_EXPORT_INTERVAL_MS))
     if service.package == topology.ORDER.package:
         by_package = {s.package: s for s in services}
         for node in topology.DOWNSTREAM:
@@ -257,9 +264,10 @@ class Supervisor:
             ui = self.viewer.ui_url
             self.console.print(f"  [bold]trace viewer[/]       {ui}")
             self.console.print(f"                     each order: {ui}/trace/<trace_id>")
+            self.console.print(f"                     RED per service: {ui}/services")
             self.console.print(
-                f"  OTLP intake        {self.viewer.otlp_endpoint}/v1/traces (HTTP), "
-                f"{self.viewer.grpc_endpoint} (gRPC)"
+                f"  OTLP intake        {self.viewer.otlp_endpoint}/v1/{{traces,logs,metrics}} "
+                f"(HTTP), {self.viewer.grpc_endpoint} (gRPC)"
             )
         else:
             default = "http://localhost:4317" if grpc else "http://localhost:4318"

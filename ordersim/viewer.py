@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ordersim.calls import TRACE_ID, reason
 from ordersim.console import UsageError
-from ordersim.waterfall import Span, Trace, parse_otlp
+from ordersim.waterfall import LogLine, Span, Trace, parse_otlp, parse_otlp_logs
 
 #: Seconds between two looks at the viewer while a trace arrives.
 POLL_INTERVAL = 0.2
@@ -97,6 +97,15 @@ class Viewer:
         if not isinstance(document, dict):
             raise ViewerError(f"{self.endpoint}{otlp_path(trace_id)}: not OTLP JSON")
         return document if parse_otlp(document) else None
+
+    def logs(self, trace_id: str) -> list[LogLine]:
+        """The trace's log records; none from a viewer that keeps none (Jaeger) or cannot
+        say (the waterfall is worth printing without them)."""
+        try:
+            document = self.fetch(f"/api/logs?trace_id={trace_id}")
+        except ViewerError:
+            return []
+        return parse_otlp_logs(document) if isinstance(document, dict) else []
 
     def jaeger(self, trace_id: str) -> dict[str, Any] | None:
         document = self.fetch(f"/api/traces/{trace_id}")

@@ -3,11 +3,13 @@
 :func:`parse_otlp` flattens an OTLP JSON document (what ``GET /api/v3/traces/{id}`` returns,
 from the embedded viewer or from Jaeger v2) into :class:`Span` rows; :class:`Trace` puts them
 in a tree and says what is missing; :class:`Waterfall` draws the tree against a time axis
-scaled to the whole trace, at whatever width the console has.
+scaled to the whole trace, at whatever width the console has; the log records written
+inside a span (:func:`parse_otlp_logs`) are printed under it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,6 +52,8 @@ _PALETTE = (
 )
 ERROR_STYLE = "bold red"
 FAULT_STYLE = "bold magenta"
+#: A log record's severity text, coloured as the console colours log levels.
+_LOG_STYLES = {"WARN": "yellow", "ERROR": "red", "FATAL": "bold red", "INFO": "blue"}
 #: The attribute ordersim's services put on a span an injected fault touched (common/faults.py,
 #: not imported: the command line stays free of the services' dependencies).
 FAULT_ATTRIBUTE = "ordersim.fault.injected"
@@ -234,6 +238,40 @@ def _span(raw: Mapping[str, Any], service: str) -> Span:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """A log record written inside a span (``GET /api/logs?trace_id=``)."""
+
+    span_id: str
+    time_ns: int
+    severity: str  # its severity text: INFO, WARN, …
+    body: str
+
+
+def parse_otlp_logs(document: Mapping[str, Any]) -> list[LogLine]:
+    """The log records of an OTLP JSON document (``{"result": {"resourceLogs": …}}``), in
+    time order."""
+    result = document.get("result")
+    holder = result if isinstance(result, dict) else document
+    lines: list[LogLine] = []
+    for rl in holder.get("resourceLogs") or []:
+        for sl in (rl.get("scopeLogs") or []) if isinstance(rl, dict) else []:
+            for raw in (sl.get("logRecords") or []) if isinstance(sl, dict) else []:
+                if not isinstance(raw, dict):
+                    continue
+                body = attribute_value(raw.get("body") or {})
+                time_ns = _int(raw.get("timeUnixNano")) or _int(raw.get("observedTimeUnixNano"))
+                lines.append(
+                    LogLine(
+                        span_id=str(raw.get("spanId") or "").lower(),
+                        time_ns=time_ns,
+                        severity=str(raw.get("severityText") or "LOG"),
+                        body=body if isinstance(body, str) else json.dumps(body, default=str),
+                    )
+                )
+    return sorted(lines, key=lambda line: line.time_ns)
+
+
+@dataclass(frozen=True)
 class Row:
     span: Span
     depth: int
@@ -244,12 +282,16 @@ class Row:
 class Trace:
     """Spans of one trace as a tree: siblings by start time, orphans at the top level."""
 
-    def __init__(self, spans: Sequence[Span]) -> None:
+    def __init__(self, spans: Sequence[Span], logs: Sequence[LogLine] = ()) -> None:
         by_id: dict[str, Span] = {}
         for span in spans:  # a span delivered twice is shown once
             by_id.setdefault(span.span_id, span)
         self.spans = list(by_id.values())
         self.by_id = by_id
+        #: The log records written inside each span, in time order.
+        self.logs: dict[str, list[LogLine]] = {}
+        for line in logs:
+            self.logs.setdefault(line.span_id, []).append(line)
 
     @property
     def trace_id(self) -> str:
@@ -526,6 +568,13 @@ class Waterfall:
             notes.append(
                 Padding(_wrapping(f"⇥ {outside} its parent", "yellow"), (0, 0, 0, note_indent))
             )
+        for line in self.trace.logs.get(span.span_id, ()):
+            text = Text("▏", style="dim")
+            text.append(f"{line.severity} ", style=_LOG_STYLES.get(line.severity, "dim"))
+            text.append(f"+{format_ms(line.time_ns - span.start_ns)} ms ", style="dim")
+            text.append(line.body)
+            text.no_wrap, text.overflow = False, "fold"
+            notes.append(Padding(text, (0, 0, 0, note_indent)))
         return Group(name, *notes) if notes else name
 
     def table(self, width: int) -> Table:

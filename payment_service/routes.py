@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -21,6 +22,8 @@ from payment_service.models import (
     Payment,
     PaymentDeclinedError,
 )
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["payment"])
 
@@ -93,13 +96,30 @@ async def charge(
             }
         )
         await route_card(body.card, span)
-        _authorize(body.card)
+        try:
+            _authorize(body.card)
+        except PaymentDeclined as exc:
+            logger.info(
+                "order %s: card ending %s not authorized (%s)",
+                body.order_id,
+                body.card.last4,
+                exc.code,
+                extra={"shop.order.id": body.order_id},
+            )
+            raise
         span.add_event("authorized")
     with tracer.start_as_current_span("capture_payment") as span:
         span.set_attribute("shop.order.id", body.order_id)
         payment = await storage.capture(engine, body.order_id, body.amount, body.card.last4)
         span.set_attribute("shop.payment.id", payment.payment_id)
         span.add_event("charged")
+        logger.info(
+            "order %s: charged %s %s",
+            body.order_id,
+            body.amount.amount,
+            body.amount.currency,
+            extra={"shop.order.id": body.order_id, "shop.payment.id": payment.payment_id},
+        )
         return payment
 
 
@@ -116,4 +136,7 @@ async def refund(order_id: OrderId, engine: EngineDep, tracer: TracerDep) -> Pay
         span.set_attribute("shop.order.id", order_id)
         payment = await storage.refund(engine, order_id)
         span.add_event("refunded", {"shop.payment.status": payment.status})
+        logger.info(
+            "order %s: payment %s", order_id, payment.status, extra={"shop.order.id": order_id}
+        )
         return payment

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, status
 
 from common.deps import EngineDep, TracerDep
@@ -17,6 +19,8 @@ from shipping_service.models import (
     Shipment,
     ShipmentRequest,
 )
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["shipping"])
 
@@ -57,6 +61,13 @@ async def create_shipment(body: ShipmentRequest, engine: EngineDep, tracer: Trac
         span.set_attribute("shop.order.id", body.order_id)
         shipment = await storage.create_shipment(engine, body.order_id, body.quote_id)
         span.add_event("shipped", {"shop.shipping.carrier": shipment.carrier or ""})
+        logger.info(
+            "order %s: shipment %s with %s",
+            body.order_id,
+            shipment.tracking_id,
+            shipment.carrier,
+            extra={"shop.order.id": body.order_id},
+        )
         return shipment
 
 
@@ -71,7 +82,9 @@ async def cancel_shipment(order_id: OrderId, engine: EngineDep, tracer: TracerDe
     """Cancel an order's shipment (idempotent; also refuses one that arrives later)."""
     with tracer.start_as_current_span("cancel_shipment") as span:
         span.set_attribute("shop.order.id", order_id)
-        return await storage.cancel_shipment(engine, order_id)
+        shipment = await storage.cancel_shipment(engine, order_id)
+        logger.info("order %s: shipment cancelled", order_id, extra={"shop.order.id": order_id})
+        return shipment
 
 
 @router.post(

@@ -62,3 +62,11 @@ def as_version_1(current: Path, old: Path) -> None:
         for table, columns in _V1_COLUMNS.items():
             conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM current.{table}")
     conn.close()
+
+
+def as_version_4(path: Path) -> None:
+    """Make the (closed) current database at ``path`` what version 4 left: the same, less
+    the tables of log records and metric data points that version 5 added."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript("DROP TABLE logs; DROP TABLE metric_points; PRAGMA user_version = 4;")
+    conn.close()

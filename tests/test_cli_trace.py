@@ -18,7 +18,7 @@ from rich.console import Console
 
 import ordersim.viewer
 from common import topology
-from ordersim import incomplete, order_cmd
+from ordersim import incomplete, order_cmd, trace_cmd
 from ordersim.cli import main
 from ordersim.testing.processes import (
     Up,
@@ -625,6 +625,8 @@ def test_order_names_the_service_that_never_reported(
                 "order_id": make_order_id(1), "status": "failed", "trace_id": trace_id,
                 "error": {"code": "payment_unavailable", "message": "payment-service down"},
             })  # fmt: skip
+        if request.url.path == "/api/logs":  # a Jaeger: no logs
+            return httpx.Response(404, json={"msg": "404 page not found"})
         assert request.url.path == f"/api/v3/traces/{trace_id}"
         looks.append(request)
         return httpx.Response(200, json={"result": document(services)})
@@ -687,3 +689,70 @@ def test_help_documents_the_exit_status(capsys: pytest.CaptureFixture[str]) -> N
         main(["order", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "Exit status: 0 if the order reached a final status" in help_text
+
+
+def test_trace_prints_each_spans_logs_under_it(
+    viewer: Viewer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace_id = os.urandom(16).hex()
+    for service, spans in checkout_trace(trace_id).items():
+        httpx.post(viewer.traces_endpoint, json=document({service: spans}))
+
+    def record(span_id: str, at_ms: float, severity: str, body: str) -> dict[str, Any]:
+        return {
+            "timeUnixNano": ms(at_ms),
+            "severityText": severity,
+            "body": {"stringValue": body},
+            "traceId": trace_id,
+            "spanId": span_id,
+        }
+
+    logs = {
+        "resourceLogs": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "payment"}}]
+                },
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            record("c000000000000002", 29, "WARN", "card ending 0002 declined"),
+                            record("a000000000000002", 45, "INFO", "checkout failed"),
+                            record("c000000000000002", 19, "INFO", "authorizing"),
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    response = httpx.post(f"{viewer.otlp}/v1/logs", json=logs)
+    assert response.status_code == 200 and not response.json()
+    assert main(["trace", trace_id, "--endpoint", viewer.ui]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    authorize, place = row_of(rows, "authorize_card"), row_of(rows, "place_checkout")
+    under = {
+        name: [line.strip() for line in rows[at + 1 :] if "▏" in line][:2]
+        for name, at in (("authorize_card", authorize), ("place_checkout", place))
+    }
+    # authorize_card started at 18 ms: its records at +1 and +11 ms, in time order.
+    assert under["authorize_card"][0].startswith("▏INFO +1.00 ms authorizing")
+    assert under["authorize_card"][1].startswith("▏WARN +11.00 ms card ending")  # wraps
+    lines_under_place = [line for line in rows[place + 1 : row_of(rows, "GET")] if "▏" in line]
+    assert [line.split("▏")[1].split()[0:3] for line in lines_under_place] == [
+        ["INFO", "+43.50", "ms"]
+    ]
+
+
+def test_a_viewer_without_logs_still_prints_the_waterfall(
+    viewer: Viewer, stored: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_logs(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/logs":
+            return httpx.Response(404, json={"msg": "Jaeger has no logs"})
+        return httpx.Response(
+            200, json=httpx.get(f"{viewer.ui}{request.url.raw_path.decode()}").json()
+        )
+
+    transport = httpx.MockTransport(no_logs)
+    assert trace_cmd.trace(stored, endpoint=viewer.ui, transport=transport) == 0
+    assert "▏" not in capsys.readouterr().out

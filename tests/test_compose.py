@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,8 @@ import yaml
 from tests import ROOT
 
 APPS = {"inventory": 8001, "payment": 8002, "shipping": 8003, "order": 8000}
+BACKENDS = ("otel-collector", "jaeger", "prometheus", "loki", "grafana")
+DEPLOY = ROOT / "deploy"
 
 
 def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
@@ -58,12 +61,17 @@ def test_every_app_exports_to_the_collector_and_waits_for_its_dependencies(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    assert set(services) == {*APPS, "otel-collector", "jaeger", "postgres"}
+    assert set(services) == {*APPS, *BACKENDS, "postgres"}
     for name, port in APPS.items():
         service = services[name]
         env = service["environment"]
         prefix = f"{name.upper()}_SERVICE_"
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+        # Logs and metrics as well: the default exporters (otlp), not turned off; metrics
+        # more often than the SDK's minute.
+        assert env.get("OTEL_LOGS_EXPORTER", "otlp") == "otlp"
+        assert env.get("OTEL_METRICS_EXPORTER", "otlp") == "otlp"
+        assert int(env["OTEL_METRIC_EXPORT_INTERVAL"]) <= 15_000
         assert env["OTEL_SERVICE_NAME"] == f"{name}-service"
         assert env[f"{prefix}HOST"] == "0.0.0.0" and int(env[f"{prefix}PORT"]) == port
         assert env[f"{prefix}DATABASE_URL"].startswith(
@@ -78,7 +86,10 @@ def test_every_app_exports_to_the_collector_and_waits_for_its_dependencies(
         url = order["environment"][f"ORDER_SERVICE_{downstream.upper()}_URL"]
         assert url == f"http://{downstream}:{APPS[downstream]}"
         assert order["depends_on"][downstream]["condition"] == "service_healthy"
-    assert services["otel-collector"]["depends_on"]["jaeger"]["condition"] == "service_healthy"
+    for backend in ("jaeger", "prometheus", "loki"):
+        condition = services["otel-collector"]["depends_on"][backend]["condition"]
+        assert condition == "service_healthy"
+        assert services["grafana"]["depends_on"][backend]["condition"] == "service_healthy"
 
 
 def test_health_checks_and_published_ports(compose: dict[str, Any]) -> None:
@@ -95,6 +106,8 @@ def test_health_checks_and_published_ports(compose: dict[str, Any]) -> None:
         ("jaeger", 16686, "127.0.0.1"),
         ("otel-collector", 4317, "127.0.0.1"),
         ("otel-collector", 4318, "127.0.0.1"),
+        ("grafana", 3000, "127.0.0.1"),
+        ("prometheus", 9090, "127.0.0.1"),
     }
     assert "13133/status" in " ".join(services["jaeger"]["healthcheck"]["test"])
     assert "13133" in " ".join(services["otel-collector"]["healthcheck"]["test"])
@@ -171,3 +184,109 @@ def test_collector_pipelines_reference_what_is_defined(
         else compose["services"]["otel-collector"]["volumes"]
     )
     assert "otel-collector/config.yaml" in volumes
+
+
+def test_logs_go_to_loki_and_metrics_to_prometheus_through_the_collector(
+    collector: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    pipelines = collector["service"]["pipelines"]
+    exporters = collector["exporters"]
+    for signal, backend, path in (
+        ("metrics", "prometheus", "http://prometheus:9090/api/v1/otlp"),
+        ("logs", "loki", "http://loki:3100/otlp"),
+    ):
+        pipeline = pipelines[signal]
+        assert pipeline["receivers"] == ["otlp"]
+        assert pipeline["processors"][0] == "memory_limiter" and "batch" in pipeline["processors"]
+        (exporter,) = [e for e in pipeline["exporters"] if e != "debug"]
+        # otlphttp appends /v1/<signal>: Prometheus's receiver and Loki's OTLP endpoint.
+        assert exporter.startswith("otlphttp/") and exporters[exporter]["endpoint"] == path
+        assert backend in compose["services"]
+    prometheus = compose["services"]["prometheus"]
+    assert "--web.enable-otlp-receiver" in prometheus["command"]
+    assert "--enable-feature=exemplar-storage" in prometheus["command"]
+    assert "-/ready" in " ".join(prometheus["healthcheck"]["test"])
+    assert "3100/ready" in " ".join(compose["services"]["loki"]["healthcheck"]["test"])
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert config["storage"]["exemplars"]["max_exemplars"] > 0
+    loki = yaml.safe_load((DEPLOY / "loki" / "config.yaml").read_text())
+    # OTLP attributes (trace_id, span_id) are structured metadata: Loki must allow it.
+    assert loki["limits_config"]["allow_structured_metadata"] is True
+    assert loki["schema_config"]["configs"][-1]["schema"] == "v13"
+
+
+def test_every_mounted_config_exists(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for mount in mounts(service):
+            source = mount.split(":")[0]
+            if source.startswith(("/", ".")):
+                path = ROOT / source.removeprefix(str(ROOT) + "/").removeprefix("./")
+                assert path.exists(), (name, source)
+
+
+def datasources() -> dict[str, dict[str, Any]]:
+    provisioned = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "datasources.yaml").read_text()
+    )
+    return {source["uid"]: source for source in provisioned["datasources"]}
+
+
+def test_grafana_has_the_three_backends_linked_to_one_another(compose: dict[str, Any]) -> None:
+    sources = datasources()
+    assert {uid: s["type"] for uid, s in sources.items()} == {
+        "prometheus": "prometheus",
+        "jaeger": "jaeger",
+        "loki": "loki",
+    }
+    services = compose["services"]
+    for uid, source in sources.items():
+        host = source["url"].removeprefix("http://").split(":")[0]
+        assert host in services, uid
+    # A metric's exemplar opens its trace in Jaeger (Prometheus stores the OTLP exemplar's
+    # trace id under the label trace_id).
+    (destination,) = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert destination == {"name": "trace_id", "datasourceUid": "jaeger"}
+    # A span lists its logs; a log line (trace_id: structured metadata in Loki) opens its trace.
+    assert sources["jaeger"]["jsonData"]["tracesToLogsV2"]["datasourceUid"] == "loki"
+    (derived,) = sources["loki"]["jsonData"]["derivedFields"]
+    assert (derived["matcherRegex"], derived["datasourceUid"]) == ("trace_id", "jaeger")
+    assert derived["url"] == "$${__value.raw}"  # $$: a literal $ after Grafana's env expansion
+    mounted = " ".join(mounts(services["grafana"]))
+    assert "deploy/grafana/provisioning:/etc/grafana/provisioning" in mounted
+    assert "deploy/grafana/dashboards:/var/lib/grafana/dashboards" in mounted
+
+
+def prometheus_name(name: str, unit: str) -> str:
+    """An OTLP histogram's name in Prometheus (the OTLP-to-Prometheus translation: dots to
+    underscores, the unit as a suffix)."""
+    units = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}
+    return f"{name.replace('.', '_')}_{units[unit]}"
+
+
+def test_the_red_dashboard_reads_what_the_services_export() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "red.json").read_text())
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml").read_text()
+    )
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    sources = datasources()
+    histogram = prometheus_name("http.server.request.duration", "s")
+    targets = [(panel, target) for panel in dashboard["panels"] for target in panel["targets"]]
+    for panel, target in targets:
+        assert target["datasource"]["uid"] in sources, panel["title"]
+        assert panel["datasource"]["uid"] == target["datasource"]["uid"]
+    promql = [t["expr"] for p, t in targets if t["datasource"]["uid"] == "prometheus"]
+    assert all(histogram in expr for expr in promql)
+    # Rate, errors (5xx) and the three quantiles, the p99 with its exemplars.
+    assert any("rate(" in e and "_count" in e and "5.." not in e for e in promql)
+    assert any('http_response_status_code=~"5.."' in e for e in promql)
+    quantiles = {
+        e.split("histogram_quantile(")[1].split(",")[0]: t
+        for p, t in targets
+        if "histogram_quantile(" in (e := t["expr"])
+    }
+    assert set(quantiles) == {"0.5", "0.95", "0.99"}
+    assert quantiles["0.99"]["exemplar"] is True
+    assert any(t["datasource"]["uid"] == "loki" for _, t in targets)  # the logs panel
+    (variable,) = dashboard["templating"]["list"]
+    assert variable["query"]["query"] == f"label_values({histogram}_count, job)"

@@ -9,6 +9,7 @@ here depends on how fast the machine is."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from ordersim.load import (
     build_report,
     check_completeness,
     print_report,
+    services_red,
 )
 from ordersim.viewer import Viewer
 
@@ -210,3 +212,66 @@ async def test_short_real_run_against_the_in_test_system(start_system: Any) -> N
         print_report(report, console)
         printed = "".join(console.export_text().replace("│", "").split())
         assert all(order.link and order.link in printed for order in report.slowest)
+
+
+def test_each_services_red_is_read_once_the_runs_metrics_have_arrived() -> None:
+    looks: list[int] = []
+
+    def row(service: str, operation: str, requests: int) -> dict[str, Any]:
+        return {
+            "service": service,
+            "operation": operation,
+            "rate": requests / 300,  # the API's rate is per second of its lookback
+            "error_rate": 0.1,
+            "p50_ms": 12.5,
+            "p95_ms": 40.0,
+            "p99_ms": None,
+            "requests": requests,
+            "errors": requests // 10,
+            "exemplars": [
+                {"trace_id": "a" * 32, "span_id": "b" * 16, "value_ms": 41.0, "time_ms": 1}
+            ],
+            "series": [],
+        }
+
+    def red(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/metrics/red"
+        looks.append(int(request.url.params["lookback"]))
+        # The order service's last export lands on the third look.
+        orders = 30 if len(looks) >= 3 else 10
+        rows = [
+            row("order-service", "POST /orders", orders),
+            row("payment-service", "POST /charges", 20),
+        ]
+        return httpx.Response(200, json={"services": rows})
+
+    with httpx.Client(transport=httpx.MockTransport(red)) as client:
+        since = time.time() - 10
+        viewer = Viewer("http://viewer", client)
+        services = services_red(viewer, since, measured_s=10.0, orders=30, wait_s=30)
+    assert services is not None and len(looks) == 3
+    assert all(10_000 <= lookback < 40_000 for lookback in looks)  # from the run's start
+    orders = next(s for s in services if s.service == "order-service")
+    assert (orders.requests, orders.rate, orders.error_rate, orders.p99_ms) == (30, 3.0, 0.1, None)
+    assert orders.exemplars[0].trace_id == "a" * 32
+
+    # A viewer without metrics (Jaeger): no services in the report, not an error.
+    jaeger = httpx.MockTransport(lambda request: httpx.Response(404, text="404 page not found"))
+    with httpx.Client(transport=jaeger) as client:
+        assert services_red(Viewer("http://viewer", client), time.time(), 1.0, 5, wait_s=1) is None
+
+    report = LoadReport.model_validate(
+        {
+            "mode": "open", "target_rate": 3.0, "achieved_rate": 3.0, "concurrency": None,
+            "duration_s": 10.0, "requests": 30, "status_counts": {"201": 30},
+            "latency_ms": {"p50": 1, "p90": 1, "p99": 1, "p999": 1, "max": 1},
+            "slowest": [], "trace_completeness": {"checked": 0, "complete": 0},
+            "generator": {"max_lag_ms": 0, "late_sends": 0, "behind_schedule": False},
+            "services": [s.model_dump() for s in services],
+        }
+    )  # fmt: skip
+    console = Console(width=120, record=True)
+    print_report(report, console)
+    text = console.export_text()
+    assert "POST /orders" in text and "POST /charges" in text and "≈12.5" in text
+    assert "bucket estimates" in text

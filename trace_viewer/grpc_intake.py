@@ -1,4 +1,6 @@
-"""OTLP/gRPC trace intake: ``TraceService/Export`` on port 4317, by the rules of OTLP/HTTP.
+"""OTLP/gRPC intake: ``TraceService/Export`` on port 4317, by the rules of OTLP/HTTP, and
+``LogsService/Export`` and ``MetricsService/Export`` by the same rules as ``/v1/logs`` and
+``/v1/metrics``.
 
 The method takes the request's raw bytes (no deserializer), so a request is decoded exactly
 as ``POST /v1/traces`` decodes protobuf: strictly first, then span by span, one bad span
@@ -24,9 +26,10 @@ from concurrent.futures import Executor
 import grpc
 from grpc import aio
 
-from trace_viewer.intake import export_response, ingest
+from trace_viewer.intake import export_response, ingest, ingest_signal
 from trace_viewer.lenient import MalformedPayload
 from trace_viewer.otlp import PROTOBUF, parse_request
+from trace_viewer.otlp_signals import LOGS, METRICS, Signal
 from trace_viewer.store import TraceStore
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -50,6 +53,16 @@ def create_grpc_server(
         rejected = await ingest(decoded, store, writer)
         return bytes(export_response(decoded, rejected).SerializeToString())
 
+    def signal_export(signal: Signal) -> grpc.RpcMethodHandler[bytes, bytes]:
+        async def export(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> bytes:
+            try:
+                reply = await ingest_signal(signal, request, PROTOBUF, store, writer)
+            except MalformedPayload as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return bytes(reply.SerializeToString())
+
+        return grpc.unary_unary_rpc_method_handler(export)
+
     server = aio.server(
         options=[
             ("grpc.max_receive_message_length", max_body_bytes),
@@ -61,6 +74,12 @@ def create_grpc_server(
         (
             grpc.method_handlers_generic_handler(
                 SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(export)}
+            ),
+            *(
+                grpc.method_handlers_generic_handler(
+                    signal.grpc_service, {"Export": signal_export(signal)}
+                )
+                for signal in (LOGS, METRICS)
             ),
         )
     )

@@ -1,8 +1,10 @@
-"""OTLP/HTTP trace intake: ``POST /v1/traces``, protobuf or JSON, optionally compressed.
+"""OTLP/HTTP intake: ``POST /v1/traces``, ``/v1/logs``, ``/v1/metrics``, protobuf or JSON,
+optionally compressed, all three by the same rules.
 
 Per the OTLP spec (https://opentelemetry.io/docs/specs/otlp/#otlphttp): the response is in
 the request's content type; a malformed request is a 400 whose body is a ``google.rpc.Status``;
-spans that cannot be stored are reported through ``partial_success``, not an error.
+spans (log records, data points) that cannot be stored are reported through
+``partial_success``, not an error.
 
 ``Content-Encoding`` is what the Collector's OTLP/HTTP receiver accepts (confighttp):
 ``gzip``, ``zstd``, and ``deflate`` or ``zlib``, both the zlib format (RFC 1950, Go's
@@ -15,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 import zstandard
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
@@ -26,8 +30,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from trace_viewer import otlp_signals
 from trace_viewer.lenient import Decoded, MalformedPayload
 from trace_viewer.otlp import JSON, PROTOBUF, encode_response, parse_request, records
+from trace_viewer.otlp_signals import LOGS, METRICS, Signal
 from trace_viewer.store import TraceStore
 
 ENCODINGS = ("identity", "gzip", "deflate", "zlib", "zstd")
@@ -145,8 +151,50 @@ async def ingest(decoded: Decoded, store: TraceStore, writer: Executor) -> list[
     return rejected
 
 
+async def ingest_signal(
+    signal: Signal, body: bytes, media: str, store: TraceStore, writer: Executor
+) -> Message:
+    """Decode and store a logs or metrics export (MalformedPayload: not one); the reply."""
+    decoded = otlp_signals.parse_request(body, media, signal)
+    loop = asyncio.get_running_loop()
+    if signal is LOGS:
+        logs, refused = otlp_signals.log_rows(decoded.request)
+        rejected = len(decoded.rejected) + len(refused)
+        await loop.run_in_executor(writer, store.write_logs, logs, rejected)
+    else:
+        points, refused = otlp_signals.metric_rows(decoded.request)
+        rejected = len(decoded.rejected) + len(refused)
+        await loop.run_in_executor(writer, store.write_metrics, points, rejected)
+    return otlp_signals.export_response(signal, decoded, refused)
+
+
+#: What an export does with its decompressed body and content type: the reply to send.
+Export = Callable[[bytes, str], Awaitable[Message]]
+
+
 def create_intake_app(store: TraceStore, writer: Executor, max_body_bytes: int) -> Starlette:
-    async def export_traces(request: Request) -> Response:
+    async def traces(body: bytes, media: str) -> Message:
+        decoded = parse_request(body, media)
+        rejected = await ingest(decoded, store, writer)
+        return export_response(decoded, rejected)
+
+    def of(signal: Signal) -> Export:
+        async def export(body: bytes, media: str) -> Message:
+            return await ingest_signal(signal, body, media, store, writer)
+
+        return export
+
+    return Starlette(
+        routes=[
+            Route("/v1/traces", _endpoint(traces, max_body_bytes), methods=["POST"]),
+            Route("/v1/logs", _endpoint(of(LOGS), max_body_bytes), methods=["POST"]),
+            Route("/v1/metrics", _endpoint(of(METRICS), max_body_bytes), methods=["POST"]),
+        ]
+    )
+
+
+def _endpoint(export: Export, max_body_bytes: int) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         reply_type = media if media in (PROTOBUF, JSON) else JSON
 
@@ -166,17 +214,13 @@ def create_intake_app(store: TraceStore, writer: Executor, max_body_bytes: int) 
             )
         try:
             body = decompress(await _read_body(request, max_body_bytes), encoding, max_body_bytes)
-            decoded = parse_request(body, media)
+            reply = await export(body, media)
         except TooLarge:
             return error(
                 413, 8, f"request body over the limit of {max_body_bytes} bytes (decompressed)"
             )
         except MalformedPayload as exc:
             return error(400, 3, str(exc))
+        return Response(encode_response(reply, media), media_type=media)
 
-        rejected = await ingest(decoded, store, writer)
-        return Response(
-            encode_response(export_response(decoded, rejected), media), media_type=media
-        )
-
-    return Starlette(routes=[Route("/v1/traces", export_traces, methods=["POST"])])
+    return endpoint

@@ -279,6 +279,22 @@ def decode_protobuf(body: bytes) -> Decoded:
 # --- OTLP/JSON, span by span ------------------------------------------------------------------
 
 
+def named_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object (``json.loads``'s ``object_pairs_hook``) without the keys holding a lone
+    surrogate (invalid UTF-8 in the body, or a ``\\udcf2`` escape). No OTLP field has such a
+    name, so they are unknown fields, to be ignored; but protobuf's runtime, asked for a
+    field by such a name, fails (``SystemError``) instead of finding none."""
+    return {key: value for key, value in pairs if key.isascii() or _encodable(key)}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def raw_bytes(text: str) -> bytes:
     """A JSON string's bytes: invalid UTF-8 in the body was decoded with ``surrogateescape``,
     lone ``\\uD800``-style escapes stay surrogates; both come back as the bytes they stand for."""

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -39,6 +38,7 @@ from trace_viewer.lenient import (
     LenientSpan,
     MalformedPayload,
     decode_protobuf,
+    named_fields,
     parse_lenient,
     settle,
 )
@@ -120,7 +120,8 @@ def _walk_spans(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _load_json(text: str) -> dict[str, Any]:
     try:
-        document = json.loads(text.removeprefix("\ufeff")) if text.strip() else {}
+        stripped = text.removeprefix("\ufeff")
+        document = json.loads(stripped, object_pairs_hook=named_fields) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise MalformedPayload(f"not JSON: {exc}") from exc
     except RecursionError as exc:
@@ -242,7 +243,7 @@ def parse_request(body: bytes, content_type: str) -> Decoded:
     return _parse_json(body)
 
 
-def encode_response(response: ExportTraceServiceResponse, content_type: str) -> bytes:
+def encode_response(response: Message, content_type: str) -> bytes:
     if content_type == PROTOBUF:
         return bytes(response.SerializeToString())
     return json.dumps(json_format.MessageToDict(response, use_integers_for_enums=True)).encode()

@@ -10,8 +10,11 @@
 - ``GET /api/services``, ``/api/v3/services``, ``/api/stats``
 - ``GET /api/v3/operations?service=&spanKind=``: operations with their span kind (Jaeger v2)
 - ``GET /api/dependencies?endTs=&lookback=``: the service graph, Jaeger's shape plus errors, p99
+- ``GET /api/logs?trace_id=``: a trace's log records, OTLP JSON ``{"result": {"resourceLogs"}}``
+- ``GET /api/metrics/red?lookback=&service=&step=``: RED per service and operation
+  (:mod:`trace_viewer.red`), with exemplars and a series per step for the charts
 - ``GET /`` the recent traces, ``GET /trace/{id}`` the waterfall, ``GET /trace/{a}...{b}``
-  two traces compared, ``GET /dependencies`` the service graph
+  two traces compared, ``GET /dependencies`` the service graph, ``GET /services`` RED
 
 The search parameters and their parsing are :mod:`trace_viewer.search`'s.
 """
@@ -31,6 +34,8 @@ from trace_viewer import search as params
 from trace_viewer.dependencies import dependency_links
 from trace_viewer.jaeger import SPAN_KINDS, to_jaeger, trace_id_from_text
 from trace_viewer.otlp import resource_spans_json
+from trace_viewer.otlp_signals import SERVER_DURATION, resource_logs_json
+from trace_viewer.red import red
 from trace_viewer.search import MAX_DURATION_NS, BadQuery, Search
 from trace_viewer.store import LinkingSpan, TraceStore, TraceSummary
 
@@ -146,6 +151,8 @@ def operation_kind(otlp_kind: int) -> str:
 
 #: Jaeger's default lookback for /api/dependencies (``defaultDependencyLookbackDuration``).
 DEFAULT_DEPENDENCY_LOOKBACK_MS = 24 * 3600 * 1000
+#: RED over the last five minutes unless asked otherwise.
+DEFAULT_RED_LOOKBACK_MS = 300_000
 #: A time or duration in ms, as Jaeger's dependencies API takes them: declared with its
 #: pattern, parsed by :func:`parse_millis` (a mismatch is Jaeger's 400, not FastAPI's 422).
 Millis = Annotated[
@@ -425,12 +432,51 @@ def create_query_app(store: TraceStore) -> FastAPI:
 
     @app.get("/api/stats")
     async def stats() -> dict[str, int]:
-        """Spans received, rejected, repaired and stored; traces stored and evicted."""
-        return await asyncio.to_thread(store.stats)
+        """Spans received, rejected, repaired and stored; traces stored and evicted; the
+        same of log records and metric data points."""
+        return {**await asyncio.to_thread(store.stats), **store.signal_stats()}
+
+    @app.get("/api/logs")
+    async def logs(
+        trace_id: Annotated[str, Query(pattern=r"^[0-9a-fA-F]{32}$", description="32 hex digits")],
+    ) -> dict[str, Any]:
+        """The log records written inside the trace's spans, OTLP JSON, in time order
+        (``{"result": {"resourceLogs": []}}`` when there are none)."""
+        rows = await asyncio.to_thread(store.logs, trace_id)
+        return {"result": {"resourceLogs": resource_logs_json(rows)}}
+
+    @app.get("/api/metrics/red")
+    async def metrics_red(
+        lookback: Annotated[
+            int, Query(ge=1000, le=7 * 24 * 3600 * 1000, description="ms before now")
+        ] = DEFAULT_RED_LOOKBACK_MS,
+        service: Annotated[str | None, Query(max_length=200)] = None,
+        step: Annotated[
+            int | None, Query(ge=1000, description="ms per chart point; lookback/30 by default")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Rate (requests/s), error rate (server errors: 5xx or ``error.type``) and
+        p50/p95/p99 (ms, bucket estimates) per service and operation over the last
+        ``lookback`` ms, from the services' ``http.server.request.duration`` histograms;
+        their exemplars (``trace_id``, ``span_id``, ``value_ms``, ``time_ms``); and the
+        same per ``step`` in ``series``."""
+        end_ns = time.time_ns()
+        start_ns = end_ns - lookback * 10**6
+        step_ns = max(step or lookback // 30, 1000) * 10**6
+
+        def compute() -> list[dict[str, Any]]:
+            points = store.metric_points(SERVER_DURATION, start_ns, end_ns, service or None)
+            return red(points, start_ns, end_ns, step_ns)
+
+        return {"services": await asyncio.to_thread(compute)}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"))
+
+    @app.get("/services", include_in_schema=False)
+    async def services_page() -> FileResponse:
+        return FileResponse(str(STATIC / "services.html"))
 
     @app.get("/dependencies", include_in_schema=False)
     async def graph_page() -> FileResponse:

@@ -16,6 +16,7 @@ from trace_viewer.grpc_intake import create_grpc_server
 from trace_viewer.intake import create_intake_app
 from trace_viewer.query import create_query_app
 from trace_viewer.settings import ViewerSettings
+from trace_viewer.signal_store import SignalLimits
 from trace_viewer.store import Limits, TraceStore
 
 logger = logging.getLogger("trace_viewer")
@@ -79,7 +80,13 @@ def run(settings: ViewerSettings) -> None:
     except OSError as exc:
         raise SystemExit(f"trace viewer: cannot listen on {settings.host}: {exc}") from None
     otlp_port, ui_port = (s.getsockname()[1] for s in sockets)
-    store = TraceStore(settings.database, Limits(settings.max_traces, settings.max_bytes))
+    signals = SignalLimits(
+        settings.max_log_records,
+        settings.max_log_bytes,
+        settings.max_metric_points,
+        settings.max_metric_bytes,
+    )
+    store = TraceStore(settings.database, Limits(settings.max_traces, settings.max_bytes, signals))
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store-writer")
     grpc_server: list[aio.Server] = []
 
@@ -103,7 +110,9 @@ def run(settings: ViewerSettings) -> None:
         startup=start_grpc,
         shutdown=stop_grpc,
     )
-    logger.info("OTLP/HTTP intake on http://%s:%d/v1/traces", settings.host, otlp_port)
+    logger.info(
+        "OTLP/HTTP intake on http://%s:%d/v1/{traces,logs,metrics}", settings.host, otlp_port
+    )
     logger.info("trace viewer on http://%s:%d", settings.host, ui_port)
     config = uvicorn.Config(
         app,

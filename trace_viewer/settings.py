@@ -23,6 +23,11 @@ class ViewerSettings(BaseSettings):
     #: Oldest traces are dropped beyond either bound, so a long load run cannot fill the disk.
     max_traces: int = Field(default=20_000, gt=0)
     max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    #: The same bounds for log records and metric data points.
+    max_log_records: int = Field(default=200_000, gt=0)
+    max_log_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_metric_points: int = Field(default=200_000, gt=0)
+    max_metric_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     #: Largest OTLP request accepted (after decompression too); larger ones get 413
     #: (RESOURCE_EXHAUSTED over gRPC).
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)

@@ -41,6 +41,7 @@ from common.faults import ATTR_INJECTED
 from trace_viewer.attributes import attribute_key, attribute_keys
 from trace_viewer.dependencies import Call, address, peer_service
 from trace_viewer.otlp import SpanRecord, StoredSpan, index_span, link_targets
+from trace_viewer.signal_store import SIGNAL_SCHEMA, SignalLimits, SignalTables
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ KIND_SERVER, KIND_CLIENT = 2, 3  # OTLP Span.SpanKind
 #: 0: the first release; 1: schema URLs on resources and scopes, injected-fault counts;
 #: 2: the reverse index of span links; 3: operations with their span kind, the service
 #: graph's indexes; 4: the attribute index, outcomes (root HTTP status, order status) and
-#: real-error counts.
-SCHEMA_VERSION = 4
+#: real-error counts; 5: log records and metric data points (:mod:`.signal_store`).
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -367,10 +368,17 @@ class LinkingSpan:
 class Limits:
     max_traces: int
     max_bytes: int
+    #: Those of the log records and metric data points.
+    signals: SignalLimits = field(default_factory=SignalLimits)
 
 
-class TraceStore:
-    """``store.write(records)`` from one thread at a time; queries from any thread."""
+def _nothing() -> None:
+    pass
+
+
+class TraceStore(SignalTables):
+    """``store.write(records)`` from one thread at a time; queries from any thread. Logs
+    and metrics: :class:`~trace_viewer.signal_store.SignalTables`."""
 
     def __init__(self, path: Path, limits: Limits) -> None:
         self.path = path
@@ -386,6 +394,7 @@ class TraceStore:
         self.traces_evicted = 0
         #: Traces stored, as the writer last counted them (what a search plan weighs).
         (self.trace_count,) = self._writer.execute("SELECT count(*) FROM traces").fetchone()
+        self._open_signals(limits.signals)
 
     def _open_schema(self) -> None:
         """Create the tables, or bring an older database up to this version in place, in
@@ -402,6 +411,7 @@ class TraceStore:
             (2, "", self._backfill_links),
             (3, _MIGRATE_V3, self._backfill_calls),
             (4, _MIGRATE_V4, self._backfill_index),
+            (5, "", _nothing),  # SIGNAL_SCHEMA creates the new, empty tables
         ]
         pending = [step for step in steps if existing and version < step[0]]
         # executescript runs the whole script; the transaction it opens stays open for the
@@ -410,6 +420,7 @@ class TraceStore:
             "BEGIN IMMEDIATE;"
             + "".join(ddl for _, ddl, _ in pending)
             + SCHEMA
+            + SIGNAL_SCHEMA
             + f"PRAGMA user_version = {SCHEMA_VERSION};"
         )
         try:

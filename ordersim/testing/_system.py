@@ -5,7 +5,9 @@ Public through :mod:`ordersim.testing`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +17,8 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -72,6 +76,9 @@ class System:
     live: httpx.AsyncClient
     clock: Clock = field(default_factory=Clock)
     backend: str = "sqlite"
+    #: With ``signals=True``: each service's metrics (by service name), everyone's logs.
+    metric_readers: dict[str, InMemoryMetricReader] = field(default_factory=dict)
+    logs: InMemoryLogRecordExporter | None = None
 
     def spans(self) -> list[ReadableSpan]:
         """Every span finished so far, of every service."""
@@ -127,6 +134,7 @@ async def in_process_system(
     databases: dict[str, str] | None = None,
     scenarios: Collection[str] = (),
     processors: Collection[SpanProcessor] = (),
+    signals: bool = False,
     **order_settings: Any,
 ) -> AsyncIterator[System]:
     """ordersim's four apps in this process, each with its own TracerProvider (its own
@@ -136,14 +144,34 @@ async def in_process_system(
 
     ``databases`` maps a service ("order", "inventory" …) to its database URL;
     ``scenarios`` names the planted bugs every service gets (none by default, whatever
-    ORDERSIM_SCENARIOS says); ``processors`` are added to every provider."""
+    ORDERSIM_SCENARIOS says); ``processors`` are added to every provider; ``signals``
+    gives each service an in-memory metric reader and its package's logs to one in-memory
+    log exporter (``System.metric_readers``, ``System.logs``)."""
     wrap = wrap or {}
     names = frozenset(scenarios)
     urls = databases or {}
     processors = [SimpleSpanProcessor(exporter), *processors]
 
+    readers: dict[str, InMemoryMetricReader] = {}
+    logs = InMemoryLogRecordExporter() if signals else None  # type: ignore[no-untyped-call]
+    detach_logs: list[Callable[[], None]] = []
+
     def telemetry(name: str) -> Any:
-        return setup_telemetry(name, processors=processors)
+        if not signals:
+            return setup_telemetry(name, processors=processors)
+        readers[name] = InMemoryMetricReader()
+        made = setup_telemetry(
+            name,
+            processors=processors,
+            metric_readers=[readers[name]],
+            log_processors=[SimpleLogRecordProcessor(logs)],  # type: ignore[arg-type]
+        )
+        package = logging.getLogger(name.replace("-", "_"))
+        level = package.level
+        package.setLevel(logging.INFO)  # what the services log by default
+        detach_logs.append(functools.partial(package.setLevel, level))
+        detach_logs.append(made.signals.export_logs_of(package.name))
+        return made
 
     apps = {
         "inventory": create_inventory(
@@ -186,6 +214,8 @@ async def in_process_system(
         clock=clock,
     )
     async with AsyncExitStack() as stack:
+        for detach in detach_logs:
+            stack.callback(detach)
         clients = {}
         for name, app in apps.items():
             if name == "order":
@@ -217,4 +247,6 @@ async def in_process_system(
             boundaries=boundaries,
             live=clients["live"],
             clock=clock,
+            metric_readers=readers,
+            logs=logs,
         )

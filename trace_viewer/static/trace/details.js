@@ -1,6 +1,7 @@
 // The details panel of the selected span (rendering), shared by every view of the trace page.
 import { fmtClock, fmtMs, h, serviceChip, valueText } from "../common.js";
 import { pathTime } from "./critical-path/compute.js";
+import { spanLogs } from "./logs/render.js";
 import { FAULT_ATTRIBUTE, KINDS, STATUS } from "./model.js";
 
 export const kindName = (kind) => KINDS[kind] || `kind ${kind}`;
@@ -272,6 +273,7 @@ export function renderDetails(span, page) {
     );
   });
   const linking = page.linked.get(span.id) || [];
+  const logs = page.logs?.get(span.id) || [];
 
   return [
     h(
@@ -308,6 +310,12 @@ export function renderDetails(span, page) {
       span.events.length,
       {},
       events.length ? events : h("p", { class: "muted" }, "none"),
+    ),
+    section(
+      "Logs",
+      logs.length,
+      { id: "span-logs" },
+      logs.length ? spanLogs(logs, span) : h("p", { class: "muted" }, "none"),
     ),
     span.links.length
       ? section(

@@ -10,6 +10,7 @@
 //   statistics/compute.js, render.js   per service and operation, with self time
 //   flamegraph/layout.js, render.js    the icicle
 //   details.js                  the selected span's panel
+//   logs/model.js, render.js    the trace's log records: on the spans, and their timeline
 //   location.js                 the page state in the URL's fragment
 import { HttpError, ServiceColors, fmtClock, fmtMs, getJSON, h, serviceChip } from "../common.js";
 import { compareAction } from "../compare/picker.js";
@@ -17,6 +18,8 @@ import { criticalPath } from "./critical-path/compute.js";
 import { copyButton, renderDetails } from "./details.js";
 import { FlamegraphView } from "./flamegraph/render.js";
 import { VIEWS, formatHash, parseHash } from "./location.js";
+import { buildLogs, logsBySpan } from "./logs/model.js";
+import { logTimeline } from "./logs/render.js";
 import { formatRange, parseRange } from "./minimap/range.js";
 import { FAULT_ATTRIBUTE, buildModel, overhangs } from "./model.js";
 import { StatisticsView } from "./statistics/render.js";
@@ -33,6 +36,7 @@ const page = {
   critical: new Map(),
   overhangs: new Map(), // span id -> {before, after, parentId, calledBy}
   linked: new Map(), // span id -> [spans of other traces linking to it]
+  logs: new Map(), // span id -> [its log records, in time order]
   selected: null,
   view: "timeline",
   views: {},
@@ -333,8 +337,10 @@ function showView(view) {
   setHash({ view });
 }
 
-function render(model, linked) {
+function render(model, linked, resourceLogs) {
   page.model = model;
+  const logs = buildLogs(model, resourceLogs);
+  page.logs = logsBySpan(logs);
   page.critical = criticalPath(model);
   page.overhangs = overhangs(model);
   page.linked = new Map();
@@ -353,6 +359,7 @@ function render(model, linked) {
     range: parseRange(state.range),
     criticalOnly: state.critical,
   });
+  page.views.timeline.element.append(logTimeline(page, logs));
   page.viewArea = h("div", { class: "view-area" }, page.views.timeline.element);
   page.details = h("aside", {
     class: "details",
@@ -407,6 +414,11 @@ async function load(keepSelection = false) {
     (b) => b?.data || [],
     () => [],
   );
+  // So are logs: Jaeger has none, and a trace is worth showing without them.
+  const logs = getJSON(`/api/logs?trace_id=${traceId}`).then(
+    (b) => b?.result?.resourceLogs || [],
+    () => [],
+  );
   try {
     const body = await getJSON(`/api/v3/traces/${traceId}`);
     await services;
@@ -414,7 +426,7 @@ async function load(keepSelection = false) {
     if (!model) throw new HttpError(404, "trace has no spans");
     const collapsed = keepSelection && page.views.timeline ? page.views.timeline.collapsed : null;
     if (keepSelection) page.hashState = parseHash(location.hash);
-    render(model, await linked);
+    render(model, await linked, await logs);
     if (collapsed) {
       for (const id of collapsed) if (model.byId.has(id)) page.views.timeline.collapsed.add(id);
       page.views.timeline.updateVisibility();
