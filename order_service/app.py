@@ -96,6 +96,7 @@ def create_app(
                 abandon_after=settings.abandon_after,
                 warn_at=settings.compensation_backlog_warning,
                 poll_interval=settings.compensation_poll_interval,
+                lease=settings.compensation_lease,
             )
             app.state.engine = engine
             app.state.tracer = tracer

@@ -57,6 +57,13 @@ class OrderSettings(ServiceSettings):
         return self.order_deadline + 3 * self.call_timeout
 
     @property
+    def compensation_lease(self) -> float:
+        """Seconds a worker holds a compensation it is trying: twice the longest one attempt
+        can take (every retry of the call timing out), and at least a minute; past it, a
+        worker of another process may take over the item (its own process stopped)."""
+        return max(60.0, 2 * (self.call_retries + 1) * self.call_timeout)
+
+    @property
     def retry(self) -> RetryPolicy:
         return RetryPolicy(retries=self.call_retries)
 
