@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, create_tables
 from common.errors import error_responses, install_error_handlers
-from common.faults import install_faults
+from common.faults import FaultState, install_faults
 from common.input import StrictBody
 from common.settings import ServiceSettings
 from common.telemetry import Telemetry, configure_logging, setup_telemetry
@@ -40,9 +40,10 @@ def create_service_app(
     """A FastAPI app with /healthz, strict JSON bodies (415) of bounded size (413), typed
     errors, fault injection (``app.state.faults``, /admin/faults), and tracing."""
     limit = settings.max_body_bytes
+    faults = FaultState(settings.faults)
     app = FastAPI(
         title=title,
-        lifespan=lifespan,
+        lifespan=_sharing_faults(lifespan, faults),
         description=f"Request bodies are JSON (`Content-Type: application/json`) of at most "
         f"{limit} bytes.",
     )
@@ -64,10 +65,22 @@ def create_service_app(
     for router in routers:
         app.include_router(router, responses=body_errors)
     install_error_handlers(app, secret_fields=secret_fields)
-    install_faults(app, settings.faults)  # inside the server span: instrumented after
+    install_faults(app, faults)  # inside the server span: instrumented after
     app.add_middleware(StrictBody, max_bytes=limit)
     telemetry.instrument_app(app)
     return app
+
+
+def _sharing_faults(lifespan: Lifespan, faults: FaultState) -> Lifespan:
+    """``lifespan``, and in it the fault rules kept in the service's database, shared by
+    all its replicas (the lifespan puts the engine on ``app.state.engine``)."""
+
+    @asynccontextmanager
+    async def sharing(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app), faults.shared(app.state.engine):
+            yield
+
+    return sharing
 
 
 def database_lifespan(

@@ -5,6 +5,12 @@ A service's rules come from ``<SERVICE>_SERVICE_FAULTS`` at start-up (a JSON lis
 ``GET/PUT/DELETE /admin/faults`` (:data:`router`) read, replace and clear them at run time
 (``ordersim faults`` calls those). :class:`FaultMiddleware` applies them to each request.
 
+The rules are kept in the service's database too (table ``fault_rules``, one row), so that
+every replica of the service applies them: the one a PUT reaches at once, the others
+within :data:`SYNC_INTERVAL` seconds, each reading the row's version that often (a
+request never waits for the database). A process starting stores its start-up rules
+there, which then apply to every replica.
+
 It runs inside the OpenTelemetry SERVER span of the request, and marks the span it
 touches: attribute ``ordersim.fault.injected = true`` and one ``fault.injected`` event per
 fault (``ordersim.fault.kind`` = latency|timeout|error|hang, with the delay or status); an
@@ -19,26 +25,37 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import StatusCode
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.db import create_tables, read, transaction
+
+logger = logging.getLogger(__name__)
 
 #: Paths no rule ever touches: health probes and this admin API itself.
 EXEMPT_PATHS = ("/healthz", "/admin")
@@ -59,6 +76,9 @@ EVENT_INJECTED = "fault.injected"
 EVENT_HANG_ENDED = "fault.hang_ended"
 #: The names of the two tasks that watch a hung request (they never outlive it).
 HANG_TASK_PREFIX = "ordersim-fault-hang"
+#: Seconds between two looks of a process at the rules in its database: how long a rule
+#: set through one replica takes at most to apply on the others.
+SYNC_INTERVAL = 1.0
 
 FaultKind = Literal["latency", "timeout", "error", "hang"]
 
@@ -230,6 +250,8 @@ class FaultState:
 
     def __init__(self, rules: Iterable[FaultRule] = (), *, seed: int | None = None) -> None:
         self.random = random.Random(seed)
+        self._engine: AsyncEngine | None = None
+        self._version = -1  # of the stored rules in force here
         self._rules: tuple[FaultRule, ...] = ()
         self._seeded: dict[str, random.Random] = {}
         self._changed = asyncio.Event()
@@ -253,6 +275,56 @@ class FaultState:
 
     def clear(self) -> None:
         self.replace(())
+
+    @asynccontextmanager
+    async def shared(
+        self, engine: AsyncEngine, *, interval: float = SYNC_INTERVAL
+    ) -> AsyncIterator[None]:
+        """Keep the rules in ``engine``'s database while the block runs: store the ones in
+        force now (the start-up rules), and take up every change another process stores,
+        looking every ``interval`` seconds. :meth:`store` and :meth:`sync` need it."""
+        with suppress_instrumentation():  # start-up work is not part of any request's trace
+            await create_tables(engine, _metadata)
+            with suppress(IntegrityError):  # another process inserted it meanwhile
+                await transaction(engine, _first_row)
+            self._engine = engine
+            await self.store(self._rules)
+        task = asyncio.get_running_loop().create_task(
+            self._follow(interval), name="ordersim-fault-rules"
+        )
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            self._engine = None
+
+    async def store(self, rules: Iterable[FaultRule]) -> None:
+        """Replace every rule, in every replica: here at once, in the others at their next
+        look at the database."""
+        rules = _distinct_scopes(list(rules))
+        if self._engine is not None:
+            self._version = await transaction(self._engine, _store_rules, _RULES.dump_json(rules))
+        self.replace(rules)
+
+    async def sync(self) -> None:
+        """Take up the rules another process stored, if they changed since the last look."""
+        if self._engine is None:
+            return
+        stored = await read(self._engine, _stored_rules, self._version)
+        if stored is not None:
+            self._version, text = stored
+            self.replace(_RULES.validate_json(text))
+
+    async def _follow(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                with suppress_instrumentation():  # a look every second is not worth a trace
+                    await self.sync()
+            except Exception:
+                logger.exception("reading the fault rules failed; the next look tries again")
 
     def generator(self, rule: FaultRule) -> random.Random:
         """Where ``rule`` draws its delays and chances from."""
@@ -385,14 +457,51 @@ class FaultMiddleware:
         return replay
 
 
-def install_faults(app: FastAPI, rules: Sequence[FaultRule]) -> FaultState:
-    """Put a :class:`FaultState` on ``app.state.faults``, its middleware and admin API on
-    ``app``. Call before the app is instrumented or started."""
-    state = FaultState(rules)
+def install_faults(app: FastAPI, state: FaultState) -> FaultState:
+    """Put ``state`` on ``app.state.faults``, its middleware and admin API on ``app``. Call
+    before the app is instrumented or started; its lifespan makes the rules shared
+    (:meth:`FaultState.shared`)."""
     app.state.faults = state
     app.add_middleware(FaultMiddleware, faults=state)
     app.include_router(router)
     return state
+
+
+# --- where the rules are stored ---------------------------------------------------------------
+
+_metadata = MetaData()
+#: One row (id 1): the rules as JSON, and a version that every change counts up.
+_fault_rules = Table(
+    "fault_rules",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("rules", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+_RULES = TypeAdapter(list[FaultRule])
+
+
+def _first_row(conn: Connection) -> None:
+    if conn.execute(select(_fault_rules.c.id)).first() is None:
+        conn.execute(insert(_fault_rules).values(id=1, rules="[]", version=0))
+
+
+def _store_rules(conn: Connection, rules: bytes) -> int:
+    version = conn.execute(
+        update(_fault_rules)
+        .where(_fault_rules.c.id == 1)
+        .values(rules=rules.decode(), version=_fault_rules.c.version + 1)
+        .returning(_fault_rules.c.version)
+    ).scalar_one()
+    return int(version)
+
+
+def _stored_rules(conn: Connection, known: int) -> tuple[int, str] | None:
+    """The stored rules and their version, unless it is ``known``."""
+    row = conn.execute(select(_fault_rules.c.version, _fault_rules.c.rules)).first()
+    if row is None or row.version == known:
+        return None
+    return int(row.version), str(row.rules)
 
 
 # --- the admin API ------------------------------------------------------------------------------
@@ -408,21 +517,25 @@ def _state(request: Request) -> FaultState:
 @router.get(ADMIN_PATH)
 async def get_faults(request: Request) -> list[FaultRule]:
     """The rules in force, one per scope (``endpoint`` null: the whole service)."""
-    return list(_state(request).rules)
+    state = _state(request)
+    await state.sync()
+    return list(state.rules)
 
 
 @router.put(ADMIN_PATH)
 async def put_faults(rules: FaultRules, request: Request) -> list[FaultRule]:
-    """Replace every rule with these (422 names a bad field); returns the rules in force.
-    Requests held by the old rules (delays, timeouts, hangs) are let through."""
+    """Replace every rule with these, in every replica of the service (422 names a bad
+    field); returns the rules in force. Requests held by the old rules (delays, timeouts,
+    hangs) are let through."""
     state = _state(request)
-    state.replace(rules)
+    await state.store(rules)
     return list(state.rules)
 
 
 @router.delete(ADMIN_PATH)
 async def clear_faults(request: Request) -> list[FaultRule]:
-    """Remove every rule (requests held by one are let through); returns ``[]``."""
+    """Remove every rule, in every replica (requests held by one are let through); returns
+    ``[]``."""
     state = _state(request)
-    state.clear()
+    await state.store(())
     return list(state.rules)

@@ -5,13 +5,17 @@ stays failed; fault rules set through one replica apply on all of them."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,8 +24,10 @@ from common.db import create_engine, create_tables
 from common.telemetry import Telemetry
 from order_service import storage
 from order_service.backlog import Backlog, Backoff, CompensationWorker
+from payment_service.app import create_app as create_payment
+from payment_service.settings import PaymentSettings
 from tests.conftest import Gate, System
-from tests.helpers import order_body
+from tests.helpers import make_order_id, order_body
 from tests.postgres import create_databases
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -187,3 +193,54 @@ async def test_update_order_stores_only_over_a_pending_order(engine: AsyncEngine
     confirmed = order.model_copy(update={"status": "confirmed"})
     assert not await storage.update_order(engine, confirmed)
     assert (await storage.get_order(engine, order.order_id)).status == "failed"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def two_payment_replicas(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """Two payment-service apps on one database, as two processes would run."""
+    url = None
+    if request.param == "postgres":
+        name = f"payment_{uuid.uuid4().hex[:8]}"
+        url = (await create_databases(request.getfixturevalue("postgres_cluster"), [name]))[name]
+    settings = PaymentSettings(data_dir=tmp_path, database_url=url)
+    async with AsyncExitStack() as stack:
+        clients = []
+        for _ in range(2):
+            app = create_payment(settings, OFF)
+            manager = await stack.enter_async_context(LifespanManager(app))
+            clients.append(
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        transport=httpx.ASGITransport(app=manager.app), base_url="http://payment"
+                    )
+                )
+            )
+        yield clients[0], clients[1]
+
+
+async def answers(client: httpx.AsyncClient, status: int) -> None:
+    """Poll ``GET /charges/{id}`` (404: no such charge) until it answers ``status``."""
+    deadline = time.monotonic() + 20
+    while (await client.get(f"/charges/{make_order_id(1)}")).status_code != status:
+        assert time.monotonic() < deadline, f"no {status} within 20 s"
+        await asyncio.sleep(0.05)
+
+
+async def test_fault_rules_set_through_one_replica_apply_on_the_other(
+    two_payment_replicas: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    one, other = two_payment_replicas
+    rule = {"endpoint": "GET /charges", "error_rate": 1.0}
+    assert (await other.get(f"/charges/{make_order_id(1)}")).status_code == 404
+    assert (await one.put("/admin/faults", json=[rule])).status_code == 200
+
+    # The other replica takes the rule up on its own (it looks every second)...
+    await answers(other, 500)
+    assert (await other.get(f"/charges/{make_order_id(1)}")).json()["code"] == "injected_fault"
+    assert [r["endpoint"] for r in (await other.get("/admin/faults")).json()] == ["GET /charges"]
+    # ...and a clear through it reaches the first.
+    assert (await other.delete("/admin/faults")).json() == []
+    await answers(one, 404)
+    assert (await one.get("/admin/faults")).json() == []
