@@ -52,7 +52,11 @@ def create_app(
 
             def http(name: str, url: str) -> httpx.AsyncClient:
                 client = create_http_client(
-                    url, telemetry, timeouts=settings.timeouts, transport=transports.get(name)
+                    url,
+                    telemetry,
+                    timeouts=settings.timeouts,
+                    transport=transports.get(name),
+                    connection_lifetime=settings.connection_lifetime,
                 )
                 stack.push_async_callback(client.aclose)
                 return client

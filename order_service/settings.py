@@ -21,6 +21,9 @@ class OrderSettings(ServiceSettings):
     shipping_url: str = "http://127.0.0.1:8003"
     #: Seconds to open a connection to a downstream service.
     connect_timeout: float = Field(default=1.0, gt=0)
+    #: Seconds a pooled connection to a downstream service takes new requests: then the
+    #: pool is replaced, so that every replica of that service gets a share of them.
+    connection_lifetime: float = Field(default=30.0, gt=0)
     #: Seconds one downstream call may take in all before it counts as failed (503).
     call_timeout: float = Field(default=3.0, gt=0)
     #: Seconds the whole order may take, all calls included.

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, create_tables
+from common.http import Recycled
 from common.telemetry import Telemetry
 from order_service import storage
 from order_service.backlog import Backlog, Backoff, CompensationWorker
@@ -244,3 +245,59 @@ async def test_fault_rules_set_through_one_replica_apply_on_the_other(
     assert (await other.delete("/admin/faults")).json() == []
     await answers(one, 404)
     assert (await one.get("/admin/faults")).json() == []
+
+
+class Pool(httpx.AsyncBaseTransport):
+    """A connection pool that answers each request once the test lets it."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.closed = False
+        self.answer = asyncio.Event()
+        self.answer.set()
+        self.arrived = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert not self.closed
+        self.requests += 1
+        self.arrived.set()
+        await self.answer.wait()
+        return httpx.Response(200, request=request)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_pooled_connections_are_replaced_once_their_lifetime_is_over() -> None:
+    pools: list[Pool] = []
+    now = 0.0
+
+    def new_pool() -> Pool:
+        pools.append(Pool())
+        return pools[-1]
+
+    recycled = Recycled(new_pool, lifetime=30, clock=lambda: now)
+    request = httpx.Request("GET", "http://inventory/products")
+    for _ in range(3):
+        await recycled.handle_async_request(request)
+    assert [p.requests for p in pools] == [3]
+
+    # A request still waiting for its answer when the lifetime ends keeps its pool open.
+    pools[0].answer.clear()
+    pools[0].arrived.clear()
+    waiting = asyncio.create_task(recycled.handle_async_request(request))
+    await pools[0].arrived.wait()
+    now = 30.0
+    await recycled.handle_async_request(request)
+    assert [p.requests for p in pools] == [4, 1]
+    assert not pools[0].closed
+    pools[0].answer.set()
+    assert (await waiting).status_code == 200
+    assert pools[0].closed  # closed with its last answer
+
+    now = 75.0  # an idle pool past its lifetime is closed at the next request
+    await recycled.handle_async_request(request)
+    assert [p.requests for p in pools] == [4, 1, 1]
+    assert [p.closed for p in pools] == [True, True, False]
+    await recycled.aclose()
+    assert pools[2].closed
