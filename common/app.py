@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -17,7 +18,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.db import create_engine, create_tables
+from common.db import at_start_up, create_engine, create_tables
 from common.errors import error_responses, install_error_handlers
 from common.faults import FaultState, install_faults
 from common.input import StrictBody
@@ -102,7 +103,7 @@ def database_lifespan(
         with suppress_instrumentation():  # start-up DDL is not part of any request's trace
             await create_tables(engine, metadata)
             if on_start is not None:
-                await on_start(engine)
+                await at_start_up(lambda: on_start(engine))
         app.state.engine = engine
         app.state.tracer = telemetry.tracer(settings.service_name)
         try:
@@ -133,8 +134,8 @@ def serve(app_factory: Callable[[S, Telemetry], FastAPI], settings: S) -> None:
     # that bench/overhead.py measured at 100 % sampling.
     gc.collect()
     gc.freeze()
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
@@ -146,5 +147,26 @@ def serve(app_factory: Callable[[S, Telemetry], FastAPI], settings: S) -> None:
             # a service stops within `ordersim up`'s 5 s grace.
             timeout_graceful_shutdown=3,
         )
+    )
+    try:
+        server.run(
+            sockets=[shared_socket(settings.host, settings.port)] if settings.reuse_port else None
+        )
     finally:
         telemetry.shutdown()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does: start-up failed (the log says why)
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` with SO_REUSEPORT: every process of the service binds
+    its own, and the kernel spreads new connections over them (uvicorn's own workers share
+    one socket, which a process that stopped cannot leave behind). Only processes of the
+    same user share a port this way."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
