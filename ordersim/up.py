@@ -245,7 +245,9 @@ class Supervisor:
             self.console.print(prefix + escape(line), highlight=False, soft_wrap=True)
 
     async def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + HEALTH_TIMEOUT
+        # N replicas of each service start on the same cores: N times the work.
+        timeout = HEALTH_TIMEOUT * max(s.replicas for s in self.services)
+        deadline = time.monotonic() + timeout
         # The replicas of a service answer on one port, whichever the kernel picks: its port
         # answering says one is up, and a replica that fails exits (checked here, then by
         # _wait_for_stop_or_exit). A replica binds its port only once it has started.
@@ -268,7 +270,7 @@ class Supervisor:
                         pass
                     if time.monotonic() > deadline:
                         raise StartupError(
-                            f"{service.name} not healthy at {service.url} after {HEALTH_TIMEOUT:g}s"
+                            f"{service.name} not healthy at {service.url} after {timeout:g}s"
                         )
                     await asyncio.sleep(0.1)
 
