@@ -49,11 +49,10 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.db import create_tables, read, transaction
+from common.db import at_start_up, create_tables, read, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -285,8 +284,7 @@ class FaultState:
         looking every ``interval`` seconds. :meth:`store` and :meth:`sync` need it."""
         with suppress_instrumentation():  # start-up work is not part of any request's trace
             await create_tables(engine, _metadata)
-            with suppress(IntegrityError):  # another process inserted it meanwhile
-                await transaction(engine, _first_row)
+            await at_start_up(lambda: transaction(engine, _first_row))
             self._engine = engine
             await self.store(self._rules)
         task = asyncio.get_running_loop().create_task(

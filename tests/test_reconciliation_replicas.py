@@ -191,3 +191,26 @@ def served_by_two(sink: OtlpSink) -> dict[str, int] | None:
         if name in ("order-service", "inventory-service")
     }
     return counts if counts == {"order-service": 2, "inventory-service": 2} else None
+
+
+def test_two_replicas_of_each_service_share_sqlite(
+    up_env: dict[str, str], ports: dict[str, int], tmp_path: Path
+) -> None:
+    """Several processes on one SQLite file each (WAL, busy timeout): they start together
+    (tables and catalogue created once), and concurrent orders all go through."""
+    with OtlpSink() as sink:
+        env = up_env | {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+        up = Up(env, tmp_path / "up.log", "--no-viewer", "--replicas", "2")
+        order_url = f"http://127.0.0.1:{ports['ORDER']}"
+        try:
+            wait_until_up(up, order_url, timeout=120)  # eight processes start at once
+            responses = asyncio.run(place(order_url, range(16)))
+            instances = poll(lambda: served_by_two(sink), 30, "spans from both replicas")
+        finally:
+            exit_code = up.stop()
+    statuses = Counter(r.status_code for r in responses if r.json()["status"] != "payment_failed")
+    assert set(statuses) == {201}, [r.text for r in responses if r.status_code != 201]
+    assert instances == {"order-service": 2, "inventory-service": 2}
+    assert exit_code == 0 and "all stopped" in up.output()
+    assert "order-service#2" in up.output() and "inventory-service#2" in up.output()
+    assert "Traceback" not in up.output(), up.output()

@@ -25,6 +25,7 @@ from common.http import Recycled
 from common.telemetry import Telemetry
 from order_service import storage
 from order_service.backlog import Backlog, Backoff, CompensationWorker
+from ordersim.cli import main as ordersim
 from payment_service.app import create_app as create_payment
 from payment_service.settings import PaymentSettings
 from tests.conftest import Gate, System
@@ -301,3 +302,13 @@ async def test_pooled_connections_are_replaced_once_their_lifetime_is_over() -> 
     assert [p.closed for p in pools] == [True, True, False]
     await recycled.aclose()
     assert pools[2].closed
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "17"])
+def test_up_refuses_a_replica_count_out_of_range(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        ordersim(["up", "--replicas", value])
+    assert exited.value.code == 2
+    assert "--replicas: give a whole number from 1 to 16" in capsys.readouterr().err
