@@ -311,7 +311,8 @@ class FaultState:
         if self._engine is None:
             return
         stored = await read(self._engine, _stored_rules, self._version)
-        if stored is not None:
+        # Newer only: a store of this process may have ended while the read ran.
+        if stored is not None and stored[0] > self._version:
             self._version, text = stored
             self.replace(_RULES.validate_json(text))
 
@@ -495,9 +496,9 @@ def _store_rules(conn: Connection, rules: bytes) -> int:
 
 
 def _stored_rules(conn: Connection, known: int) -> tuple[int, str] | None:
-    """The stored rules and their version, unless it is ``known``."""
+    """The stored rules and their version, if it is newer than ``known``."""
     row = conn.execute(select(_fault_rules.c.version, _fault_rules.c.rules)).first()
-    if row is None or row.version == known:
+    if row is None or row.version <= known:
         return None
     return int(row.version), str(row.rules)
 
