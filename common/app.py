@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -52,9 +53,10 @@ def create_service_app(
     app.state.telemetry = telemetry
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process is up and its lifespan has started."""
-        return {"status": "ok", "service": settings.service_name}
+    async def healthz() -> dict[str, str | int]:
+        """Liveness: the process is up and its lifespan has started; ``pid`` says which
+        process of the service answered (``ordersim up --replicas`` waits for each)."""
+        return {"status": "ok", "service": settings.service_name, "pid": os.getpid()}
 
     # Any request may carry a body, so any route may answer these two.
     body_errors = error_responses(

@@ -248,11 +248,17 @@ class Supervisor:
         # N replicas of each service start on the same cores: N times the work.
         timeout = HEALTH_TIMEOUT * max(s.replicas for s in self.services)
         deadline = time.monotonic() + timeout
-        # The replicas of a service answer on one port, whichever the kernel picks: its port
-        # answering says one is up, and a replica that fails exits (checked here, then by
-        # _wait_for_stop_or_exit). A replica binds its port only once it has started.
-        async with httpx.AsyncClient(timeout=1.0) as client:
+        # The replicas of a service answer on one port, whichever the kernel picks for each
+        # new connection: asked again on new connections, each says which process it is,
+        # until every one has answered (a replica binds its port once it has started).
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=1.0, limits=limits) as client:
             for service in self.services:
+                waiting = {
+                    s.process.pid
+                    for s in self.services
+                    if s.name == service.name and s.process is not None
+                }
                 while service.replica == 1:
                     for process in self.services:
                         assert process.process is not None
@@ -264,9 +270,14 @@ class Supervisor:
                     if self.stopping.is_set():
                         raise StartupError("interrupted during start-up")
                     try:
-                        if (await client.get(service.health_url)).status_code == 200:
-                            break
-                    except httpx.TransportError:
+                        health = await client.get(service.health_url)
+                        if health.status_code == 200:
+                            if service.replicas == 1:
+                                break
+                            waiting.discard(health.json().get("pid"))
+                            if not waiting:
+                                break
+                    except (httpx.TransportError, ValueError):
                         pass
                     if time.monotonic() > deadline:
                         raise StartupError(

@@ -199,7 +199,10 @@ def test_two_replicas_of_each_service_share_sqlite(
     """Several processes on one SQLite file each (WAL, busy timeout): they start together
     (tables and catalogue created once), and concurrent orders all go through."""
     with OtlpSink() as sink:
-        env = up_env | {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+        env = up_env | {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "ORDER_SERVICE_CONNECTION_LIFETIME": "0.5",
+        }
         up = Up(env, tmp_path / "up.log", "--no-viewer", "--replicas", "2")
         order_url = f"http://127.0.0.1:{ports['ORDER']}"
         try:
