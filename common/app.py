@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -17,9 +19,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.db import create_engine, create_tables
+from common.db import at_start_up, create_engine, create_tables
 from common.errors import error_responses, install_error_handlers
-from common.faults import install_faults
+from common.faults import FaultState, install_faults
 from common.input import StrictBody
 from common.settings import ServiceSettings
 from common.telemetry import Telemetry, configure_logging, setup_telemetry
@@ -40,9 +42,10 @@ def create_service_app(
     """A FastAPI app with /healthz, strict JSON bodies (415) of bounded size (413), typed
     errors, fault injection (``app.state.faults``, /admin/faults), and tracing."""
     limit = settings.max_body_bytes
+    faults = FaultState(settings.faults)
     app = FastAPI(
         title=title,
-        lifespan=lifespan,
+        lifespan=_sharing_faults(lifespan, faults),
         description=f"Request bodies are JSON (`Content-Type: application/json`) of at most "
         f"{limit} bytes.",
     )
@@ -50,9 +53,10 @@ def create_service_app(
     app.state.telemetry = telemetry
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process is up and its lifespan has started."""
-        return {"status": "ok", "service": settings.service_name}
+    async def healthz() -> dict[str, str | int]:
+        """Liveness: the process is up and its lifespan has started; ``pid`` says which
+        process of the service answered (``ordersim up --replicas`` waits for each)."""
+        return {"status": "ok", "service": settings.service_name, "pid": os.getpid()}
 
     # Any request may carry a body, so any route may answer these two.
     body_errors = error_responses(
@@ -64,10 +68,22 @@ def create_service_app(
     for router in routers:
         app.include_router(router, responses=body_errors)
     install_error_handlers(app, secret_fields=secret_fields)
-    install_faults(app, settings.faults)  # inside the server span: instrumented after
+    install_faults(app, faults)  # inside the server span: instrumented after
     app.add_middleware(StrictBody, max_bytes=limit)
     telemetry.instrument_app(app)
     return app
+
+
+def _sharing_faults(lifespan: Lifespan, faults: FaultState) -> Lifespan:
+    """``lifespan``, and in it the fault rules kept in the service's database, shared by
+    all its replicas (the lifespan puts the engine on ``app.state.engine``)."""
+
+    @asynccontextmanager
+    async def sharing(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app), faults.shared(app.state.engine):
+            yield
+
+    return sharing
 
 
 def database_lifespan(
@@ -89,7 +105,7 @@ def database_lifespan(
         with suppress_instrumentation():  # start-up DDL is not part of any request's trace
             await create_tables(engine, metadata)
             if on_start is not None:
-                await on_start(engine)
+                await at_start_up(lambda: on_start(engine))
         app.state.engine = engine
         app.state.tracer = telemetry.tracer(settings.service_name)
         try:
@@ -128,8 +144,8 @@ def serve(
     # that bench/overhead.py measured at 100 % sampling.
     gc.collect()
     gc.freeze()
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
@@ -141,5 +157,26 @@ def serve(
             # a service stops within `ordersim up`'s 5 s grace.
             timeout_graceful_shutdown=3,
         )
+    )
+    try:
+        server.run(
+            sockets=[shared_socket(settings.host, settings.port)] if settings.reuse_port else None
+        )
     finally:
         telemetry.shutdown()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does: start-up failed (the log says why)
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` with SO_REUSEPORT: every process of the service binds
+    its own, and the kernel spreads new connections over them (uvicorn's own workers share
+    one socket, which a process that stopped cannot leave behind). Only processes of the
+    same user share a port this way."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock

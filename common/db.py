@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from weakref import WeakKeyDictionary
 
 import sqlalchemy
+import sqlalchemy.exc
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -47,9 +48,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # the WAL at every commit: an order answered 201, and what it did downstream (the
     # stock committed, the card charged, the shipment), survives a power loss. NORMAL
     # cannot corrupt a WAL database either, but may lose the last commits.
+    cursor.execute("PRAGMA busy_timeout=10000")  # first: another process may be writing
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -156,9 +157,31 @@ def utc(at: datetime | None) -> datetime | None:
 async def create_tables(engine: AsyncEngine, metadata: MetaData) -> None:
     """Create the service's own tables (each service owns its database), and add to a table
     a previous version created the columns and indexes it lacks."""
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(_add_missing_columns, metadata)
+
+    async def create() -> None:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_missing_columns, metadata)
+
+    await at_start_up(create)
+
+
+async def at_start_up(step: Callable[[], Awaitable[object]]) -> None:
+    """Run a start-up step that looks at the database before changing it, in one
+    transaction (create the tables, seed them), as often as it takes: the replicas of a
+    service start together on one database, and a replica that looked before another's
+    change was committed fails on it ("table already exists", a duplicate key); run
+    again, it finds the work done."""
+    for attempt in range(_START_UP_ATTEMPTS):
+        try:
+            await step()
+            return
+        except sqlalchemy.exc.DBAPIError:
+            if attempt + 1 == _START_UP_ATTEMPTS:
+                raise
+
+
+_START_UP_ATTEMPTS = 5
 
 
 def _add_missing_columns(conn: Connection, metadata: MetaData) -> None:

@@ -6,6 +6,12 @@ A service's rules (:class:`common.fault_rules.FaultRule`) come from
 ``GET/PUT/DELETE /admin/faults`` (:data:`router`) read, replace and clear them at run time
 (``ordersim faults`` calls those). :class:`FaultMiddleware` applies them to each request.
 
+The rules are kept in the service's database too (table ``fault_rules``, one row), so that
+every replica of the service applies them: the one a PUT reaches at once, the others
+within :data:`SYNC_INTERVAL` seconds, each reading the row's version that often (a
+request never waits for the database). A process starting stores its start-up rules
+there, which then apply to every replica.
+
 It runs inside the OpenTelemetry SERVER span of the request, and marks the span it
 touches: attribute ``ordersim.fault.injected = true`` and one ``fault.injected`` event per
 fault (``ordersim.fault.kind`` = latency|timeout|error|hang, with the delay or status); an
@@ -19,15 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import StatusCode
+from pydantic import TypeAdapter
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.db import at_start_up, create_tables, read, transaction
 from common.fault_rules import (
     ADMIN_PATH,
     ERROR_STATUS,
@@ -36,6 +49,8 @@ from common.fault_rules import (
     distinct_scopes,
     is_exempt,
 )
+
+logger = logging.getLogger(__name__)
 
 #: The body of an injected error (HTTP 500 — a 5xx the order service does not retry).
 ERROR_BODY = {"detail": "injected fault", "code": "injected_fault"}
@@ -51,6 +66,9 @@ EVENT_INJECTED = "fault.injected"
 EVENT_HANG_ENDED = "fault.hang_ended"
 #: The names of the two tasks that watch a hung request (they never outlive it).
 HANG_TASK_PREFIX = "ordersim-fault-hang"
+#: Seconds between two looks of a process at the rules in its database: how long a rule
+#: set through one replica takes at most to apply on the others.
+SYNC_INTERVAL = 1.0
 
 FaultKind = Literal["latency", "timeout", "error", "hang"]
 
@@ -62,6 +80,8 @@ class FaultState:
 
     def __init__(self, rules: Iterable[FaultRule] = (), *, seed: int | None = None) -> None:
         self.random = random.Random(seed)
+        self._engine: AsyncEngine | None = None
+        self._version = -1  # of the stored rules in force here
         self._rules: tuple[FaultRule, ...] = ()
         self._seeded: dict[str, random.Random] = {}
         self._changed = asyncio.Event()
@@ -85,6 +105,56 @@ class FaultState:
 
     def clear(self) -> None:
         self.replace(())
+
+    @asynccontextmanager
+    async def shared(
+        self, engine: AsyncEngine, *, interval: float = SYNC_INTERVAL
+    ) -> AsyncIterator[None]:
+        """Keep the rules in ``engine``'s database while the block runs: store the ones in
+        force now (the start-up rules), and take up every change another process stores,
+        looking every ``interval`` seconds. :meth:`store` and :meth:`sync` need it."""
+        with suppress_instrumentation():  # start-up work is not part of any request's trace
+            await create_tables(engine, _metadata)
+            await at_start_up(lambda: transaction(engine, _first_row))
+            self._engine = engine
+            await self.store(self._rules)
+        task = asyncio.get_running_loop().create_task(
+            self._follow(interval), name="ordersim-fault-rules"
+        )
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            self._engine = None
+
+    async def store(self, rules: Iterable[FaultRule]) -> None:
+        """Replace every rule, in every replica: here at once, in the others at their next
+        look at the database."""
+        rules = distinct_scopes(list(rules))
+        if self._engine is not None:
+            self._version = await transaction(self._engine, _store_rules, _RULES.dump_json(rules))
+        self.replace(rules)
+
+    async def sync(self) -> None:
+        """Take up the rules another process stored, if they changed since the last look."""
+        if self._engine is None:
+            return
+        stored = await read(self._engine, _stored_rules, self._version)
+        # Newer only: a store of this process may have ended while the read ran.
+        if stored is not None and stored[0] > self._version:
+            self._version, text = stored
+            self.replace(_RULES.validate_json(text))
+
+    async def _follow(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                with suppress_instrumentation():  # a look every second is not worth a trace
+                    await self.sync()
+            except Exception:
+                logger.exception("reading the fault rules failed; the next look tries again")
 
     def generator(self, rule: FaultRule) -> random.Random:
         """Where ``rule`` draws its delays and chances from."""
@@ -219,14 +289,51 @@ class FaultMiddleware:
         return replay
 
 
-def install_faults(app: FastAPI, rules: Sequence[FaultRule]) -> FaultState:
-    """Put a :class:`FaultState` on ``app.state.faults``, its middleware and admin API on
-    ``app``. Call before the app is instrumented or started."""
-    state = FaultState(rules)
+def install_faults(app: FastAPI, state: FaultState) -> FaultState:
+    """Put ``state`` on ``app.state.faults``, its middleware and admin API on ``app``. Call
+    before the app is instrumented or started; its lifespan makes the rules shared
+    (:meth:`FaultState.shared`)."""
     app.state.faults = state
     app.add_middleware(FaultMiddleware, faults=state)
     app.include_router(router)
     return state
+
+
+# --- where the rules are stored ---------------------------------------------------------------
+
+_metadata = MetaData()
+#: One row (id 1): the rules as JSON, and a version that every change counts up.
+_fault_rules = Table(
+    "fault_rules",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("rules", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+_RULES = TypeAdapter(list[FaultRule])
+
+
+def _first_row(conn: Connection) -> None:
+    if conn.execute(select(_fault_rules.c.id)).first() is None:
+        conn.execute(insert(_fault_rules).values(id=1, rules="[]", version=0))
+
+
+def _store_rules(conn: Connection, rules: bytes) -> int:
+    version = conn.execute(
+        update(_fault_rules)
+        .where(_fault_rules.c.id == 1)
+        .values(rules=rules.decode(), version=_fault_rules.c.version + 1)
+        .returning(_fault_rules.c.version)
+    ).scalar_one()
+    return int(version)
+
+
+def _stored_rules(conn: Connection, known: int) -> tuple[int, str] | None:
+    """The stored rules and their version, if it is newer than ``known``."""
+    row = conn.execute(select(_fault_rules.c.version, _fault_rules.c.rules)).first()
+    if row is None or row.version <= known:
+        return None
+    return int(row.version), str(row.rules)
 
 
 # --- the admin API ------------------------------------------------------------------------------
@@ -245,19 +352,22 @@ FaultStateDep = Annotated[FaultState, Depends(_state)]
 @router.get(ADMIN_PATH)
 async def get_faults(state: FaultStateDep) -> list[FaultRule]:
     """The rules in force, one per scope (``endpoint`` null: the whole service)."""
+    await state.sync()
     return list(state.rules)
 
 
 @router.put(ADMIN_PATH)
 async def put_faults(rules: FaultRules, state: FaultStateDep) -> list[FaultRule]:
-    """Replace every rule with these (422 names a bad field); returns the rules in force.
-    Requests held by the old rules (delays, timeouts, hangs) are let through."""
-    state.replace(rules)
+    """Replace every rule with these, in every replica of the service (422 names a bad
+    field); returns the rules in force. Requests held by the old rules (delays, timeouts,
+    hangs) are let through."""
+    await state.store(rules)
     return list(state.rules)
 
 
 @router.delete(ADMIN_PATH)
 async def clear_faults(state: FaultStateDep) -> list[FaultRule]:
-    """Remove every rule (requests held by one are let through); returns ``[]``."""
-    state.clear()
+    """Remove every rule, in every replica (requests held by one are let through); returns
+    ``[]``."""
+    await state.store(())
     return list(state.rules)

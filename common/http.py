@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -75,6 +76,56 @@ class WholeResponses(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class Recycled(httpx.AsyncBaseTransport):
+    """Sends through a fresh connection pool once the current one is ``lifetime`` seconds
+    old; the old pool is closed as soon as its last request has its answer.
+
+    Replicas behind one address (``SO_REUSEPORT``, a Kubernetes Service) are chosen per
+    *connection*: a pool of keep-alive connections would send all of a caller's requests
+    to the replicas it happened to connect to first, forever, and never to one started
+    since. Bounding the connections' lifetime spreads them again. Neither aiohttp nor
+    httpcore can bound a pooled connection's age (only its idle time), hence this.
+    ``new_pool`` returns a transport that hands a response over only once it has read it
+    all (:class:`WholeResponses`), so a pool closed after its last call loses nothing.
+    """
+
+    def __init__(
+        self,
+        new_pool: Callable[[], httpx.AsyncBaseTransport],
+        lifetime: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._new_pool = new_pool
+        self._lifetime = lifetime
+        self._clock = clock
+        self.pool = new_pool()
+        self._born = clock()
+        self._in_flight: dict[httpx.AsyncBaseTransport, int] = {self.pool: 0}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._clock() - self._born >= self._lifetime:
+            old, self.pool, self._born = self.pool, self._new_pool(), self._clock()
+            self._in_flight[self.pool] = 0
+            if not self._in_flight[old]:
+                await self._close(old)
+        pool = self.pool
+        self._in_flight[pool] += 1
+        try:
+            return await pool.handle_async_request(request)
+        finally:
+            self._in_flight[pool] -= 1
+            if pool is not self.pool and not self._in_flight[pool]:
+                await self._close(pool)
+
+    async def _close(self, pool: httpx.AsyncBaseTransport) -> None:
+        del self._in_flight[pool]
+        await pool.aclose()
+
+    async def aclose(self) -> None:
+        for pool in list(self._in_flight):
+            await self._close(pool)
+
+
 class _NoCookies(httpx.Cookies):
     def extract_cookies(self, response: httpx.Response) -> None:
         pass
@@ -119,15 +170,23 @@ def create_http_client(
     *,
     timeouts: Timeouts,
     transport: httpx.AsyncBaseTransport | None = None,
+    connection_lifetime: float = 30.0,
 ) -> httpx.AsyncClient:
     """One pooled, traced client per downstream service, owned by the caller's lifespan.
 
-    ``transport`` lets tests route the client to an in-process ASGI app.
+    Its connections are used for new requests for ``connection_lifetime`` seconds at most
+    (:class:`Recycled`), so the replicas of the service all get a share of them.
+    ``transport`` lets tests route the client to an in-process ASGI app (not recycled).
     """
-    inner = transport or default_transport()
+    sender: httpx.AsyncBaseTransport
+    if transport is None:
+        sender = Recycled(lambda: WholeResponses(default_transport()), connection_lifetime)
+        inner = sender.pool  # one like those that send (aiohttp's, which nothing patches)
+    else:
+        sender, inner = WholeResponses(transport), transport
     client = CookielessClient(
         base_url=base_url,
-        transport=WholeResponses(inner),
+        transport=sender,
         timeout=httpx.Timeout(timeouts.call, connect=timeouts.connect),
         limits=LIMITS,
     )

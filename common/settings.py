@@ -32,6 +32,10 @@ class ServiceSettings(BaseSettings):
     host: str = DEFAULT_HOST
     port: int = Field(ge=0, le=65535)
     data_dir: Path = Field(default=Path(".data"), validation_alias="ORDERSIM_DATA_DIR")
+    #: Listen with SO_REUSEPORT, so that several processes of the service share its port
+    #: (``ordersim up --replicas N`` sets ORDERSIM_REUSE_PORT): the kernel spreads the
+    #: incoming connections over them. Off, a second process on the port fails to start.
+    reuse_port: bool = Field(default=False, validation_alias="ORDERSIM_REUSE_PORT")
     #: SQLAlchemy async URL; defaults to a SQLite file under ``data_dir``.
     database_url: str | None = None
     #: Larger request bodies get 413 before the handler runs.

@@ -55,7 +55,11 @@ def create_app(
 
             def http(name: str, url: str) -> httpx.AsyncClient:
                 client = create_http_client(
-                    url, telemetry, timeouts=timeouts, transport=transports.get(name)
+                    url,
+                    telemetry,
+                    timeouts=timeouts,
+                    transport=transports.get(name),
+                    connection_lifetime=settings.connection_lifetime,
                 )
                 stack.push_async_callback(client.aclose)
                 return client
@@ -102,6 +106,7 @@ def create_app(
                 warn_at=settings.compensation_backlog_warning,
                 poll_interval=settings.compensation_poll_interval,
                 metrics=metrics,
+                lease=settings.compensation_lease,
             )
             app.state.engine = engine
             app.state.tracer = tracer

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -169,6 +172,10 @@ class CompensationWorker:
     - fail the orders a stopped process left pending, and queue every undo for them;
     - retry the deferred compensations that are due, each on its own;
     - log a warning when the backlog reaches ``warn_at`` items (once per crossing).
+
+    Every order-service process runs one, over the one database: each abandoned order is
+    failed once (only while it is still pending), and each compensation is tried by the
+    worker that claimed it (:func:`order_service.storage.claim_due`), once per attempt.
     """
 
     def __init__(
@@ -181,6 +188,7 @@ class CompensationWorker:
         warn_at: int = 100,
         poll_interval: float = 1.0,
         metrics: OrderMetrics | None = None,
+        lease: float = 60.0,
     ) -> None:
         self.metrics = metrics
         self.backlog = backlog
@@ -189,6 +197,11 @@ class CompensationWorker:
         self.abandon_after = abandon_after
         self.warn_at = warn_at
         self.poll_interval = poll_interval
+        #: Seconds a claimed compensation stays this worker's: longer than one attempt.
+        self.lease = lease
+        #: Names this worker's claims in the database (several order-service processes,
+        #: each with its worker, share one backlog).
+        self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._over_threshold = False
 
     async def run(self) -> None:
@@ -210,7 +223,10 @@ class CompensationWorker:
 
     async def recover_abandoned(self) -> int:
         """Fail the orders left pending by a process that stopped mid-order, and queue every
-        undo for them (each is harmless if its step never happened). Returns how many."""
+        undo for them (each is harmless if its step never happened). Returns how many.
+
+        Another worker may be at the same orders: storing one as failed is conditional on
+        its still being pending, so one worker fails it and queues its undos, once."""
         cutoff = self.backlog.clock() - timedelta(seconds=self.abandon_after)
         with suppress_instrumentation():
             abandoned = await storage.abandoned_orders(self.backlog.engine, cutoff)
@@ -248,13 +264,15 @@ class CompensationWorker:
         return recovered
 
     async def retry_due(self, now: datetime | None = None) -> int:
-        """Try once each compensation due ``now`` (default: the clock's time); return how
-        many of those are still pending."""
+        """Claim the compensations due ``now`` (default: the clock's time) that no other
+        worker holds, try each once, and return how many of those are still pending."""
         now = now or self.backlog.clock()
         with suppress_instrumentation():  # an idle poll is not worth a trace every second
-            due = await storage.due_compensations(self.backlog.engine, now)
+            claimed = await storage.claim_due(
+                self.backlog.engine, self.worker_id, now, timedelta(seconds=self.lease)
+            )
         still_pending = 0
-        for item in due:
+        for item in claimed:
             try:
                 if not await self._retry(item, now):
                     still_pending += 1
@@ -268,16 +286,16 @@ class CompensationWorker:
         return still_pending
 
     async def _retry(self, item: storage.PendingCompensation, now: datetime) -> bool:
-        """One attempt at ``item``; True if it is done (or another worker took it)."""
-        engine, attempt = self.backlog.engine, item.attempts + 1
-        next_attempt = now + timedelta(seconds=self.backlog.backoff.delay(attempt))
-        with suppress_instrumentation():
-            if not await storage.claim_compensation(engine, item, next_attempt):
-                return True
+        """One attempt at ``item``, claimed by this worker; True if it is done."""
+        engine, attempt = self.backlog.engine, item.attempts
         with self.tracer.start_as_current_span(
             f"retry_{item.action}",
             links=_links(item.traceparent),
-            attributes={"shop.order.id": item.order_id, "shop.compensation.attempt": attempt},
+            attributes={
+                "shop.order.id": item.order_id,
+                "shop.compensation.id": item.id,
+                "shop.compensation.attempt": attempt,
+            },
         ) as span:
             try:
                 action = self.actions.get(item.action)
@@ -285,12 +303,22 @@ class CompensationWorker:
                     raise LookupError(f"no undo named {item.action!r} in this order service")
                 await action(item.order_id)
             except Exception as exc:
+                next_attempt = now + timedelta(seconds=self.backlog.backoff.delay(attempt))
                 span.record_exception(exc)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                 span.set_attribute("shop.compensation.next_attempt_at", next_attempt.isoformat())
-                await storage.finish_compensation(engine, item.id, error=str(exc), at=now)
+                await storage.finish_compensation(
+                    engine,
+                    item.id,
+                    self.worker_id,
+                    error=str(exc),
+                    at=now,
+                    next_attempt=next_attempt,
+                )
                 return False
-            await storage.finish_compensation(engine, item.id, error=None, at=self.backlog.clock())
+            await storage.finish_compensation(
+                engine, item.id, self.worker_id, error=None, at=self.backlog.clock()
+            )
             return True
 
     async def watch_backlog(self) -> int:

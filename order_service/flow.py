@@ -236,6 +236,8 @@ class OrderFlow:
             await saga.compensate()
             return await self._finish(order, exc)
         confirmed = await self._finish(order, steps=[shipped])
+        if confirmed.status != "confirmed":  # failed as abandoned meanwhile (see _finish)
+            return confirmed
         # Its own trace, linked to this span, once the response has gone out.
         if after_response is None:
             self.confirmations.send(confirmed, span.get_span_context())
@@ -362,11 +364,22 @@ class OrderFlow:
         span.set_attribute("shop.order.status", status)
         if error is not None:
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"order {status}"))
-        with self._tracer.start_as_current_span("save_order"):
-            if stored:
-                await storage.update_order(self._engine, order, steps)
-            else:
+        with self._tracer.start_as_current_span("save_order") as save:
+            if not stored:
                 await storage.insert_order(self._engine, order)
+            elif not await storage.update_order(self._engine, order, steps):
+                # Too late: a compensation worker failed it as abandoned and queued its
+                # undos, which will undo what this request did. What is stored is the outcome.
+                save.add_event("order_already_final")
+                order = await storage.get_order(self._engine, order.order_id)
+                span.set_attribute("shop.order.status", order.status)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"order {order.status}"))
+                logger.warning(
+                    "order %s was already %s when its request finished",
+                    order.order_id,
+                    order.status,
+                )
+                return order
         if self._metrics is not None:
             self._metrics.finished(order)
         log = logger.warning if status == "failed" else logger.info

@@ -22,6 +22,9 @@ class OrderSettings(ServiceSettings):
     shipping_url: str = Field(default_factory=SHIPPING.url)
     #: Seconds to open a connection to a downstream service.
     connect_timeout: float = Field(default=1.0, gt=0)
+    #: Seconds a pooled connection to a downstream service takes new requests: then the
+    #: pool is replaced, so that every replica of that service gets a share of them.
+    connection_lifetime: float = Field(default=30.0, gt=0)
     #: Seconds one downstream call may take in all before it counts as failed (503).
     call_timeout: float = Field(default=3.0, gt=0)
     #: Seconds the whole order may take, all calls included.
@@ -56,3 +59,10 @@ class OrderSettings(ServiceSettings):
         """An order still pending this long was abandoned (its request can take at most a
         validation call, the deadline, and a round of compensations)."""
         return self.order_deadline + 3 * self.call_timeout
+
+    @property
+    def compensation_lease(self) -> float:
+        """Seconds a worker holds a compensation it is trying: twice the longest one attempt
+        can take (every retry of the call timing out), and at least a minute; past it, a
+        worker of another process may take over the item (its own process stopped)."""
+        return max(60.0, 2 * (self.call_retries + 1) * self.call_timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -85,6 +85,10 @@ class CompensationRow(Base):
     created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: When it is retried next; NULL (rows stored before there was a schedule) means now.
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    #: The worker trying it now (:func:`claim_due`), and until when that claim holds: a
+    #: worker that stopped mid-attempt leaves a lease that expires, not a stuck item.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IdempotencyRow(Base):
@@ -113,7 +117,11 @@ def now() -> datetime:
 # The statements of every order, built once (see inventory_service/storage.py); those of
 # the compensation backlog, rare, are built where they run.
 _NEW_ORDER = insert(orders)
-_UPDATE_ORDER = update(orders).where(orders.c.order_id == bindparam("b_order_id"))
+# Only a pending order changes: one that another process already failed as abandoned (and
+# whose undos it queued) must not come back as confirmed.
+_UPDATE_ORDER = update(orders).where(
+    orders.c.order_id == bindparam("b_order_id"), orders.c.status == "pending"
+)
 _DOCUMENT = select(orders.c.document).where(orders.c.order_id == bindparam("order_id"))
 _NEW_KEY = insert(idempotency_keys)
 _KEY = select(idempotency_keys).where(idempotency_keys.c.key == bindparam("key"))
@@ -183,14 +191,16 @@ class Step:
         }
 
 
-async def update_order(engine: AsyncEngine, order: Order, steps: Sequence[Step] = ()) -> None:
-    """Store an order's new status and the event that says so, after the events of
-    ``steps``, the steps that led to it: one transaction, one INSERT of the events."""
-    await transaction(engine, _update_order, order, steps)
+async def update_order(engine: AsyncEngine, order: Order, steps: Sequence[Step] = ()) -> bool:
+    """Store a pending order's final status and the event that says so, after the events
+    of ``steps``, the steps that led to it: one transaction, one INSERT of the events.
+    False (nothing stored) when the order is no longer pending: the compensation worker of
+    some order-service process failed it as abandoned meanwhile, and queued its undos."""
+    return await transaction(engine, _update_order, order, steps)
 
 
-def _update_order(conn: Connection, order: Order, steps: Sequence[Step]) -> None:
-    conn.execute(
+def _update_order(conn: Connection, order: Order, steps: Sequence[Step]) -> bool:
+    changed = conn.execute(
         _UPDATE_ORDER,
         {
             "b_order_id": order.order_id,
@@ -198,8 +208,10 @@ def _update_order(conn: Connection, order: Order, steps: Sequence[Step]) -> None
             "document": order.model_dump_json(),
             "updated_at": order.updated_at,
         },
-    )
-    conn.execute(_NEW_EVENT, [*(s.row(order.order_id) for s in steps), _status_event(order)])
+    ).rowcount
+    if changed:
+        conn.execute(_NEW_EVENT, [*(s.row(order.order_id) for s in steps), _status_event(order)])
+    return bool(changed)
 
 
 async def add_order_event(engine: AsyncEngine, order_id: str, step: Step) -> None:
@@ -300,6 +312,8 @@ def _fail_abandoned(
                     "done_at": None,
                     "created_at": at,
                     "next_attempt_at": at,  # nothing was tried yet
+                    "claimed_by": None,
+                    "claimed_until": None,
                 }
                 for action in actions
             ],
@@ -363,53 +377,83 @@ def _insert(conn: Connection, table: Table, values: dict[str, object]) -> None:
 _PENDING = compensations.c.done_at.is_(None)
 
 
-async def due_compensations(
-    engine: AsyncEngine, at: datetime, limit: int = 100
+async def claim_due(
+    engine: AsyncEngine, worker: str, at: datetime, lease: timedelta, limit: int = 100
 ) -> list[PendingCompensation]:
-    """The pending compensations due ``at``, the longest overdue first."""
-    return await read(engine, _due_compensations, at, limit)
+    """Claim for ``worker`` the pending compensations due ``at`` that no other worker
+    holds, the longest overdue first, until ``at + lease``; count one more attempt of each
+    (before trying: an attempt cut short is not repeated before its lease ends). Returns
+    them, their ``attempts`` counting this one.
 
-
-def _due_compensations(conn: Connection, at: datetime, limit: int) -> list[PendingCompensation]:
-    due = or_(compensations.c.next_attempt_at.is_(None), compensations.c.next_attempt_at <= at)
-    rows = conn.execute(
-        select(compensations)
-        .where(_PENDING, due)
-        .order_by(compensations.c.next_attempt_at.asc().nulls_first(), compensations.c.id)
-        .limit(limit)
-    ).all()
-    return [_pending(r) for r in rows]
-
-
-async def claim_compensation(engine: AsyncEngine, item: PendingCompensation, due: datetime) -> bool:
-    """Count one more attempt of ``item`` and schedule the one after it for ``due``, before
-    trying: an attempt cut short (the process stopped) is then not repeated at once.
-
-    False when another worker claimed it first (``attempts`` no longer what was read), or
-    it is done.
+    Each item is claimed by one worker only, whichever order-service process runs it: on
+    PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED`` (a second worker passes
+    over those the first is claiming instead of waiting for them), and the ``UPDATE``
+    checks again that each is free; SQLite runs one write transaction at a time, so the
+    same conditional ``UPDATE`` is enough there.
     """
-    return await transaction(engine, _claim_compensation, item, due)
+    return await transaction(engine, _claim_due, worker, at, lease, limit)
 
 
-def _claim_compensation(conn: Connection, item: PendingCompensation, due: datetime) -> bool:
-    claimed = conn.execute(
+def _claim_due(
+    conn: Connection, worker: str, at: datetime, lease: timedelta, limit: int
+) -> list[PendingCompensation]:
+    c = compensations.c
+    claimable = (
+        _PENDING,
+        or_(c.next_attempt_at.is_(None), c.next_attempt_at <= at),
+        or_(c.claimed_until.is_(None), c.claimed_until <= at),
+    )
+    # A CTE, evaluated once: as a subquery of the UPDATE, PostgreSQL may run the SELECT
+    # again for each row and, skipping the rows this statement has just locked, take
+    # more than ``limit``.
+    chosen = (
+        select(c.id)
+        .where(*claimable)
+        .order_by(c.next_attempt_at.asc().nulls_first(), c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("chosen")
+        .prefix_with("MATERIALIZED")
+    )
+    rows = conn.execute(
         update(compensations)
-        .where(compensations.c.id == item.id, _PENDING, compensations.c.attempts == item.attempts)
-        .values(attempts=item.attempts + 1, next_attempt_at=due)
-    ).rowcount
-    return bool(claimed)
+        .where(c.id.in_(select(chosen.c.id)), *claimable)
+        .values(claimed_by=worker, claimed_until=at + lease, attempts=c.attempts + 1)
+        .returning(*compensations.columns)
+    ).all()
+    claimed = [_pending(r) for r in rows]
+    return sorted(claimed, key=lambda i: (i.next_attempt_at is not None, i.next_attempt_at, i.id))
 
 
 async def finish_compensation(
-    engine: AsyncEngine, id_: int, *, error: str | None, at: datetime
-) -> None:
-    """Mark a retried compensation done ``at``, or keep the error of its failed attempt."""
-    values: dict[str, object] = {"done_at": at} if error is None else {"last_error": error[:500]}
-    await transaction(engine, _update_compensation, id_, values)
+    engine: AsyncEngine,
+    id_: int,
+    worker: str,
+    *,
+    error: str | None,
+    at: datetime,
+    next_attempt: datetime | None = None,
+) -> bool:
+    """End ``worker``'s claim on a compensation: done ``at``, or failed with ``error`` and
+    due again ``next_attempt``. False when the claim was no longer ``worker``'s (its lease
+    ran out and another worker claimed the item)."""
+    values: dict[str, object] = {"claimed_by": None, "claimed_until": None}
+    if error is None:
+        values["done_at"] = at
+    else:
+        values.update(last_error=error[:500], next_attempt_at=next_attempt)
+    return await transaction(engine, _finish_compensation, id_, worker, values)
 
 
-def _update_compensation(conn: Connection, id_: int, values: dict[str, object]) -> None:
-    conn.execute(update(compensations).where(compensations.c.id == id_).values(**values))
+def _finish_compensation(
+    conn: Connection, id_: int, worker: str, values: dict[str, object]
+) -> bool:
+    ended = conn.execute(
+        update(compensations)
+        .where(compensations.c.id == id_, compensations.c.claimed_by == worker)
+        .values(**values)
+    ).rowcount
+    return bool(ended)
 
 
 async def compensation_backlog(

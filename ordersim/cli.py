@@ -28,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not start the embedded trace viewer; export to OTEL_EXPORTER_OTLP_ENDPOINT",
     )
+    up.add_argument(
+        "--replicas",
+        type=_replicas,
+        default=1,
+        metavar="N",
+        help="run N processes of each service, sharing its port (SO_REUSEPORT) and its "
+        "database (default 1)",
+    )
     viewer_help = (
         f"trace viewer or Jaeger query URL (default: {topology.VIEWER.ui_url({})}, or "
         "TRACE_VIEWER_HOST and TRACE_VIEWER_UI_PORT if set)"
@@ -335,12 +343,26 @@ def _add_faults(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     set_.add_argument("--url", metavar="URL", help=url_help)
 
 
+def _replicas(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"give a whole number from 1 to {MAX_REPLICAS}")
+    return count
+
+
+#: More processes per service than this on one machine is a typo.
+MAX_REPLICAS = 16
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "up":
         from ordersim.up import up
 
-        return up(viewer=not args.no_viewer)
+        return up(viewer=not args.no_viewer, replicas=args.replicas)
     if args.command == "trace":
         return _trace(args)
     if args.command == "order":

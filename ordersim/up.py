@@ -1,4 +1,8 @@
-"""``ordersim up``: the four services as separate processes, supervised until Ctrl-C/SIGTERM."""
+"""``ordersim up``: the four services as separate processes, supervised until Ctrl-C/SIGTERM.
+
+With ``--replicas N``, N processes of each service share its port (SO_REUSEPORT: the
+kernel spreads the connections over them) and its database; the trace viewer stays one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from pydantic import ValidationError
@@ -43,6 +47,14 @@ class Service:
     command: list[str] | None = None
     #: What the process reads from the environment (None: the trace viewer).
     settings: ServiceSettings | None = None
+    #: This process is replica ``replica`` (from 1) of ``replicas`` of the service.
+    replica: int = 1
+    replicas: int = 1
+
+    @property
+    def label(self) -> str:
+        """The name its log lines carry: ``order-service#2`` for a replica."""
+        return self.name if self.replicas == 1 else f"{self.name}#{self.replica}"
 
     @property
     def argv(self) -> list[str]:
@@ -69,13 +81,18 @@ class StartupError(Exception):
     pass
 
 
-def services_from_env(viewer: ViewerSettings | None) -> list[Service]:
-    """The viewer (if any) and the four services, downstream ones first."""
+def services_from_env(viewer: ViewerSettings | None, replicas: int = 1) -> list[Service]:
+    """The viewer (if any) and the four services, downstream ones first: one entry per
+    process, ``replicas`` of each service."""
     services = [
-        Service.of(topology.INVENTORY, InventorySettings()),
-        Service.of(topology.PAYMENT, PaymentSettings()),
-        Service.of(topology.SHIPPING, ShippingSettings()),
-        Service.of(topology.ORDER, OrderSettings()),
+        replace(service, replica=n, replicas=replicas)
+        for service in (
+            Service.of(topology.INVENTORY, InventorySettings()),
+            Service.of(topology.PAYMENT, PaymentSettings()),
+            Service.of(topology.SHIPPING, ShippingSettings()),
+            Service.of(topology.ORDER, OrderSettings()),
+        )
+        for n in range(1, replicas + 1)
     ]
     if viewer is not None:
         services.insert(
@@ -132,6 +149,8 @@ def child_env(
     # Each process is its own service, whatever OTEL_SERVICE_NAME the shell has.
     env["OTEL_SERVICE_NAME"] = service.name
     env["PYTHONUNBUFFERED"] = "1"
+    if service.replicas > 1:
+        env["ORDERSIM_REUSE_PORT"] = "true"
     if viewer is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = viewer_endpoint(viewer, env)
         for signal in ("TRACES", "LOGS", "METRICS"):
@@ -167,6 +186,7 @@ class Supervisor:
         return [
             f"port {port} ({s.name}) is already in use on {s.host}; stop what holds it or set {var}"
             for s in self.services
+            if s.replica == 1
             for var, port in s.ports.items()
             if port_in_use(s.host, port)
         ]
@@ -195,7 +215,7 @@ class Supervisor:
             exited = await self._wait_for_stop_or_exit()
             if exited is not None:
                 self.console.print(
-                    f"[red]{exited.name} exited with code {exited.process.returncode}"  # type: ignore[union-attr]
+                    f"[red]{exited.label} exited with code {exited.process.returncode}"  # type: ignore[union-attr]
                     "; stopping the others[/]"
                 )
                 return 1
@@ -222,41 +242,59 @@ class Supervisor:
 
     async def _pump(self, service: Service) -> None:
         assert service.process is not None and service.process.stdout is not None
-        prefix = f"[{service.colour}]{service.name:>17} |[/] "
+        prefix = f"[{service.colour}]{service.label:>17} |[/] "
         async for raw in service.process.stdout:
             line = raw.decode(errors="replace").rstrip()
             self.console.print(prefix + escape(line), highlight=False, soft_wrap=True)
 
     async def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + HEALTH_TIMEOUT
-        async with httpx.AsyncClient(timeout=1.0) as client:
+        # N replicas of each service start on the same cores: N times the work.
+        timeout = HEALTH_TIMEOUT * max(s.replicas for s in self.services)
+        deadline = time.monotonic() + timeout
+        # The replicas of a service answer on one port, whichever the kernel picks for each
+        # new connection: asked again on new connections, each says which process it is,
+        # until every one has answered (a replica binds its port once it has started).
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=1.0, limits=limits) as client:
             for service in self.services:
-                while True:
-                    assert service.process is not None
-                    if service.process.returncode is not None:
-                        raise StartupError(
-                            f"{service.name} exited with code {service.process.returncode} "
-                            "during start-up (its log is above)"
-                        )
+                waiting = {
+                    s.process.pid
+                    for s in self.services
+                    if s.name == service.name and s.process is not None
+                }
+                while service.replica == 1:
+                    for process in self.services:
+                        assert process.process is not None
+                        if process.process.returncode is not None:
+                            raise StartupError(
+                                f"{process.label} exited with code {process.process.returncode}"
+                                " during start-up (its log is above)"
+                            )
                     if self.stopping.is_set():
                         raise StartupError("interrupted during start-up")
                     try:
-                        if (await client.get(service.health_url)).status_code == 200:
-                            break
-                    except httpx.TransportError:
+                        health = await client.get(service.health_url)
+                        if health.status_code == 200:
+                            if service.replicas == 1:
+                                break
+                            waiting.discard(health.json().get("pid"))
+                            if not waiting:
+                                break
+                    except (httpx.TransportError, ValueError):
                         pass
                     if time.monotonic() > deadline:
                         raise StartupError(
-                            f"{service.name} not healthy at {service.url} after {HEALTH_TIMEOUT:g}s"
+                            f"{service.name} not healthy at {service.url} after {timeout:g}s"
                         )
                     await asyncio.sleep(0.1)
 
     def _print_ready(self) -> None:
         self.console.print("\n[bold green]ordersim is up[/]")
         for service in self.services:
-            if service.package != topology.VIEWER.package:
+            if service.package != topology.VIEWER.package and service.replica == 1:
+                processes = f" ({service.replicas} processes)" if service.replicas > 1 else ""
                 self.console.print(
-                    f"  {service.name:<18} {service.url}   (OpenAPI: {service.url}/docs)"
+                    f"  {service.name:<18} {service.url}   (OpenAPI: {service.url}/docs){processes}"
                 )
         grpc = uses_grpc(self.env)
         if self.viewer is not None:
@@ -289,7 +327,7 @@ class Supervisor:
     def _planted(self) -> list[str]:
         """The scenarios switched on (ORDERSIM_SCENARIOS) and the fault rules in force at
         start-up (<SERVICE>_SERVICE_FAULTS), one line each."""
-        settings = [s.settings for s in self.services if s.settings is not None]
+        settings = [s.settings for s in self.services if s.settings is not None and s.replica == 1]
         on = sorted(set().union(*(s.scenarios for s in settings)))
         lines = [f"  scenarios          {describe(on[0]) if on else 'none'}"]
         lines += [f"                     {describe(scenario)}" for scenario in on[1:]]
@@ -328,7 +366,7 @@ class Supervisor:
             try:
                 await asyncio.wait_for(service.process.wait(), STOP_GRACE)
             except TimeoutError:
-                self.console.print(f"[red]{service.name} ignored SIGTERM; killing it[/]")
+                self.console.print(f"[red]{service.label} ignored SIGTERM; killing it[/]")
                 service.process.kill()
                 await service.process.wait()
         await asyncio.gather(*self._pumps, return_exceptions=True)
@@ -336,11 +374,11 @@ class Supervisor:
             self.console.print("[bold]all stopped[/]")
 
 
-def up(*, viewer: bool = True, console: Console | None = None) -> int:
+def up(*, viewer: bool = True, replicas: int = 1, console: Console | None = None) -> int:
     console = console or Console(soft_wrap=True)
     try:
         viewer_settings = ViewerSettings() if viewer else None
-        services = services_from_env(viewer_settings)
+        services = services_from_env(viewer_settings, replicas)
     except ValidationError as exc:  # e.g. an unknown name in ORDERSIM_SCENARIOS: start nothing
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"])

@@ -303,33 +303,6 @@ def test_the_cap_below_the_base_stops_start_up() -> None:
         OrderSettings(compensation_backoff_base=10, compensation_backoff_cap=5)
 
 
-async def test_two_workers_never_try_the_same_attempt_twice(
-    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = FixedClock(T0)
-    backlog = Backlog(engine, Backoff(base=5, cap=60), clock)
-    calls: list[str] = []
-
-    async def cancel(order_id: str) -> None:
-        calls.append(order_id)
-
-    # The race, made certain: both workers have read the item as due before either claims it.
-    both_read = asyncio.Barrier(2)
-    read_due = storage.due_compensations
-
-    async def due_then_wait(*args: Any, **kwargs: Any) -> list[storage.PendingCompensation]:
-        due = await read_due(*args, **kwargs)
-        await both_read.wait()
-        return due
-
-    monkeypatch.setattr(storage, "due_compensations", due_then_wait)
-    await backlog.defer("ord_1", "cancel_shipment", NO_SPAN, "shipping down")
-    clock.now = T0 + timedelta(minutes=1)
-    first, second = worker(backlog, cancel_shipment=cancel), worker(backlog, cancel_shipment=cancel)
-    assert await asyncio.gather(first.retry_due(), second.retry_due()) == [0, 0]
-    assert calls == ["ord_1"]
-
-
 async def test_the_backlog_warning_is_logged_once_per_crossing(
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -155,7 +155,7 @@ class Up:
             raise AssertionError("ordersim up did not stop within 15s of SIGTERM") from None
 
 
-def wait_until_up(up: Up, url: str) -> None:
+def wait_until_up(up: Up, url: str, timeout: float = 30) -> None:
     def healthy() -> bool:
         if up.process.poll() is not None:
             raise AssertionError(f"ordersim up exited early:\n{up.output()}")
@@ -164,6 +164,6 @@ def wait_until_up(up: Up, url: str) -> None:
         except httpx.TransportError:
             return False
 
-    poll(healthy, 30, "the order service to be healthy")
+    poll(healthy, timeout, "the order service to be healthy")
     # The banner is printed line by line: wait for its last line, not its first.
     poll(lambda: "Stop with Ctrl-C." in up.output(), 10, "the whole ready banner")
