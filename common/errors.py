@@ -82,6 +82,19 @@ class DownstreamUnavailable(ServiceError):
         self.reason = reason
 
 
+class DatabaseBusy(ServiceError):
+    """The service's own database could not do its part in time: SQLite's write lock not
+    free within the busy timeout, a PostgreSQL lock or connection lost. Overload, not a
+    bug: a 503 the client may retry, never a 500. An order left pending by it is ended
+    and undone by the order service's recovery of abandoned orders."""
+
+    status_code = 503
+    code = "database_busy"
+
+    def __init__(self) -> None:
+        super().__init__("the service's database is busy: try again shortly")
+
+
 class UnsupportedMediaType(ServiceError):
     status_code = 415
     code = "unsupported_media_type"
@@ -198,6 +211,15 @@ def install_error_handlers(app: FastAPI, *, secret_fields: Collection[str] = ())
     echo the input of a field under ``secret_fields`` (card data)."""
     app.add_exception_handler(ServiceError, _service_error_handler)
     app.add_exception_handler(HTTPException, _http_error_handler)
+    # Imported here: settings modules import this one, and must stay light.
+    from sqlalchemy.exc import OperationalError
+
+    async def database_busy(request: Request, exc: Exception) -> JSONResponse:
+        response = error_response(DatabaseBusy())
+        response.headers["Retry-After"] = "1"
+        return response
+
+    app.add_exception_handler(OperationalError, database_busy)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         # The request's schema (FastAPI) and the service's own rules give the same 422.
