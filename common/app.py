@@ -45,7 +45,7 @@ def create_service_app(
     faults = FaultState(settings.faults)
     app = FastAPI(
         title=title,
-        lifespan=_sharing_faults(lifespan, faults),
+        lifespan=_sharing_faults(lifespan, faults, settings.fault_sync_interval),
         description=f"Request bodies are JSON (`Content-Type: application/json`) of at most "
         f"{limit} bytes.",
     )
@@ -74,13 +74,13 @@ def create_service_app(
     return app
 
 
-def _sharing_faults(lifespan: Lifespan, faults: FaultState) -> Lifespan:
+def _sharing_faults(lifespan: Lifespan, faults: FaultState, interval: float) -> Lifespan:
     """``lifespan``, and in it the fault rules kept in the service's database, shared by
     all its replicas (the lifespan puts the engine on ``app.state.engine``)."""
 
     @asynccontextmanager
     async def sharing(app: FastAPI) -> AsyncIterator[None]:
-        async with lifespan(app), faults.shared(app.state.engine):
+        async with lifespan(app), faults.shared(app.state.engine, interval=interval):
             yield
 
     return sharing

@@ -51,6 +51,8 @@ class ServiceSettings(BaseSettings):
     #: Fault injection rules (:class:`common.fault_rules.FaultRule`) in force at start-up, a JSON
     #: list in <SERVICE>_SERVICE_FAULTS; changed at run time through /admin/faults.
     faults: Annotated[FaultRules, NoDecode] = Field(default_factory=list)
+    #: Seconds between two looks at the fault rules other replicas stored in the database.
+    fault_sync_interval: float = Field(default=1.0, gt=0)
 
     @field_validator("faults", mode="wrap")
     @classmethod
