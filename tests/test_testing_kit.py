@@ -1,13 +1,15 @@
 """ordersim.testing on its own: SpanTree's finding and assertions, the shared rule for a
 complete trace, traced_apps on apps that are not ordersim's, and the examples run from an
-empty folder against the installed package."""
+empty folder against the wheel, installed where the editable install cannot answer for it."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,23 +252,115 @@ async def test_a_call_to_an_app_that_is_not_there_is_refused(span_exporter) -> N
             await apps.client("nowhere").get("/echo")
 
 
-# --- the examples, as a user runs them -----------------------------------------------------
+# --- the examples, as a user runs them, against the wheel ------------------------------------
+
+#: The packages the wheel must carry: pyproject's [tool.setuptools.packages.find] include.
+PACKAGES = [
+    name.rstrip("*")
+    for name in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+]
+#: Run with the wheel's folder first on the path: where each package, and the viewer's pages,
+#: were imported from, and which distribution's pytest11 entry point names the plugin.
+WHERE_FROM = """
+import importlib, json, importlib.metadata as md
+found = {name: importlib.import_module(name).__file__ for name in %r}
+import ordersim.pytest_plugin, trace_viewer.query
+found["ordersim.pytest_plugin"] = ordersim.pytest_plugin.__file__
+found["static"] = str(trace_viewer.query.STATIC / "index.html")
+dist = md.distribution("ordersim")
+found["dist-info"] = str(dist.locate_file("ordersim/__init__.py"))
+[ep] = [e for e in dist.entry_points if e.group == "pytest11"]
+found["pytest11"] = ep.value
+print(json.dumps(found))
+"""
 
 
-def test_the_examples_pass_from_an_empty_folder(tmp_path: Path) -> None:
-    """examples/ copied alone into an empty folder, run by pytest against the installed
-    package: nothing from this repository's tests (or its pytest configuration) helps."""
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package as a user gets it: a wheel built from a copy of the sources (so that the
+    build leaves nothing in the repository), installed with ``pip install --target`` into a
+    folder of its own (the editable install cannot answer for it there); that folder."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    sources = tmp / "sources"
+    shutil.copytree(
+        ROOT,
+        sources,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            ".data",
+            "build",
+            "test-artifacts",
+            ".*_cache",
+            "__pycache__",
+            "*.egg-info",
+        ),
+    )
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist")]
+    subprocess.run([*build, str(sources)], check=True, capture_output=True, timeout=240)
+    [wheel] = (tmp / "dist").glob("ordersim-*.whl")
+    target = tmp / "site"
+    install = [*pip, "install", "--no-deps", "--target", str(target), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, timeout=240)
+    return target
+
+
+def wheel_env(target: Path) -> dict[str, str]:
+    """The wheel first on the path, this venv's dependencies after it."""
+    env = clean_env()
+    env.pop("PYTEST_ADDOPTS", None)
+    env["PYTHONPATH"] = str(target)
+    return env
+
+
+def test_the_wheel_carries_every_package_file_and_the_plugin(installed_wheel: Path) -> None:
+    """Every file of every package (the viewer's pages, scripts and styles included) is in the
+    wheel, and what runs from it is the wheel's: its modules, its pages, its entry point."""
+
+    def files(root: Path) -> set[str]:
+        return {
+            str(p.relative_to(root))
+            for package in PACKAGES
+            for p in (root / package).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        }
+
+    expected = files(ROOT)
+    assert {"trace_viewer/static/index.html", "ordersim/pytest_plugin.py"} <= expected
+    assert files(installed_wheel) == expected
+    result = subprocess.run(
+        [sys.executable, "-c", WHERE_FROM % PACKAGES],
+        cwd=installed_wheel.parent,
+        env=wheel_env(installed_wheel),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(result.stdout)
+    assert found.pop("pytest11") == "ordersim.pytest_plugin"
+    outside = {
+        name: path for name, path in found.items() if installed_wheel not in Path(path).parents
+    }
+    assert not outside, f"imported from elsewhere than the wheel: {outside}"
+
+
+def test_the_examples_pass_from_an_empty_folder_against_the_wheel(
+    installed_wheel: Path, tmp_path: Path
+) -> None:
+    """examples/ copied alone into an empty folder, run by pytest against the installed wheel:
+    nothing from this repository (its sources, tests, pytest configuration) helps."""
     examples = sorted((ROOT / "examples").glob("test_*.py"))
     assert examples
     for example in examples:
         shutil.copy(example, tmp_path)
-    env = clean_env()
-    env.pop("PYTHONPATH", None)
-    env.pop("PYTEST_ADDOPTS", None)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=tmp_path,
-        env=env,
+        env=wheel_env(installed_wheel),
         capture_output=True,
         text=True,
         timeout=240,
