@@ -22,11 +22,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from ordersim.testing import System
 from ordersim.testing.processes import clean_env, free_port
 from tests.postgres import create_databases, throwaway_cluster
-from tests.system_tools import system_tool
 
 # The programs outside Python some tests run: the `system_tool` marker, the skip (or, under
 # CI=true, the failure) where one is missing, and the summary line naming what was skipped.
-pytest_plugins = ["tests.system_tools"]
+# (Its hooks imported here, not named in `pytest_plugins`: this module imports it first.)
+from tests.system_tools import (  # noqa: F401
+    pytest_configure,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+    system_tool,
+)
 
 
 @pytest.fixture

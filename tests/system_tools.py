@@ -16,6 +16,7 @@ The plugin is loaded by tests/conftest.py (``-p tests.system_tools`` loads it an
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -136,11 +137,17 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
+@functools.cache
+def _found(name: str) -> str | None:
+    """Looked for once per run (finding kubectl runs it)."""
+    return TOOLS[name].find()
+
+
 def system_tool(name: str) -> str:
     """The path of the program ``name`` (one of :data:`TOOLS`); where it is missing, skip the
     test saying how to get it, or under ``CI=true`` fail it."""
     tool = TOOLS[name]
-    found = tool.find()
+    found = _found(name)
     if found is not None:
         return found
     if in_ci():

@@ -41,7 +41,8 @@ def test_none():
 
 
 def run_without_tools(tmp_path: Path, **env: str) -> tuple[int, str]:
-    """pytest on NEEDS_TOOLS, with the plugin, and a PATH of one empty folder."""
+    """pytest on NEEDS_TOOLS, with the plugin, and a PATH of one empty folder: its exit code and
+    its report (stdout; a failure message includes stderr too)."""
     (tmp_path / "test_needs_tools.py").write_text(NEEDS_TOOLS)
     (tmp_path / "empty").mkdir(exist_ok=True)
     full_env = clean_env()
@@ -57,7 +58,8 @@ def run_without_tools(tmp_path: Path, **env: str) -> tuple[int, str]:
         text=True,
         timeout=120,
     )
-    return result.returncode, result.stdout + result.stderr
+    assert result.stdout, result.stderr
+    return result.returncode, result.stdout
 
 
 def test_a_missing_tool_skips_with_how_to_get_it_and_the_run_names_it(tmp_path: Path) -> None:
