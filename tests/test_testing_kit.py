@@ -9,8 +9,11 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
+import venv
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -261,27 +264,40 @@ PACKAGES = [
         "packages"
     ]["find"]["include"]
 ]
-#: Run with the wheel's folder first on the path: where each package, and the viewer's pages,
-#: were imported from, and which distribution's pytest11 entry point names the plugin.
+#: Run by the wheel's Python: where every module of the packages it imported came from, and
+#: the pytest11 entry point of the distribution it finds first.
 WHERE_FROM = """
-import importlib, json, importlib.metadata as md
-found = {name: importlib.import_module(name).__file__ for name in %r}
-import ordersim.pytest_plugin, trace_viewer.query
-found["ordersim.pytest_plugin"] = ordersim.pytest_plugin.__file__
-found["static"] = str(trace_viewer.query.STATIC / "index.html")
+import importlib, importlib.metadata as md, json, sys
+import ordersim.cli, ordersim.pytest_plugin, ordersim.testing, trace_viewer.query
+for name in %r:
+    importlib.import_module(name)
+found = {
+    name: [getattr(module, "__file__", None), *getattr(module, "__path__", [])]
+    for name, module in sys.modules.items()
+    if name.split(".")[0] in %r
+}
+found["static"] = [str(trace_viewer.query.STATIC / "index.html")]
 dist = md.distribution("ordersim")
-found["dist-info"] = str(dist.locate_file("ordersim/__init__.py"))
+found["dist-info"] = [str(dist.locate_file("ordersim"))]
 [ep] = [e for e in dist.entry_points if e.group == "pytest11"]
-found["pytest11"] = ep.value
-print(json.dumps(found))
+print(json.dumps({"pytest11": ep.value, "found": found}))
 """
 
 
+@dataclass(frozen=True)
+class Wheel:
+    site: Path  # where the wheel is installed
+    python: Path  # a Python that sees the wheel, then this venv's dependencies, nothing else
+
+
 @pytest.fixture(scope="module")
-def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
     """The package as a user gets it: a wheel built from a copy of the sources (so that the
     build leaves nothing in the repository), installed with ``pip install --target`` into a
-    folder of its own (the editable install cannot answer for it there); that folder."""
+    folder of its own, and a bare venv whose one ``.pth`` file lists that folder, then this
+    venv's site-packages. Paths a ``.pth`` file adds are not scanned for ``.pth`` files of
+    their own, so the editable install's finder (a ``.pth`` file here) never runs there: what
+    the wheel lacks, nothing else provides."""
     tmp = tmp_path_factory.mktemp("wheel")
     sources = tmp / "sources"
     shutil.copytree(
@@ -301,24 +317,35 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist")]
     subprocess.run([*build, str(sources)], check=True, capture_output=True, timeout=240)
-    [wheel] = (tmp / "dist").glob("ordersim-*.whl")
-    target = tmp / "site"
-    install = [*pip, "install", "--no-deps", "--target", str(target), str(wheel)]
+    [built] = (tmp / "dist").glob("ordersim-*.whl")
+    site = tmp / "site"
+    install = [*pip, "install", "--no-deps", "--target", str(site), str(built)]
     subprocess.run(install, check=True, capture_output=True, timeout=240)
-    return target
+    bare = tmp / "venv"
+    venv.create(bare, with_pip=False)
+    python = bare / "bin" / "python"
+    bare_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(bare_site) / "ordersim-wheel.pth").write_text(
+        f"{site}\n{sysconfig.get_path('purelib')}\n"
+    )
+    return Wheel(site, python)
 
 
-def wheel_env(target: Path) -> dict[str, str]:
-    """The wheel first on the path, this venv's dependencies after it."""
+def wheel_env() -> dict[str, str]:
     env = clean_env()
-    env.pop("PYTEST_ADDOPTS", None)
-    env["PYTHONPATH"] = str(target)
+    for name in ("PYTHONPATH", "PYTEST_ADDOPTS", "VIRTUAL_ENV"):
+        env.pop(name, None)
     return env
 
 
-def test_the_wheel_carries_every_package_file_and_the_plugin(installed_wheel: Path) -> None:
+def test_the_wheel_carries_every_package_file_and_the_plugin(wheel: Wheel) -> None:
     """Every file of every package (the viewer's pages, scripts and styles included) is in the
-    wheel, and what runs from it is the wheel's: its modules, its pages, its entry point."""
+    wheel, and what runs from it is the wheel's: every module, the pages, the entry point."""
 
     def files(root: Path) -> set[str]:
         return {
@@ -330,26 +357,30 @@ def test_the_wheel_carries_every_package_file_and_the_plugin(installed_wheel: Pa
 
     expected = files(ROOT)
     assert {"trace_viewer/static/index.html", "ordersim/pytest_plugin.py"} <= expected
-    assert files(installed_wheel) == expected
+    assert files(wheel.site) == expected
     result = subprocess.run(
-        [sys.executable, "-c", WHERE_FROM % PACKAGES],
-        cwd=installed_wheel.parent,
-        env=wheel_env(installed_wheel),
+        [wheel.python, "-c", WHERE_FROM % (PACKAGES, PACKAGES)],
+        cwd=wheel.site.parent,
+        env=wheel_env(),
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
     )
-    found = json.loads(result.stdout)
-    assert found.pop("pytest11") == "ordersim.pytest_plugin"
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["pytest11"] == "ordersim.pytest_plugin"
+    found = answer["found"]
+    assert {"ordersim.testing", "ordersim.pytest_plugin", *PACKAGES} <= found.keys()
     outside = {
-        name: path for name, path in found.items() if installed_wheel not in Path(path).parents
+        name: paths
+        for name, paths in found.items()
+        if any(p is not None and wheel.site not in Path(p).parents for p in paths)
     }
     assert not outside, f"imported from elsewhere than the wheel: {outside}"
 
 
 def test_the_examples_pass_from_an_empty_folder_against_the_wheel(
-    installed_wheel: Path, tmp_path: Path
+    wheel: Wheel, tmp_path: Path
 ) -> None:
     """examples/ copied alone into an empty folder, run by pytest against the installed wheel:
     nothing from this repository (its sources, tests, pytest configuration) helps."""
@@ -358,9 +389,9 @@ def test_the_examples_pass_from_an_empty_folder_against_the_wheel(
     for example in examples:
         shutil.copy(example, tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [wheel.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=tmp_path,
-        env=wheel_env(installed_wheel),
+        env=wheel_env(),
         capture_output=True,
         text=True,
         timeout=240,
