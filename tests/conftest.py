@@ -3,7 +3,8 @@
 The in-process system, its transports and the span tree are public in
 :mod:`ordersim.testing`; the short names the tests use (``exporter``, ``start_system``,
 ``system``) are the plugin's ``span_exporter``, ``start_ordersim`` and ``ordersim_system``.
-What is left here is the project's own: PostgreSQL, real processes, the viewer's query app.
+What is left here is the project's own: PostgreSQL, real processes, the viewer's query app,
+and the system tools some tests need (tests/system_tools.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from ordersim.testing import System
 from ordersim.testing.processes import clean_env, free_port
 from tests.postgres import create_databases, throwaway_cluster
+
+# The programs outside Python some tests run: the `system_tool` marker, the skip (or, under
+# CI=true, the failure) where one is missing, and the summary line naming what was skipped.
+# (Its hooks imported here, not named in `pytest_plugins`: this module imports it first.)
+from tests.system_tools import (  # noqa: F401
+    pytest_configure,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+    system_tool,
+)
 
 
 @pytest.fixture
@@ -41,12 +52,9 @@ def system(ordersim_system: System) -> System:
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[str]:
-    """One throwaway PostgreSQL cluster for the whole run (``make test`` installs it)."""
-    try:
-        with throwaway_cluster() as base_url:
-            yield base_url
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
+    """One throwaway PostgreSQL cluster for the whole run."""
+    with throwaway_cluster(system_tool("postgresql")) as base_url:
+        yield base_url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

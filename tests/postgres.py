@@ -1,8 +1,8 @@
-"""A throwaway PostgreSQL cluster on a loopback port, from Debian's postgresql package."""
+"""A throwaway PostgreSQL cluster on a loopback port, from the machine's PostgreSQL
+(tests/system_tools.py finds it: Debian's postgresql package, or an initdb on PATH)."""
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -14,19 +14,11 @@ from pathlib import Path
 from ordersim.testing.processes import free_port
 
 
-def bindir() -> Path | None:
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
-    )
-    return Path(found[-1]).parent if found else None
-
-
 @contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """Start a cluster (trust auth, fsync off) and yield its SQLAlchemy base URL."""
-    bin_ = bindir()
-    if bin_ is None:
-        raise RuntimeError("PostgreSQL is not installed: `make test` installs Debian's postgresql")
+def throwaway_cluster(initdb: str) -> Iterator[str]:
+    """Start a cluster (trust auth, fsync off) with the ``initdb`` given and the ``pg_ctl``
+    beside it, and yield its SQLAlchemy base URL."""
+    bin_ = Path(initdb).parent
     # The server refuses to run as root; as root, run it as the package's postgres user.
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     root = Path(tempfile.mkdtemp(prefix="ordersim-pg-"))

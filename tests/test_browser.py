@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ import pytest
 
 from ordersim.testing.processes import Viewer, running_viewer
 from tests import ROOT
-from tests.chromium import ARTIFACTS, CHROMIUM
+from tests.chromium import ARTIFACTS
+from tests.system_tools import system_tool
 
 TRACE_ID = "5eed0000c0ffee0000000000000b0a7d"
 LINKED_TRACE_ID = "11111111111111111111111111111111"
@@ -219,7 +219,7 @@ ERRORS = {"charge", "charge.post", "authorize"}
 def chromium(profile: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """One headless Chromium run; JS runs for up to 5 s of virtual time (fetches pause it)."""
     command = [
-        str(CHROMIUM),
+        system_tool("chromium"),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -281,12 +281,7 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} not found: the browser test needs Chromium. `make test` installs it "
-            "(apt-get install chromium).",
-            pytrace=False,
-        )
+    system_tool("chromium")
     trace = order_trace()
     with running_viewer(tmp_path_factory.mktemp("viewer")) as viewer:
         for request in (trace.request(), skew_request()):
@@ -435,11 +430,7 @@ def test_model_unit_tests_pass_in_node() -> None:
     """The pure parts of the pages (static/trace/: the model, critical path, statistics,
     flame graph, minimap range, rows; static/compare/; static/search.js) against small
     fixtures: every test in tests/js runs, and passes."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail(
-            "node not found: `make test` installs it (apt-get install nodejs)", pytrace=False
-        )
+    node = system_tool("node")
     result = subprocess.run(
         [node, "--test", str(ROOT / "tests" / "js")],
         capture_output=True,

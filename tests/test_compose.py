@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from tests import ROOT
+from tests.system_tools import system_tool
 
 APPS = {"inventory": 8001, "payment": 8002, "shipping": 8003, "order": 8000}
 BACKENDS = ("otel-collector", "jaeger", "prometheus", "loki", "grafana")
@@ -21,9 +21,7 @@ DEPLOY = ROOT / "deploy"
 
 
 def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.fail("docker-compose is not installed: `make test` installs Debian's docker-compose")
+    binary = system_tool("docker-compose")
     full_env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"} | env
     return subprocess.run(
         [binary, "-f", str(ROOT / "compose.yaml"), "config"],

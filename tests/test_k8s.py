@@ -9,9 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from payment_service.settings import PaymentSettings
 from shipping_service.app import create_app as create_shipping
 from shipping_service.settings import ShippingSettings
 from tests import ROOT
+from tests.system_tools import system_tool
 from tests.test_compose import pinned
 
 K8S = ROOT / "deploy" / "k8s"
@@ -51,19 +50,9 @@ WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 BSP_SCHEDULE_DELAY = 5.0
 
 
-def kubectl() -> str:
-    """The kubectl `make system-deps` put in the venv where the machine had no recent one,
-    else the machine's."""
-    venv = str(Path(sys.executable).parent)
-    found = shutil.which("kubectl", path=venv) or shutil.which("kubectl")
-    if found is None:
-        pytest.fail("kubectl is not installed: `make test` installs it (make system-deps)")
-    return found
-
-
 def render(overlay: str) -> list[dict[str, Any]]:
     result = subprocess.run(
-        [kubectl(), "kustomize", str(K8S / "overlays" / overlay)],
+        [system_tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
         capture_output=True,
         text=True,
         timeout=60,

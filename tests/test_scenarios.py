@@ -243,7 +243,7 @@ async def test_slow_card_range_sends_one_bin_range_to_the_slow_processor(
                 ]
     # Only the 5555 range, only with the scenario on, goes to the slow legacy processor:
     # the time is the span's own (no child span shows it). How slow it makes the span is
-    # timing, which tests do not assert; docs/scenarios.md shows it.
+    # timing, which tests do not assert; bench/scenarios.py measures it.
     # Its event names the processor the authorization went to.
     assert processors[True, LEGACY_CARD] == ["legacy"]
     assert processors[True, APPROVED_CARD] == ["primary"]

@@ -1,14 +1,19 @@
 """ordersim.testing on its own: SpanTree's finding and assertions, the shared rule for a
 complete trace, traced_apps on apps that are not ordersim's, and the examples run from an
-empty folder against the installed package."""
+empty folder against the wheel, installed where the editable install cannot answer for it."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
+import tomllib
+import venv
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -250,23 +255,143 @@ async def test_a_call_to_an_app_that_is_not_there_is_refused(span_exporter) -> N
             await apps.client("nowhere").get("/echo")
 
 
-# --- the examples, as a user runs them -----------------------------------------------------
+# --- the examples, as a user runs them, against the wheel ------------------------------------
+
+#: The packages the wheel must carry: pyproject's [tool.setuptools.packages.find] include.
+PACKAGES = [
+    name.rstrip("*")
+    for name in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+]
+#: Run by the wheel's Python: where every module of the packages it imported came from, and
+#: the pytest11 entry point of the distribution it finds first.
+WHERE_FROM = """
+import importlib, importlib.metadata as md, json, sys
+import ordersim.cli, ordersim.pytest_plugin, ordersim.testing, trace_viewer.query
+for name in %r:
+    importlib.import_module(name)
+found = {
+    name: [getattr(module, "__file__", None), *getattr(module, "__path__", [])]
+    for name, module in sys.modules.items()
+    if name.split(".")[0] in %r
+}
+found["static"] = [str(trace_viewer.query.STATIC / "index.html")]
+dist = md.distribution("ordersim")
+found["dist-info"] = [str(dist.locate_file("ordersim"))]
+[ep] = [e for e in dist.entry_points if e.group == "pytest11"]
+print(json.dumps({"pytest11": ep.value, "found": found}))
+"""
 
 
-def test_the_examples_pass_from_an_empty_folder(tmp_path: Path) -> None:
-    """examples/ copied alone into an empty folder, run by pytest against the installed
-    package: nothing from this repository's tests (or its pytest configuration) helps."""
+@dataclass(frozen=True)
+class Wheel:
+    site: Path  # where the wheel is installed
+    python: Path  # a Python that sees the wheel, then this venv's dependencies, nothing else
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
+    """The package as a user gets it: a wheel built from a copy of the sources (so that the
+    build leaves nothing in the repository), installed with ``pip install --target`` into a
+    folder of its own, and a bare venv whose one ``.pth`` file lists that folder, then this
+    venv's site-packages. Paths a ``.pth`` file adds are not scanned for ``.pth`` files of
+    their own, so the editable install's finder (a ``.pth`` file here) never runs there: what
+    the wheel lacks, nothing else provides."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    sources = tmp / "sources"
+    shutil.copytree(
+        ROOT,
+        sources,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            ".data",
+            "build",
+            "test-artifacts",
+            ".*_cache",
+            "__pycache__",
+            "*.egg-info",
+        ),
+    )
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist")]
+    subprocess.run([*build, str(sources)], check=True, capture_output=True, timeout=240)
+    [built] = (tmp / "dist").glob("ordersim-*.whl")
+    site = tmp / "site"
+    install = [*pip, "install", "--no-deps", "--target", str(site), str(built)]
+    subprocess.run(install, check=True, capture_output=True, timeout=240)
+    bare = tmp / "venv"
+    venv.create(bare, with_pip=False)
+    python = bare / "bin" / "python"
+    bare_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(bare_site) / "ordersim-wheel.pth").write_text(
+        f"{site}\n{sysconfig.get_path('purelib')}\n"
+    )
+    return Wheel(site, python)
+
+
+def wheel_env() -> dict[str, str]:
+    env = clean_env()
+    for name in ("PYTHONPATH", "PYTEST_ADDOPTS", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    return env
+
+
+def test_the_wheel_carries_every_package_file_and_the_plugin(wheel: Wheel) -> None:
+    """Every file of every package (the viewer's pages, scripts and styles included) is in the
+    wheel, and what runs from it is the wheel's: every module, the pages, the entry point."""
+
+    def files(root: Path) -> set[str]:
+        return {
+            str(p.relative_to(root))
+            for package in PACKAGES
+            for p in (root / package).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        }
+
+    expected = files(ROOT)
+    assert {"trace_viewer/static/index.html", "ordersim/pytest_plugin.py"} <= expected
+    assert files(wheel.site) == expected
+    result = subprocess.run(
+        [wheel.python, "-c", WHERE_FROM % (PACKAGES, PACKAGES)],
+        cwd=wheel.site.parent,
+        env=wheel_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["pytest11"] == "ordersim.pytest_plugin"
+    found = answer["found"]
+    assert {"ordersim.testing", "ordersim.pytest_plugin", *PACKAGES} <= found.keys()
+    outside = {
+        name: paths
+        for name, paths in found.items()
+        if any(p is not None and wheel.site not in Path(p).parents for p in paths)
+    }
+    assert not outside, f"imported from elsewhere than the wheel: {outside}"
+
+
+def test_the_examples_pass_from_an_empty_folder_against_the_wheel(
+    wheel: Wheel, tmp_path: Path
+) -> None:
+    """examples/ copied alone into an empty folder, run by pytest against the installed wheel:
+    nothing from this repository (its sources, tests, pytest configuration) helps."""
     examples = sorted((ROOT / "examples").glob("test_*.py"))
     assert examples
     for example in examples:
         shutil.copy(example, tmp_path)
-    env = clean_env()
-    env.pop("PYTHONPATH", None)
-    env.pop("PYTEST_ADDOPTS", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [wheel.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=tmp_path,
-        env=env,
+        env=wheel_env(),
         capture_output=True,
         text=True,
         timeout=240,
