@@ -27,6 +27,16 @@ from pydantic_core import ErrorDetails
 #: Paths no rule ever touches: health probes and this admin API itself.
 EXEMPT_PATHS = ("/healthz", "/admin")
 ADMIN_PATH = "/admin/faults"
+
+#: The names a fault leaves on the span it touches (read by the viewer and the CLI too).
+ATTR_INJECTED = "ordersim.fault.injected"
+ATTR_KIND = "ordersim.fault.kind"
+ATTR_SCOPE = "ordersim.fault.scope"
+ATTR_DELAY_MS = "ordersim.fault.delay_ms"
+ATTR_STATUS_CODE = "ordersim.fault.status_code"
+ATTR_REASON = "ordersim.fault.reason"
+EVENT_INJECTED = "fault.injected"
+EVENT_HANG_ENDED = "fault.hang_ended"
 #: The status of an injected error (HTTP 500 — a 5xx the order service does not retry).
 ERROR_STATUS = 500
 

@@ -43,7 +43,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from common.db import at_start_up, create_tables, read, transaction
 from common.fault_rules import (
     ADMIN_PATH,
+    ATTR_DELAY_MS,
+    ATTR_INJECTED,
+    ATTR_KIND,
+    ATTR_REASON,
+    ATTR_SCOPE,
+    ATTR_STATUS_CODE,
     ERROR_STATUS,
+    EVENT_HANG_ENDED,
+    EVENT_INJECTED,
     FaultRule,
     FaultRules,
     distinct_scopes,
@@ -55,15 +63,6 @@ logger = logging.getLogger(__name__)
 #: The body of an injected error (HTTP 500 — a 5xx the order service does not retry).
 ERROR_BODY = {"detail": "injected fault", "code": "injected_fault"}
 
-#: Span attribute and event names.
-ATTR_INJECTED = "ordersim.fault.injected"
-ATTR_KIND = "ordersim.fault.kind"
-ATTR_SCOPE = "ordersim.fault.scope"
-ATTR_DELAY_MS = "ordersim.fault.delay_ms"
-ATTR_STATUS_CODE = "ordersim.fault.status_code"
-ATTR_REASON = "ordersim.fault.reason"
-EVENT_INJECTED = "fault.injected"
-EVENT_HANG_ENDED = "fault.hang_ended"
 #: The names of the two tasks that watch a hung request (they never outlive it).
 HANG_TASK_PREFIX = "ordersim-fault-hang"
 #: Seconds between two looks of a process at the rules in its database: how long a rule

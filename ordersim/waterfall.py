@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from common import topology
+from common.fault_rules import ATTR_INJECTED
 from trace_viewer.jaeger import service_name_json
 
 KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = 1, 2, 3, 4, 5
@@ -54,9 +55,6 @@ ERROR_STYLE = "bold red"
 FAULT_STYLE = "bold magenta"
 #: A log record's severity text, coloured as the console colours log levels.
 _LOG_STYLES = {"WARN": "yellow", "ERROR": "red", "FATAL": "bold red", "INFO": "blue"}
-#: The attribute ordersim's services put on a span an injected fault touched (common/faults.py,
-#: not imported: the command line stays free of the services' dependencies).
-FAULT_ATTRIBUTE = "ordersim.fault.injected"
 
 #: Bar width bounds, in cells; the bar is as wide as the console allows between them.
 BAR_MIN, BAR_MAX = 20, 40
@@ -160,7 +158,7 @@ class Span:
     @property
     def is_fault(self) -> bool:
         """An injected fault touched it (not a real failure, even when it is an error)."""
-        return self.attributes.get(FAULT_ATTRIBUTE) is True
+        return self.attributes.get(ATTR_INJECTED) is True
 
     @property
     def is_http_client(self) -> bool:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from opentelemetry.trace import StatusCode
 
-from common.faults import ATTR_INJECTED
+from common.fault_rules import ATTR_INJECTED
 from ordersim.testing import SpanTree, service_of
 from ordersim.testing.processes import Up, free_port, poll, wait_until_up
 from tests import ROOT

@@ -37,7 +37,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from common.faults import ATTR_INJECTED
+from common.fault_rules import ATTR_INJECTED
 from trace_viewer.attributes import attribute_key, attribute_keys
 from trace_viewer.dependencies import Call, address, peer_service
 from trace_viewer.otlp import SpanRecord, StoredSpan, index_span, link_targets
