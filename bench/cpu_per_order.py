@@ -46,8 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.overhead import WARMUP, System  # noqa: E402
+from common import topology  # noqa: E402
 
-SERVICES = ("inventory-service", "payment-service", "shipping-service", "order-service")
+SERVICES = tuple(service.name for service in (*topology.DOWNSTREAM, topology.ORDER))
 
 
 @dataclass

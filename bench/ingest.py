@@ -34,9 +34,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import topology
 from ordersim.testing.processes import running_viewer
 
-SERVICES = ["order-service", "inventory-service", "payment-service", "shipping-service"]
+SERVICES = [service.name for service in topology.SERVICES]
 
 
 def order_like_spans(count: int) -> list[ReadableSpan]:

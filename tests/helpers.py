@@ -12,6 +12,7 @@ import httpx
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
+from common import topology
 from common.ids import new_order_id
 from ordersim import samples
 from ordersim.testing import SpanTree, service_of
@@ -52,7 +53,7 @@ def make_order_id(n: int | None = None) -> str:
     return new_order_id() if n is None else f"ord_{n:016x}"
 
 
-SERVICES = {"order-service", "inventory-service", "payment-service", "shipping-service"}
+SERVICES = {service.name for service in topology.SERVICES}
 
 
 def assert_order_waterfall(spans: Iterable[ReadableSpan]) -> None:
