@@ -1,6 +1,7 @@
-"""CPU per order, untraced, by service: this tree alone, or several trees alternated.
+"""CPU per order, untraced or traced, by process: this tree alone, or several trees alternated.
 
     .venv/bin/python bench/cpu_per_order.py [--rate 30] [--seconds 10] [--rounds 5]
+    .venv/bin/python bench/cpu_per_order.py --traced --trees /tmp/tree-a,/tmp/tree-b
     .venv/bin/python bench/cpu_per_order.py --trees .,/path/to/other/worktree
     git archive HEAD~1 | tar -x -C /tmp/before && \
         .venv/bin/python bench/cpu_per_order.py --trees /tmp/before,.
@@ -14,6 +15,10 @@ much steadier than throughput on a machine shared with other work, and alternati
 trees round by round lets drift in the machine's speed hit them alike. Figures are
 medians of rounds, with the range; with several trees, also the median of each round's
 ratio to the first tree's in the same round (rounds back to back share the machine's load).
+
+``--traced`` runs each tree's viewer too and traces at 100 % (``bench/overhead.py``'s
+"100% sampled": traces alone, ``OTEL_LOGS_EXPORTER=none``, ``OTEL_METRICS_EXPORTER=none``),
+and counts the viewer's CPU with the services'.
 
 The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
 declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.
@@ -45,9 +50,10 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.overhead import WARMUP, System  # noqa: E402
+from bench.overhead import CONFIGS, WARMUP, System  # noqa: E402
 
 SERVICES = ("inventory-service", "payment-service", "shipping-service", "order-service")
+VIEWER = "trace-viewer"
 
 
 @dataclass
@@ -75,18 +81,19 @@ def python_of(tree: Path) -> Path:
 
 
 class TreeSystem(System):
-    """``bench/overhead.py``'s system, untraced and without the viewer, running the
-    services of ``tree`` with that tree's own interpreter."""
+    """``bench/overhead.py``'s system, running the processes of ``tree`` with that tree's
+    own interpreter: untraced and without the viewer, or (``traced``) at 100 % with it."""
 
-    def __init__(self, tree: Path, data: Path, log_level: str) -> None:
+    def __init__(self, tree: Path, data: Path, log_level: str, traced: bool = False) -> None:
         data.mkdir(parents=True)
-        super().__init__("untraced", {}, data)
-        self.services = [s for s in self.services if s.package != "trace_viewer"]
-        self.env["OTEL_SDK_DISABLED"] = "true"
+        name = "100% sampled" if traced else "untraced"
+        super().__init__(name, CONFIGS[name], data)
+        if not traced:
+            self.services = [s for s in self.services if s.package != "trace_viewer"]
         for service in self.services:
-            assert service.settings is not None
-            prefix = service.settings.model_config.get("env_prefix", "")
-            self.env[f"{prefix}LOG_LEVEL"] = log_level
+            if service.settings is not None:
+                prefix = service.settings.model_config.get("env_prefix", "")
+                self.env[f"{prefix}LOG_LEVEL"] = log_level
             # -I: neither the working directory nor PYTHONPATH: the tree, then site-packages.
             command = [str(python_of(tree)), "-I", "-c", RUN_FROM_TREE, str(tree)]
             service.command = [*command, service.package]
@@ -231,7 +238,7 @@ async def one_round(
     tree: Path, args: argparse.Namespace, tmp: Path, console: Console, number: int
 ) -> Round:
     result = Round()
-    system = TreeSystem(tree, tmp, args.log_level)
+    system = TreeSystem(tree, tmp, args.log_level, args.traced)
     async with system:
         await system.load(rate=args.rate, seconds=WARMUP)  # warm caches, pools, code paths
         before, loop_before = system.cpu_seconds(), system.main_thread_seconds()
@@ -267,6 +274,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--log-level", default="warning", help="the services' log level")
+    parser.add_argument(
+        "--traced", action="store_true", help="100 %% sampled, with the viewer (its CPU too)"
+    )
     parser.add_argument("--profile", metavar="DIR", help="py-spy each service into DIR")
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
     args = parser.parse_args()
@@ -278,6 +288,7 @@ def main() -> None:
 
 async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
     console = Console(width=150)
+    processes = (*SERVICES, VIEWER) if args.traced else SERVICES
     runs: dict[Path, list[Round]] = {tree: [] for tree in trees}
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(1, args.rounds + 1):
@@ -285,34 +296,35 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
                 data = Path(tmp) / f"{number}-{trees.index(tree)}"
                 found = await one_round(tree, args, data, console, number)
                 runs[tree].append(found)
-                total = sum(found.cpu_ms[s] for s in SERVICES)
+                total = sum(found.cpu_ms[s] for s in processes)
                 console.print(
                     f"round {number} {tree}: {total:.2f} ms/order "
                     + " ".join(
                         f"{s.split('-')[0]} {found.cpu_ms[s]:.2f} (loop {found.loop_ms[s]:.2f})"
-                        for s in SERVICES
+                        for s in processes
                     )
                     + f"  statuses {found.statuses}"
                 )
 
     table = Table(
-        title=f"CPU ms per order, untraced, at {args.rate:g}/s: medians of {args.rounds} "
+        title=f"CPU ms per order, {'100 % sampled' if args.traced else 'untraced'}, "
+        f"at {args.rate:g}/s: medians of {args.rounds} "
         f"rounds (min-max), {args.seconds:g} s each"
     )
-    for column in ("tree", *(s.split("-")[0] for s in SERVICES), "total", "per confirmed"):
+    for column in ("tree", *(s.split("-")[0] for s in processes), "total", "per confirmed"):
         table.add_column(column, justify="right")
     for tree, rounds in runs.items():
 
         def cell(values: list[float]) -> str:
             return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
-        totals = [sum(r.cpu_ms[s] for s in SERVICES) for r in rounds]
+        totals = [sum(r.cpu_ms[s] for s in processes) for r in rounds]
         per_confirmed = [
             t / max(r.confirmed_share, 1e-9) for t, r in zip(totals, rounds, strict=True)
         ]
         table.add_row(
             str(tree),
-            *(cell([r.cpu_ms[s] for r in rounds]) for s in SERVICES),
+            *(cell([r.cpu_ms[s] for r in rounds]) for s in processes),
             cell(totals),
             cell(per_confirmed),
         )
@@ -327,11 +339,11 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
     for tree in trees[1:]:
         pairs = list(zip(runs[tree], first, strict=True))
         by_service = {
-            s.split("-")[0]: ratio([r.cpu_ms[s] / f.cpu_ms[s] for r, f in pairs]) for s in SERVICES
+            s.split("-")[0]: ratio([r.cpu_ms[s] / f.cpu_ms[s] for r, f in pairs]) for s in processes
         }
         total_ratio = ratio(
             [
-                sum(r.cpu_ms[s] for s in SERVICES) / sum(f.cpu_ms[s] for s in SERVICES)
+                sum(r.cpu_ms[s] for s in processes) / sum(f.cpu_ms[s] for s in processes)
                 for r, f in pairs
             ]
         )
