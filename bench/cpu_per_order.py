@@ -44,6 +44,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -63,6 +64,7 @@ class Round:
     sent: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
     confirmed_share: float = 1.0  # of the orders recorded
+    spans: float | None = None  # spans the viewer received per order sent (--traced)
 
 
 #: Runs ``sys.argv[2]`` as ``__main__`` from the tree ``sys.argv[1]``: on sys.path before
@@ -97,6 +99,14 @@ class TreeSystem(System):
             # -I: neither the working directory nor PYTHONPATH: the tree, then site-packages.
             command = [str(python_of(tree)), "-I", "-c", RUN_FROM_TREE, str(tree)]
             service.command = [*command, service.package]
+
+    async def spans_received(self) -> int | None:
+        """What the viewer's ``/api/stats`` counts so far (None: no viewer)."""
+        if not any(s.package == "trace_viewer" for s in self.services):
+            return None
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{self.viewer_url}/api/stats")
+        return int(response.json()["spans_received"])
 
     def pids(self) -> dict[str, int]:
         return {s.name: s.process.pid for s in self.services if s.process is not None}
@@ -242,6 +252,7 @@ async def one_round(
     async with system:
         await system.load(rate=args.rate, seconds=WARMUP)  # warm caches, pools, code paths
         before, loop_before = system.cpu_seconds(), system.main_thread_seconds()
+        spans_before = await system.spans_received()
         spy = None
         if args.profile:
             out = Path(args.profile) / f"round{number}-{tree.name}"
@@ -249,6 +260,7 @@ async def one_round(
             spy = asyncio.create_task(profile(system.pids(), args.seconds + WARMUP, out))
         report = await system.load(rate=args.rate, seconds=args.seconds)
         after, loop_after = system.cpu_seconds(), system.main_thread_seconds()
+        spans_after = await system.spans_received()
         if spy is not None:
             for name, raw in (await spy).items():
                 console.print(f"[bold]{tree} {name}[/] ({raw})")
@@ -263,6 +275,10 @@ async def one_round(
     result.cpu_ms = {p: (after[p] - before[p]) * 1000 / result.sent for p in after}
     result.loop_ms = {p: (loop_after[p] - loop_before[p]) * 1000 / result.sent for p in loop_after}
     result.statuses = dict(report.status_counts)
+    if spans_before is not None and spans_after is not None:
+        # The services export every few seconds: the spans of the warm-up's last orders
+        # arrive in the window and those of its own last orders after it, about as many.
+        result.spans = (spans_after - spans_before) / result.sent
     result.confirmed_share = report.status_counts.get("201", 0) / max(report.requests, 1)
     return result
 
@@ -303,6 +319,7 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
                         f"{s.split('-')[0]} {found.cpu_ms[s]:.2f} (loop {found.loop_ms[s]:.2f})"
                         for s in processes
                     )
+                    + (f"  spans/order {found.spans:.1f}" if found.spans is not None else "")
                     + f"  statuses {found.statuses}"
                 )
 
