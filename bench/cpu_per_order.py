@@ -1,6 +1,7 @@
-"""CPU per order, untraced, by service: this tree alone, or several trees alternated.
+"""CPU per order, untraced or traced, by process: this tree alone, or several trees alternated.
 
     .venv/bin/python bench/cpu_per_order.py [--rate 30] [--seconds 10] [--rounds 5]
+    .venv/bin/python bench/cpu_per_order.py --traced --trees /tmp/tree-a,/tmp/tree-b
     .venv/bin/python bench/cpu_per_order.py --trees .,/path/to/other/worktree
     git archive HEAD~1 | tar -x -C /tmp/before && \
         .venv/bin/python bench/cpu_per_order.py --trees /tmp/before,.
@@ -14,6 +15,10 @@ much steadier than throughput on a machine shared with other work, and alternati
 trees round by round lets drift in the machine's speed hit them alike. Figures are
 medians of rounds, with the range; with several trees, also the median of each round's
 ratio to the first tree's in the same round (rounds back to back share the machine's load).
+
+``--traced`` runs each tree's viewer too and traces at 100 % (``bench/overhead.py``'s
+"100% sampled": traces alone, ``OTEL_LOGS_EXPORTER=none``, ``OTEL_METRICS_EXPORTER=none``),
+and counts the viewer's CPU with the services'.
 
 The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
 declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.
@@ -39,16 +44,18 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.overhead import WARMUP, System  # noqa: E402
+from bench.overhead import CONFIGS, WARMUP, System  # noqa: E402
 from common import topology  # noqa: E402
 
 SERVICES = tuple(service.name for service in (*topology.DOWNSTREAM, topology.ORDER))
+VIEWER = topology.VIEWER.name
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Round:
     sent: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
     confirmed_share: float = 1.0  # of the orders recorded
+    spans: float | None = None  # spans the viewer received per order sent (--traced)
 
 
 #: Runs ``sys.argv[2]`` as ``__main__`` from the tree ``sys.argv[1]``: on sys.path before
@@ -76,21 +84,30 @@ def python_of(tree: Path) -> Path:
 
 
 class TreeSystem(System):
-    """``bench/overhead.py``'s system, untraced and without the viewer, running the
-    services of ``tree`` with that tree's own interpreter."""
+    """``bench/overhead.py``'s system, running the processes of ``tree`` with that tree's
+    own interpreter: untraced and without the viewer, or (``traced``) at 100 % with it."""
 
-    def __init__(self, tree: Path, data: Path, log_level: str) -> None:
+    def __init__(self, tree: Path, data: Path, log_level: str, traced: bool = False) -> None:
         data.mkdir(parents=True)
-        super().__init__("untraced", {}, data)
-        self.services = [s for s in self.services if s.package != "trace_viewer"]
-        self.env["OTEL_SDK_DISABLED"] = "true"
+        name = "100% sampled" if traced else "untraced"
+        super().__init__(name, CONFIGS[name], data)
+        if not traced:
+            self.services = [s for s in self.services if s.package != "trace_viewer"]
         for service in self.services:
-            assert service.settings is not None
-            prefix = service.settings.model_config.get("env_prefix", "")
-            self.env[f"{prefix}LOG_LEVEL"] = log_level
+            if service.settings is not None:
+                prefix = service.settings.model_config.get("env_prefix", "")
+                self.env[f"{prefix}LOG_LEVEL"] = log_level
             # -I: neither the working directory nor PYTHONPATH: the tree, then site-packages.
             command = [str(python_of(tree)), "-I", "-c", RUN_FROM_TREE, str(tree)]
             service.command = [*command, service.package]
+
+    async def spans_received(self) -> int | None:
+        """What the viewer's ``/api/stats`` counts so far (None: no viewer)."""
+        if not any(s.package == "trace_viewer" for s in self.services):
+            return None
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{self.viewer_url}/api/stats")
+        return int(response.json()["spans_received"])
 
     def pids(self) -> dict[str, int]:
         return {s.name: s.process.pid for s in self.services if s.process is not None}
@@ -232,10 +249,11 @@ async def one_round(
     tree: Path, args: argparse.Namespace, tmp: Path, console: Console, number: int
 ) -> Round:
     result = Round()
-    system = TreeSystem(tree, tmp, args.log_level)
+    system = TreeSystem(tree, tmp, args.log_level, args.traced)
     async with system:
         await system.load(rate=args.rate, seconds=WARMUP)  # warm caches, pools, code paths
         before, loop_before = system.cpu_seconds(), system.main_thread_seconds()
+        spans_before = await system.spans_received()
         spy = None
         if args.profile:
             out = Path(args.profile) / f"round{number}-{tree.name}"
@@ -243,6 +261,7 @@ async def one_round(
             spy = asyncio.create_task(profile(system.pids(), args.seconds + WARMUP, out))
         report = await system.load(rate=args.rate, seconds=args.seconds)
         after, loop_after = system.cpu_seconds(), system.main_thread_seconds()
+        spans_after = await system.spans_received()
         if spy is not None:
             for name, raw in (await spy).items():
                 console.print(f"[bold]{tree} {name}[/] ({raw})")
@@ -257,6 +276,10 @@ async def one_round(
     result.cpu_ms = {p: (after[p] - before[p]) * 1000 / result.sent for p in after}
     result.loop_ms = {p: (loop_after[p] - loop_before[p]) * 1000 / result.sent for p in loop_after}
     result.statuses = dict(report.status_counts)
+    if spans_before is not None and spans_after is not None:
+        # The services export every few seconds: the spans of the warm-up's last orders
+        # arrive in the window and those of its own last orders after it, about as many.
+        result.spans = (spans_after - spans_before) / result.sent
     result.confirmed_share = report.status_counts.get("201", 0) / max(report.requests, 1)
     return result
 
@@ -268,6 +291,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--log-level", default="warning", help="the services' log level")
+    parser.add_argument(
+        "--traced", action="store_true", help="100 %% sampled, with the viewer (its CPU too)"
+    )
     parser.add_argument("--profile", metavar="DIR", help="py-spy each service into DIR")
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
     args = parser.parse_args()
@@ -279,6 +305,7 @@ def main() -> None:
 
 async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
     console = Console(width=150)
+    processes = (*SERVICES, VIEWER) if args.traced else SERVICES
     runs: dict[Path, list[Round]] = {tree: [] for tree in trees}
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(1, args.rounds + 1):
@@ -286,34 +313,36 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
                 data = Path(tmp) / f"{number}-{trees.index(tree)}"
                 found = await one_round(tree, args, data, console, number)
                 runs[tree].append(found)
-                total = sum(found.cpu_ms[s] for s in SERVICES)
+                total = sum(found.cpu_ms[s] for s in processes)
                 console.print(
                     f"round {number} {tree}: {total:.2f} ms/order "
                     + " ".join(
                         f"{s.split('-')[0]} {found.cpu_ms[s]:.2f} (loop {found.loop_ms[s]:.2f})"
-                        for s in SERVICES
+                        for s in processes
                     )
+                    + (f"  spans/order {found.spans:.1f}" if found.spans is not None else "")
                     + f"  statuses {found.statuses}"
                 )
 
     table = Table(
-        title=f"CPU ms per order, untraced, at {args.rate:g}/s: medians of {args.rounds} "
+        title=f"CPU ms per order, {'100 % sampled' if args.traced else 'untraced'}, "
+        f"at {args.rate:g}/s: medians of {args.rounds} "
         f"rounds (min-max), {args.seconds:g} s each"
     )
-    for column in ("tree", *(s.split("-")[0] for s in SERVICES), "total", "per confirmed"):
+    for column in ("tree", *(s.split("-")[0] for s in processes), "total", "per confirmed"):
         table.add_column(column, justify="right")
     for tree, rounds in runs.items():
 
         def cell(values: list[float]) -> str:
             return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
-        totals = [sum(r.cpu_ms[s] for s in SERVICES) for r in rounds]
+        totals = [sum(r.cpu_ms[s] for s in processes) for r in rounds]
         per_confirmed = [
             t / max(r.confirmed_share, 1e-9) for t, r in zip(totals, rounds, strict=True)
         ]
         table.add_row(
             str(tree),
-            *(cell([r.cpu_ms[s] for r in rounds]) for s in SERVICES),
+            *(cell([r.cpu_ms[s] for r in rounds]) for s in processes),
             cell(totals),
             cell(per_confirmed),
         )
@@ -328,11 +357,11 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
     for tree in trees[1:]:
         pairs = list(zip(runs[tree], first, strict=True))
         by_service = {
-            s.split("-")[0]: ratio([r.cpu_ms[s] / f.cpu_ms[s] for r, f in pairs]) for s in SERVICES
+            s.split("-")[0]: ratio([r.cpu_ms[s] / f.cpu_ms[s] for r, f in pairs]) for s in processes
         }
         total_ratio = ratio(
             [
-                sum(r.cpu_ms[s] for s in SERVICES) / sum(f.cpu_ms[s] for s in SERVICES)
+                sum(r.cpu_ms[s] for s in processes) / sum(f.cpu_ms[s] for s in processes)
                 for r, f in pairs
             ]
         )

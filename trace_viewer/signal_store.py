@@ -76,7 +76,7 @@ class SignalTables:
     signal_limits: SignalLimits
     _reader: Callable[[], AbstractContextManager[sqlite3.Connection]]
     _blob_id: Callable[[bytes, str, Literal["resource", "scope"]], int]
-    _blob_ids: dict[bytes, int]
+    _blob_ids: dict[tuple[bytes, str], int]
 
     def _open_signals(self, limits: SignalLimits) -> None:
         self.signal_limits = limits

@@ -176,28 +176,39 @@ SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM spans WHERE trace_id = ? AND span_
 # (static/trace/model.js, faultCaused). The ancestors are walked only in a trace with a
 # fault: CASE evaluates its branches lazily, so a fault-free trace costs no more. The order
 # status is what order-service's place_order span says.
+#
+# One pass over the trace's spans: the root is found in it as the least of a text key that
+# sorts as (has a parent, start, rowid) (timestamps and rowids are non-negative, so
+# zero-padded digits sort as numbers), and its row is then read by rowid. A second scan
+# sorting the trace's spans for the root cost a third of the statement (this runs for every
+# trace a batch touches, several times per trace: bench/cpu_per_order.py --traced).
 _SUMMARISE = """
 INSERT OR REPLACE INTO traces (trace_id, start_ns, duration_ns, span_count, error_count,
     root_name, root_service, services, bytes, fault_count, real_error_count, root_status,
     order_status, min_span_ns)
-SELECT s.trace_id, min(s.start_ns), max(s.end_ns) - min(s.start_ns), count(*),
-       sum(s.status_code = 2), root.name, root.service, group_concat(DISTINCT s.service),
-       sum(length(s.data)), sum(s.fault),
-       CASE WHEN sum(s.fault) = 0 THEN sum(s.status_code = 2) ELSE (
-           WITH RECURSIVE caused (span_id) AS (
-               SELECT f.span_id FROM spans f WHERE f.trace_id = ?1 AND f.fault
-               UNION  -- not UNION ALL: a parent cycle ends
-               SELECT p.parent_span_id FROM caused c
-               JOIN spans p ON p.trace_id = ?1 AND p.span_id = c.span_id
-           )
-           SELECT count(*) FROM spans e WHERE e.trace_id = ?1 AND e.status_code = 2
-               AND e.span_id NOT IN caused
-       ) END,
-       root.http_status, max(s.order_status), min(s.end_ns - s.start_ns)
-FROM spans s,
-     (SELECT r.name, r.service, r.http_status FROM spans r WHERE r.trace_id = ?1
-      ORDER BY r.parent_span_id != '', r.start_ns LIMIT 1) root
-WHERE s.trace_id = ?1 GROUP BY s.trace_id
+SELECT t.trace_id, t.start_ns, t.duration_ns, t.span_count, t.error_count, root.name,
+       root.service, t.services, t.bytes, t.fault_count, t.real_error_count,
+       root.http_status, t.order_status, t.min_span_ns
+FROM (
+    SELECT s.trace_id, min(s.start_ns) AS start_ns,
+           max(s.end_ns) - min(s.start_ns) AS duration_ns, count(*) AS span_count,
+           sum(s.status_code = 2) AS error_count, group_concat(DISTINCT s.service) AS services,
+           sum(length(s.data)) AS bytes, sum(s.fault) AS fault_count,
+           CASE WHEN sum(s.fault) = 0 THEN sum(s.status_code = 2) ELSE (
+               WITH RECURSIVE caused (span_id) AS (
+                   SELECT f.span_id FROM spans f WHERE f.trace_id = ?1 AND f.fault
+                   UNION  -- not UNION ALL: a parent cycle ends
+                   SELECT p.parent_span_id FROM caused c
+                   JOIN spans p ON p.trace_id = ?1 AND p.span_id = c.span_id
+               )
+               SELECT count(*) FROM spans e WHERE e.trace_id = ?1 AND e.status_code = 2
+                   AND e.span_id NOT IN caused
+           ) END AS real_error_count,
+           max(s.order_status) AS order_status, min(s.end_ns - s.start_ns) AS min_span_ns,
+           min(printf('%d%020d%020d', s.parent_span_id != '', s.start_ns, s.rowid)) AS root_key
+    FROM spans s WHERE s.trace_id = ?1
+) t  -- one row, of NULLs for a trace without spans: then no root joins, and none is written
+JOIN spans root ON root.rowid = CAST(substr(t.root_key, 22) AS INTEGER)
 """
 
 # Version 2 → 3, after SCHEMA: the calls already stored (CLIENT spans with a SERVER child),
@@ -386,7 +397,7 @@ class TraceStore(SignalTables):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._open_schema()
-        self._blob_ids: dict[bytes, int] = {}
+        self._blob_ids: dict[tuple[bytes, str], int] = {}
         self._lock = threading.Lock()
         self.spans_received = 0
         self.spans_rejected = 0
@@ -534,13 +545,16 @@ class TraceStore(SignalTables):
             conn.close()
 
     def _blob_id(self, data: bytes, schema_url: str, level: Literal["resource", "scope"]) -> int:
+        # Cached by the blob itself, not its digest: every span of a resource or scope carries
+        # the same bytes object (otlp.records serializes each once), whose hash Python keeps,
+        # so a span costs a dictionary lookup here and no SHA-1 (two per span before).
+        cached = self._blob_ids.get((data, schema_url))
+        if cached is not None:
+            return cached
         # Without a schema URL the hash is the data's alone, as in version 0 of the schema.
         digest = hashlib.sha1(
             data + b"\0schema_url\0" + schema_url.encode() if schema_url else data
         ).digest()
-        cached = self._blob_ids.get(digest)
-        if cached is not None:
-            return cached
         inserted = self._writer.execute(
             "INSERT OR IGNORE INTO blobs (hash, data, schema_url) VALUES (?, ?, ?)",
             (digest, data, schema_url),
@@ -550,7 +564,7 @@ class TraceStore(SignalTables):
         ).fetchone()
         if inserted:
             self._index_blob(blob_id, data, level)
-        self._blob_ids[digest] = blob_id
+        self._blob_ids[(data, schema_url)] = blob_id
         return int(blob_id)
 
     def _index_blob(self, blob_id: int, data: bytes, level: Literal["resource", "scope"]) -> None:
