@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
@@ -76,6 +77,15 @@ async def test_each_database_transaction_is_one_thread_hop(
     assert len(wakeups) == 4 + 6 + 2 + 1 + 1
 
 
+def untraced_client(
+    base_url: str, answer: Callable[[httpx.Request], httpx.Response]
+) -> httpx.AsyncClient:
+    """A service's HTTP client, untraced, whose every request ``answer`` answers."""
+    telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
+    transport = httpx.MockTransport(answer)
+    return create_http_client(base_url, telemetry, timeouts=Timeouts(), transport=transport)
+
+
 async def test_service_clients_keep_no_cookies() -> None:
     """No service sets or reads a cookie; httpx would parse every response's headers for
     them (through http.cookiejar), so the clients' jar keeps nothing."""
@@ -85,13 +95,7 @@ async def test_service_clients_keep_no_cookies() -> None:
         seen.append(request.headers.get("cookie"))
         return httpx.Response(200, json={}, headers={"set-cookie": "session=abc; Path=/"})
 
-    telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
-    http = create_http_client(
-        "http://inventory/prefix",
-        telemetry,
-        timeouts=Timeouts(),
-        transport=httpx.MockTransport(answer),
-    )
+    http = untraced_client("http://inventory/prefix", answer)
     async with http:
         client = InventoryClient(http)
         for _ in range(2):
@@ -107,13 +111,7 @@ async def test_service_clients_build_urls_under_the_base_url() -> None:
         urls.append(str(request.url))
         return httpx.Response(200, json={})
 
-    telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
-    http = create_http_client(
-        "http://gateway/inventory",
-        telemetry,
-        timeouts=Timeouts(),
-        transport=httpx.MockTransport(answer),
-    )
+    http = untraced_client("http://gateway/inventory", answer)
     async with http:
         client = InventoryClient(http)
         for _ in range(2):
