@@ -24,7 +24,12 @@ from common.errors import error_responses, install_error_handlers
 from common.faults import FaultState, install_faults
 from common.input import StrictBody
 from common.settings import ServiceSettings
-from common.telemetry import Telemetry, configure_logging, setup_telemetry
+from common.telemetry import (
+    FASTAPI_NATIVE_TELEMETRY_OFF,
+    Telemetry,
+    configure_logging,
+    setup_telemetry,
+)
 
 S = TypeVar("S", bound=ServiceSettings)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -45,6 +50,7 @@ def create_service_app(
     faults = FaultState(settings.faults)
     app = FastAPI(
         title=title,
+        telemetry=FASTAPI_NATIVE_TELEMETRY_OFF,
         lifespan=_sharing_faults(lifespan, faults, settings.fault_sync_interval),
         description=f"Request bodies are JSON (`Content-Type: application/json`) of at most "
         f"{limit} bytes.",

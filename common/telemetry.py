@@ -48,6 +48,7 @@ from functools import cached_property
 from typing import Any, cast
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from httpx import AsyncBaseTransport, AsyncClient, AsyncHTTPTransport
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -282,6 +283,15 @@ def known_unsampled(context: otel_context.Context | None = None) -> bool:
     """Whether the current span (of ``context``) belongs to a trace known to be unsampled."""
     span_context = trace.get_current_span(context).get_span_context()
     return span_context.is_valid and not span_context.trace_flags.sampled
+
+
+#: FastAPI's own telemetry (``FastAPI(telemetry=...)``), off: the services are traced by
+#: opentelemetry-instrumentation-fastapi, which is what our users run. FastAPI steps aside
+#: for it only when it finds the instrumentation's middleware by walking its stack's
+#: ``.app`` chain, which :class:`UnsampledFastPath` leads around; it then added a second
+#: SERVER span to every request and three ``fastapi.*`` operation spans under it, 33 of
+#: the 84 spans of an order (bench/cpu_per_order.py --traced counted them).
+FASTAPI_NATIVE_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 class UnsampledFastPath:

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 
@@ -73,6 +74,9 @@ def from_request(request: ExportTraceServiceRequest) -> list[ReadableSpan]:
                         context=context,
                         parent=parent,
                         resource=resource,
+                        instrumentation_scope=InstrumentationScope(
+                            scope_spans.scope.name, scope_spans.scope.version or None
+                        ),
                         attributes=_attributes(span.attributes),
                         events=[
                             Event(e.name, _attributes(e.attributes), e.time_unix_nano)

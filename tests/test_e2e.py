@@ -4,6 +4,7 @@ travel over OTLP/HTTP to a sink inside the test, and the trace holds across proc
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import signal
 import socket
@@ -97,6 +98,41 @@ def test_order_trace_across_real_processes(
     for port in ports.values():
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_traced_alone_each_request_is_one_server_span(
+    up_env: dict[str, str], ports: dict[str, int], sink: OtlpSink, tmp_path: Path
+) -> None:
+    """Traces without metrics, as the overhead bench runs them: the unsampled fast path
+    then wraps the FastAPI instrumentation, and FastAPI's own telemetry, which steps aside
+    only when it finds the instrumentation in its stack, must still add nothing: no second
+    SERVER span per request, no ``fastapi.*`` operation spans."""
+    up_env.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+    )
+    up = Up(up_env, tmp_path / "up.log", "--no-viewer")
+    order_url = f"http://127.0.0.1:{ports['ORDER']}"
+    try:
+        wait_until_up(up, order_url)
+        body = json.loads((ROOT / "examples" / "order.json").read_text())  # 3 SKUs
+        response = httpx.post(f"{order_url}/orders", json=body, timeout=10)
+        assert response.status_code == 201, response.text
+        spans = whole_trace(sink, response.json()["trace_id"], {"POST /orders", "save_order"})
+    finally:
+        up.stop()
+
+    assert_order_waterfall(spans)
+    by_scope = collections.Counter(
+        s.instrumentation_scope.name for s in spans if s.instrumentation_scope is not None
+    )
+    assert "fastapi" not in by_scope, sorted(s.name for s in spans)
+    servers = spans.find_all(kind=SpanKind.SERVER)
+    assert {s.instrumentation_scope.name for s in servers if s.instrumentation_scope} == {
+        "opentelemetry.instrumentation.fastapi"
+    }
+    assert by_scope["opentelemetry.instrumentation.fastapi"] == len(servers)
 
 
 def test_up_refuses_a_port_in_use(
