@@ -45,7 +45,7 @@ from ordersim.calls import base_url, reason, trace_of
 from ordersim.console import UsageError, usage_error
 from ordersim.incomplete import missing_reports
 from ordersim.viewer import Viewer, ViewerError, wait_for_trace
-from ordersim.waterfall import KIND_CLIENT, KIND_SERVER, Span, Trace, format_ms
+from ordersim.waterfall import KIND_CLIENT, KIND_INTERNAL, KIND_SERVER, Span, Trace, format_ms
 
 Status = Literal["ok", "problem", "skipped"]
 #: Seconds one probe (an OTLP export, a service request) may take.
@@ -594,6 +594,15 @@ def check_duplicates(report: Report, trace: Trace | None) -> None:
             found.append(f"SERVER span {span.name} ({span.service}) inside another, {parent.name}")
         elif span.parent_id:
             servers.setdefault((span.service, span.parent_id), []).append(span)
+        # A second ASGI instrumentation under a first one's SERVER span makes its own span
+        # INTERNAL (it sees a span already current), named for the same request: FastAPI's
+        # own telemetry around opentelemetry-instrumentation-fastapi's, for one.
+        found.extend(
+            f"{span.name} ({span.service}) traced twice: an INTERNAL span of that name inside "
+            "its SERVER span"
+            for kid in trace.children.get(span.span_id, [])
+            if kid.kind == KIND_INTERNAL and kid.name == span.name
+        )
     for (service, _), spans in servers.items():
         if len(spans) > 1:
             found.append(f"{len(spans)} SERVER spans of {service} for one call ({spans[0].name})")
@@ -615,7 +624,9 @@ def check_duplicates(report: Report, trace: Trace | None) -> None:
             "; ".join(found[:5]),
             "instrument each library once: under opentelemetry-instrument, drop the manual "
             "FastAPIInstrumentor/HTTPXClientInstrumentor calls (or exclude them with "
-            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS)",
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS); beside the FastAPI instrumentation, turn "
+            "FastAPI's own telemetry off: "
+            'FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})',
         )
     else:
         report.add(name, "ok", "one SERVER span per call and service, no CLIENT span twice")

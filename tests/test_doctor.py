@@ -49,6 +49,9 @@ class Node:
     downstream: str | None = None
     skew_ns: int = 0  # its clock runs this far ahead
     duplicate_server: bool = False  # instrumented twice: two SERVER spans per request
+    # Instrumented twice, the inner instrumentation seeing the outer's span current (as
+    # opentelemetry-instrumentation-fastapi inside FastAPI's own telemetry): INTERNAL.
+    nested_server: bool = False
     drop_server: bool = False  # its SERVER span is never exported
 
     def __post_init__(self) -> None:
@@ -88,6 +91,13 @@ class Node:
         if self.duplicate_server:
             self.tracer.start_span(
                 "GET /work", parent, kind=SpanKind.SERVER, start_time=self.now()
+            ).end(end_time=self.now())
+        if self.nested_server:
+            self.tracer.start_span(
+                "GET /work",
+                trace.set_span_in_context(server),
+                kind=SpanKind.INTERNAL,
+                start_time=self.now(),
             ).end(end_time=self.now())
         if self.downstream:
             client = self.tracer.start_span(
@@ -309,6 +319,18 @@ def test_a_duplicated_server_span(
     assert checks["clock skew"]["status"] == "ok"
     assert checks["double instrumentation"]["status"] == "problem"
     assert "2 SERVER spans of back-service" in checks["double instrumentation"]["detail"]
+
+
+def test_a_server_span_traced_again_inside_itself(
+    capsys: pytest.CaptureFixture[str], viewer: Viewer, services: Services
+) -> None:
+    front, _ = pair(services, nested_server=True)
+    code, checks = run(capsys, viewer, request=front, wait=10)
+    assert code == 1
+    check = checks["double instrumentation"]
+    assert check["status"] == "problem"
+    assert "GET /work (back-service) traced twice" in check["detail"]
+    assert "FastAPI(telemetry=" in check["fix"]
 
 
 def test_a_service_that_is_not_traced(capsys: pytest.CaptureFixture[str], viewer: Viewer) -> None:
