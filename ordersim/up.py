@@ -357,11 +357,21 @@ class Supervisor:
         running = [s for s in self.services if s.process and s.process.returncode is None]
         if running:
             self.console.print("[bold]stopping…[/]")
-        # The order service first, so no order starts against a half-stopped system.
-        for service in reversed(running):
+        # The services first, the order service at their head so that no order starts
+        # against a half-stopped system; the viewer last, so that it still takes the spans,
+        # logs and metrics each service flushes as it stops.
+        await self._terminate([s for s in reversed(running) if s.settings is not None])
+        await self._terminate([s for s in running if s.settings is None])
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        if running:
+            self.console.print("[bold]all stopped[/]")
+
+    async def _terminate(self, group: list[Service]) -> None:
+        """SIGTERM to each of ``group`` at once; SIGKILL to any still there after the grace."""
+        for service in group:
             assert service.process is not None
             service.process.send_signal(signal.SIGTERM)
-        for service in reversed(running):
+        for service in group:
             assert service.process is not None
             try:
                 await asyncio.wait_for(service.process.wait(), STOP_GRACE)
@@ -369,9 +379,6 @@ class Supervisor:
                 self.console.print(f"[red]{service.label} ignored SIGTERM; killing it[/]")
                 service.process.kill()
                 await service.process.wait()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-        if running:
-            self.console.print("[bold]all stopped[/]")
 
 
 def up(*, viewer: bool = True, replicas: int = 1, console: Console | None = None) -> int:

@@ -8,6 +8,7 @@ import collections
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -133,6 +134,35 @@ def test_traced_alone_each_request_is_one_server_span(
         "opentelemetry.instrumentation.fastapi"
     }
     assert by_scope["opentelemetry.instrumentation.fastapi"] == len(servers)
+
+
+def test_up_stops_the_viewer_after_the_services(
+    up_env: dict[str, str], ports: dict[str, int], tmp_path: Path
+) -> None:
+    """What a service still holds when told to stop (its batch processors flush on
+    shutdown) reaches the viewer: ``ordersim up`` stops the viewer last."""
+    up_env.update(
+        {f"TRACE_VIEWER_{name}_PORT": str(free_port()) for name in ("OTLP", "GRPC", "UI")}
+    )
+    up_env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # nothing leaves a service before it stops
+    up = Up(up_env, tmp_path / "up.log")
+    order_url = f"http://127.0.0.1:{ports['ORDER']}"
+    try:
+        wait_until_up(up, order_url)
+        response = httpx.post(f"{order_url}/orders", json=order_body(), timeout=10)
+        assert response.status_code == 201, response.text
+    finally:
+        assert up.stop() == 0, up.output()
+
+    with sqlite3.connect(Path(up_env["ORDERSIM_DATA_DIR"]) / "traces.db") as db:
+        services = {
+            service
+            for (service,) in db.execute(
+                "SELECT DISTINCT service FROM spans WHERE trace_id = ?",
+                (response.json()["trace_id"],),
+            )
+        }
+    assert services == SERVICES, up.output()
 
 
 def test_up_refuses_a_port_in_use(
