@@ -11,14 +11,12 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-from aiohttp import ClientSession, ClientTimeout
-from httpx_aiohttp.transport import AiohttpTransport, map_aiohttp_exceptions
+from httpx_aiohttp import AiohttpTransport
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_RESEND_COUNT
 from opentelemetry.trace import Span
 from pydantic import BaseModel
-from yarl import URL
 
 from common.cancellation import marked_cancellation
 from common.errors import DownstreamUnavailable
@@ -41,66 +39,9 @@ def default_transport() -> httpx.AsyncBaseTransport:
 
     Profiled under load, httpx's own async stack (httpcore over anyio) took about 45 % of
     order-service's CPU; the httpx-aiohttp transport keeps the httpx client, its timeouts
-    and its OpenTelemetry instrumentation, and spends a fraction of that (a call against
-    a bare server: 648 µs of CPU through httpcore, 363 through httpx-aiohttp, 168 with
-    aiohttp alone; bench/call_costs.py).
+    and its OpenTelemetry instrumentation, and spends a fraction of that.
     """
-    return WholeBodyAiohttpTransport(limits=LIMITS)
-
-
-class WholeBodyAiohttpTransport(AiohttpTransport):
-    """httpx-aiohttp's transport, reading each response whole before handing it over.
-
-    The library's streams every body: httpx reads it through its chunk iterators and
-    decoders, over the library's stream, over aiohttp's ``iter_chunked``, three async
-    generators deep. The services read every response whole (:class:`WholeResponses`),
-    so this reads it in one ``read()`` and gives httpx the bytes, and gives aiohttp the
-    URL httpx has already encoded instead of a string to parse again. Connection set-up,
-    limits and the mapping of aiohttp's errors to httpx's are the library's. A request
-    whose body is a stream, and a compressed response (httpx decodes those), take the
-    library's own way.
-    """
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not isinstance(request.stream, httpx.ByteStream):
-            return await super().handle_async_request(request)
-        if not isinstance(self.client, ClientSession):
-            self.client = self.get_client()
-        timeout = request.extensions.get("timeout", {})
-        with map_aiohttp_exceptions():
-            async with self.client.request(
-                request.method,
-                URL(str(request.url), encoded=True),
-                headers=request.headers.multi_items(),
-                data=request.content or None,
-                allow_redirects=False,
-                auto_decompress=False,
-                compress=False,
-                timeout=ClientTimeout(
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                    connect=timeout.get("pool"),
-                ),
-            ) as response:
-                body = await response.read()
-        extensions = {"http_version": b"HTTP/1.1"}
-        if response.reason:
-            extensions["reason_phrase"] = response.reason.encode()
-        if "content-encoding" in response.headers:
-            return httpx.Response(  # a stream: httpx decodes it as it reads it
-                response.status,
-                headers=response.raw_headers,
-                stream=httpx.ByteStream(body),
-                request=request,
-                extensions=extensions,
-            )
-        return httpx.Response(
-            response.status,
-            headers=response.raw_headers,
-            content=body,
-            request=request,
-            extensions=extensions,
-        )
+    return AiohttpTransport(limits=LIMITS)
 
 
 class WholeResponses(httpx.AsyncBaseTransport):
