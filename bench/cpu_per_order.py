@@ -50,6 +50,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,7 +302,7 @@ async def one_round(
         if perf is not None:
             console.print(f"[bold]{tree}[/]: CPU samples of the services by library (perf)")
             for share, library in await perf:
-                console.print(f"  {share:6.1%}  {library}")
+                console.print(f"  {share:6.1%}  {escape(library)}")  # [kernel.kallsyms]
         if spy is not None:
             for name, raw in (await spy).items():
                 console.print(f"[bold]{tree} {name}[/] ({raw})")
