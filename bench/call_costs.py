@@ -10,9 +10,11 @@ CPU time per call, medians of the rounds:
   database thread and back (as reads ran until they moved to the loop), a bare hop to
   the thread pool, and a one-row UPDATE by ``common.db.transaction`` (one hop;
   synchronous=FULL: the commit waits for the disk);
-- client (this process): a ``ServiceClient`` call as order-service makes them (httpx over
-  the aiohttp transport, a pydantic body, a URL template), and the same request through a
-  bare aiohttp session, both against a bare ASGI app under uvicorn in another process;
+- client (this process, on uvloop as the services): a ``ServiceClient`` call as
+  order-service makes them (httpx over the aiohttp transport, a pydantic body, a URL
+  template), the same request through a bare aiohttp session, and the ServiceClient call
+  over httpx's own transport (httpcore), against a bare ASGI app under uvicorn in
+  another process;
 - server (that process): the same requests answered by the bare ASGI app, and by a
   service app (``common.app.create_service_app``: our middlewares, FastAPI's routing,
   a pydantic body and response) with one route, under uvicorn with uvloop and httptools;
@@ -40,6 +42,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import uvloop
 from fastapi import APIRouter
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, bindparam, select
 from sqlalchemy import update as update_
@@ -50,7 +53,7 @@ os.environ["OTEL_SDK_DISABLED"] = "true"
 
 from common.app import create_service_app, database_lifespan  # noqa: E402
 from common.db import _threaded, create_engine, read, transaction  # noqa: E402
-from common.http import Timeouts, create_http_client  # noqa: E402
+from common.http import LIMITS, Timeouts, create_http_client  # noqa: E402
 from common.telemetry import setup_telemetry  # noqa: E402
 from inventory_service.client import InventoryClient  # noqa: E402
 from inventory_service.models import ItemRequest, Reservation, ReserveRequest  # noqa: E402
@@ -196,8 +199,13 @@ async def server(kind: str) -> AsyncIterator[tuple[str, int]]:
         await process.wait()
 
 
-async def service_calls(url: str, calls: int) -> float:
-    async with create_http_client(url, setup_telemetry("bench"), timeouts=Timeouts()) as client:
+async def service_calls(
+    url: str, calls: int, transport: httpx.AsyncBaseTransport | None = None
+) -> float:
+    """``ServiceClient`` calls over the services' transport, or over ``transport``."""
+    telemetry = setup_telemetry("bench")
+    timeouts = Timeouts()
+    async with create_http_client(url, telemetry, timeouts=timeouts, transport=transport) as client:
         service = InventoryClient(client)  # its base, ServiceClient, sends
 
         async def call() -> object:
@@ -229,6 +237,9 @@ async def http(calls: int) -> dict[str, float]:
             if kind == "bare":
                 figures["client: bare aiohttp session (bare server)"] = await aiohttp_calls(
                     url, calls
+                )
+                figures["client: over httpx's own transport (httpcore)"] = await service_calls(
+                    url, calls, httpx.AsyncHTTPTransport(limits=LIMITS)
                 )
     return figures
 
@@ -283,7 +294,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    asyncio.run(measure(args.calls, args.rounds))
+    uvloop.run(measure(args.calls, args.rounds))  # the services' loop (common.app.serve)
 
 
 if __name__ == "__main__":
