@@ -6,12 +6,15 @@ where the CPU of an order goes once its own work is lean.
 CPU time per call, medians of the rounds:
 
 - database (this process, all threads): a primary-key SELECT run by
-  ``common.db.read`` (one hop to a database thread and back), the same function called
-  inline, a bare hop to the thread pool, and a one-row UPDATE by ``common.db.transaction``
-  (synchronous=FULL: the commit waits for the disk);
-- client (this process): a ``ServiceClient`` call as order-service makes them (httpx over
-  the aiohttp transport, a pydantic body, a URL template), and the same request through a
-  bare aiohttp session, both against a bare ASGI app under uvicorn in another process;
+  ``common.db.read`` (on the event loop's thread), the same read through a hop to a
+  database thread and back (as reads ran until they moved to the loop), a bare hop to
+  the thread pool, and a one-row UPDATE by ``common.db.transaction`` (one hop;
+  synchronous=FULL: the commit waits for the disk);
+- client (this process, on uvloop as the services): a ``ServiceClient`` call as
+  order-service makes them (httpx over the aiohttp transport, a pydantic body, a URL
+  template), the same request through a bare aiohttp session, and the ServiceClient call
+  over httpx's own transport (httpcore), against a bare ASGI app under uvicorn in
+  another process;
 - server (that process): the same requests answered by the bare ASGI app, and by a
   service app (``common.app.create_service_app``: our middlewares, FastAPI's routing,
   a pydantic body and response) with one route, under uvicorn with uvloop and httptools;
@@ -28,6 +31,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,7 +42,8 @@ from pathlib import Path
 
 import aiohttp
 import httpx
-from fastapi import APIRouter, FastAPI
+import uvloop
+from fastapi import APIRouter
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, bindparam, select
 from sqlalchemy import update as update_
 
@@ -46,9 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["OTEL_SDK_DISABLED"] = "true"
 
-from common.app import create_service_app  # noqa: E402
+from common.app import create_service_app, database_lifespan  # noqa: E402
 from common.db import _threaded, create_engine, read, transaction  # noqa: E402
-from common.http import Timeouts, create_http_client  # noqa: E402
+from common.http import LIMITS, Timeouts, create_http_client  # noqa: E402
 from common.telemetry import setup_telemetry  # noqa: E402
 from inventory_service.client import InventoryClient  # noqa: E402
 from inventory_service.models import ItemRequest, Reservation, ReserveRequest  # noqa: E402
@@ -67,7 +72,7 @@ WARMUP = 200
 ORDER = {
     "server: request to the service app, uvicorn": 8,
     "client: ServiceClient call (service server)": 7,
-    "read (one hop to a database thread)": 1 + 3,
+    "read (on the event loop)": 1 + 3,
     "transaction: UPDATE, synced commit": 4 + 2 + 3 + 1,
     "a log line at INFO, to a file": 8 + 7,
 }
@@ -102,12 +107,12 @@ def serve(kind: str, port: int) -> None:
     async def reserve(body: ReserveRequest) -> Reservation:
         return Reservation(order_id=body.order_id, status="reserved", items=[])
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-
-    settings = InventorySettings(port=port)
+    # The service app's lifespan opens a database (its fault rules live there): an empty
+    # one, in a directory that goes with the process.
+    data = tempfile.mkdtemp(prefix="call-costs-")
+    settings = InventorySettings(port=port, data_dir=Path(data))
     telemetry = setup_telemetry(settings.service_name)
+    lifespan = database_lifespan(settings, telemetry, MetaData())
     app = (
         bare
         if kind == "bare"
@@ -119,7 +124,10 @@ def serve(kind: str, port: int) -> None:
             routers=[router],
         )
     )
-    uvicorn.run(app, port=port, log_level="warning", loop="uvloop", http="httptools")
+    try:
+        uvicorn.run(app, port=port, log_level="warning", loop="uvloop", http="httptools")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def process_cpu(pid: int) -> float:
@@ -152,15 +160,13 @@ async def database(calls: int) -> dict[str, float]:
         threaded = _threaded[engine.sync_engine]
         loop = asyncio.get_running_loop()
 
-        async def inline() -> object:
-            return threaded._call(select_one, (), {}, False)  # a read: no transaction
+        def hopped() -> Awaitable[object]:
+            return loop.run_in_executor(threaded.threads, threaded.read, select_one, (), {})
 
         try:
             return {
-                "read (one hop to a database thread)": await per_call(
-                    lambda: read(engine, select_one), calls
-                ),
-                "the same read, inline": await per_call(inline, calls),
+                "read (on the event loop)": await per_call(lambda: read(engine, select_one), calls),
+                "the same read through a database thread": await per_call(hopped, calls),
                 "a bare hop to the thread pool": await per_call(
                     lambda: loop.run_in_executor(threaded.threads, int), calls
                 ),
@@ -193,8 +199,13 @@ async def server(kind: str) -> AsyncIterator[tuple[str, int]]:
         await process.wait()
 
 
-async def service_calls(url: str, calls: int) -> float:
-    async with create_http_client(url, setup_telemetry("bench"), timeouts=Timeouts()) as client:
+async def service_calls(
+    url: str, calls: int, transport: httpx.AsyncBaseTransport | None = None
+) -> float:
+    """``ServiceClient`` calls over the services' transport, or over ``transport``."""
+    telemetry = setup_telemetry("bench")
+    timeouts = Timeouts()
+    async with create_http_client(url, telemetry, timeouts=timeouts, transport=transport) as client:
         service = InventoryClient(client)  # its base, ServiceClient, sends
 
         async def call() -> object:
@@ -226,6 +237,9 @@ async def http(calls: int) -> dict[str, float]:
             if kind == "bare":
                 figures["client: bare aiohttp session (bare server)"] = await aiohttp_calls(
                     url, calls
+                )
+                figures["client: over httpx's own transport (httpcore)"] = await service_calls(
+                    url, calls, httpx.AsyncHTTPTransport(limits=LIMITS)
                 )
     return figures
 
@@ -280,7 +294,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    asyncio.run(measure(args.calls, args.rounds))
+    uvloop.run(measure(args.calls, args.rounds))  # the services' loop (common.app.serve)
 
 
 if __name__ == "__main__":

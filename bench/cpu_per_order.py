@@ -23,6 +23,10 @@ and counts the viewer's CPU with the services'.
 The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
 declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.
 
+``--perf DIR`` records the services' CPU samples with Linux ``perf`` (every thread, the
+kernel's work included) and prints the share of each library: the interpreter
+(libpython), the kernel, SQLite, uvloop, pydantic-core, httptools.
+
 ``--profile DIR`` also records each service with py-spy (``pip install py-spy``) during
 the measured run, writes the raw stacks there, and prints each service's top functions by
 share of its samples. py-spy samples the thread holding the GIL (``--gil``), without
@@ -46,6 +50,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,6 +162,34 @@ async def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, 
     return files
 
 
+async def perf_record(
+    pids: dict[str, int], seconds: float, out: Path, number: int, tree: Path
+) -> list[tuple[float, str]]:
+    """``perf record`` of every service process at once (CPU samples, every thread, kernel
+    included), then the share of the samples in each library: how much of the CPU is
+    the Python interpreter itself, the kernel, SQLite, uvloop, pydantic-core ... ."""
+    data = out / f"round{number}-{tree.name}.perf"
+    pid_list = ",".join(str(pid) for pid in pids.values())
+    record = await asyncio.create_subprocess_exec(
+        "perf", "record", "-F", "1999", "-p", pid_list, "-o", str(data),
+        "--", "sleep", str(seconds),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await record.wait()
+    report = await asyncio.create_subprocess_exec(
+        "perf", "report", "-i", str(data), "--sort", "dso", "--stdio",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    text, _ = await report.communicate()
+    shares = []
+    for line in text.decode().splitlines():
+        share, _, library = line.strip().partition("%")
+        if line.startswith("#") or not library:
+            continue
+        shares.append((float(share) / 100, library.strip()))
+    return shares[:12]
+
+
 #: Leaf frames of a thread that waits, not works: py-spy's ``--nonblocking`` mode cannot
 #: ask the OS, so these are told by where the stack ends (aiosqlite's worker waits for its
 #: next statement in a C call, ``SimpleQueue.get``, on this line).
@@ -254,7 +287,11 @@ async def one_round(
         await system.load(rate=args.rate, seconds=WARMUP)  # warm caches, pools, code paths
         before, loop_before = system.cpu_seconds(), system.main_thread_seconds()
         spans_before = await system.spans_received()
-        spy = None
+        spy = perf = None
+        if args.perf:
+            perf = asyncio.create_task(
+                perf_record(system.pids(), args.seconds + WARMUP, Path(args.perf), number, tree)
+            )
         if args.profile:
             out = Path(args.profile) / f"round{number}-{tree.name}"
             out.mkdir(parents=True, exist_ok=True)
@@ -262,6 +299,10 @@ async def one_round(
         report = await system.load(rate=args.rate, seconds=args.seconds)
         after, loop_after = system.cpu_seconds(), system.main_thread_seconds()
         spans_after = await system.spans_received()
+        if perf is not None:
+            console.print(f"[bold]{tree}[/]: CPU samples of the services by library (perf)")
+            for share, library in await perf:
+                console.print(f"  {share:6.1%}  {escape(library)}")  # [kernel.kallsyms]
         if spy is not None:
             for name, raw in (await spy).items():
                 console.print(f"[bold]{tree} {name}[/] ({raw})")
@@ -295,9 +336,14 @@ def main() -> None:
         "--traced", action="store_true", help="100 %% sampled, with the viewer (its CPU too)"
     )
     parser.add_argument("--profile", metavar="DIR", help="py-spy each service into DIR")
+    parser.add_argument(
+        "--perf", metavar="DIR", help="perf record the services into DIR (Linux perf, root)"
+    )
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees.split(",")]
+    if args.perf:
+        Path(args.perf).mkdir(parents=True, exist_ok=True)
     if missing := [t for t in trees if not (t / "inventory_service").is_dir()]:
         parser.error(f"not an ordersim tree: {missing[0]}")
     asyncio.run(measure(args, trees))

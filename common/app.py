@@ -150,20 +150,7 @@ def serve(
     # that bench/overhead.py measured at 100 % sampling.
     gc.collect()
     gc.freeze()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,  # keep configure_logging's format (with trace ids)
-            log_level=settings.log_level,
-            loop="uvloop",
-            http="httptools",
-            # Requests still open then (a hung client, an injected hang) are cancelled, so
-            # a service stops within `ordersim up`'s 5 s grace.
-            timeout_graceful_shutdown=3,
-        )
-    )
+    server = uvicorn.Server(server_config(app, settings))
     try:
         server.run(
             sockets=[shared_socket(settings.host, settings.port)] if settings.reuse_port else None
@@ -172,6 +159,27 @@ def serve(
         telemetry.shutdown()
     if not server.started:
         sys.exit(3)  # as uvicorn.run does: start-up failed (the log says why)
+
+
+def server_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
+    """How uvicorn serves a service: uvloop and httptools (both C), no log configuration
+    of its own, and proxy headers only from the proxies ``FORWARDED_ALLOW_IPS`` names."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep configure_logging's format (with trace ids)
+        log_level=settings.log_level,
+        loop="uvloop",
+        http="httptools",
+        # X-Forwarded-For/-Proto say who the client was only when a trusted proxy set
+        # them; without FORWARDED_ALLOW_IPS (uvicorn's own variable) no proxy is trusted,
+        # and the middleware that would read them (on every request) is left out.
+        proxy_headers="FORWARDED_ALLOW_IPS" in os.environ,
+        # Requests still open then (a hung client, an injected hang) are cancelled, so
+        # a service stops within `ordersim up`'s 5 s grace.
+        timeout_graceful_shutdown=3,
+    )
 
 
 def shared_socket(host: str, port: int) -> socket.socket:

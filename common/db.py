@@ -4,11 +4,14 @@ and how the services run their statements: :func:`transaction` and :func:`read`.
 Storage code is plain SQLAlchemy Core on a synchronous ``Connection``, one function per
 transaction (or per read), run by ``await transaction(engine, fn, *args)``:
 
-- on SQLite, with the standard library's driver in a thread of the engine's own pool:
-  one thread hop for the whole function. aiosqlite hops to its connection's thread for
-  every cursor call (open, execute, fetch, close, commit: four or five per statement),
-  and each hop, a wake-up of the other thread and a hand-over of the GIL, cost more CPU
-  than the statement itself (bench/cpu_per_order.py);
+- on SQLite, with the standard library's driver: a transaction in a thread of the
+  engine's own pool, one thread hop for the whole function (its commit waits for the
+  disk, which the event loop must not); a read on the event loop's own thread, through
+  a connection of its own that cannot write (``PRAGMA query_only``): no hop at all. A
+  hop (a wake-up of the other thread, a hand-over of the GIL, a wake-up of the loop)
+  costs several times the primary-key SELECT it carries (bench/call_costs.py), and a
+  WAL reader neither waits for the writer nor blocks it. aiosqlite hopped for every
+  cursor call (open, execute, fetch, close, commit: four or five per statement);
 - on any other database (PostgreSQL with asyncpg), on the async engine itself
   (``AsyncConnection.run_sync``): each statement awaits the driver, no thread at all.
 
@@ -32,6 +35,7 @@ import sqlalchemy.exc
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import SingletonThreadPool
 from sqlalchemy.schema import CreateColumn
 
 from common.concurrency import uncancelled
@@ -55,34 +59,51 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _read_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")  # a read() that writes fails, never blocks
+    cursor.close()
+
+
 class _ThreadedSQLite:
-    """A SQLite file through the standard library's driver, for :func:`transaction`: one
-    thread per connection, as many of each as the async engine may open."""
+    """A SQLite file through the standard library's driver: transactions in threads, one
+    per connection, as many of each as the async engine may open; reads on the calling
+    thread (the event loop's), one read-only connection per thread."""
 
     def __init__(self, url: sqlalchemy.URL, connections: int, telemetry: Telemetry) -> None:
-        self.engine = sqlalchemy.create_engine(
-            url.set(drivername="sqlite+pysqlite"), pool_size=connections, max_overflow=0
-        )
+        url = url.set(drivername="sqlite+pysqlite")
+        self.engine = sqlalchemy.create_engine(url, pool_size=connections, max_overflow=0)
         event.listen(self.engine, "connect", _sqlite_pragmas)
         telemetry.instrument_engine(self.engine)
         self.threads = ThreadPoolExecutor(connections, thread_name_prefix="sqlite")
+        # A read runs to its end before the loop goes on, so one connection per thread
+        # serves every read of that thread's loop (and keeps its page cache warm).
+        self.reader = sqlalchemy.create_engine(url, poolclass=SingletonThreadPool)
+        event.listen(self.reader, "connect", _sqlite_pragmas)
+        event.listen(self.reader, "connect", _read_only)
+        telemetry.instrument_engine(self.reader)
 
-    async def run(self, fn: Callable[..., T], args: Any, kwargs: Any, write: bool) -> T:
+    async def run(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
         # The caller's context goes with the call: its statements' spans are children of
         # the caller's span. Cancelled meanwhile, the caller waits for the transaction to
         # end (the thread runs it to its end whatever happens), then is cancelled.
         call = contextvars.copy_context().run
-        future = self.threads.submit(call, self._call, fn, args, kwargs, write)
+        future = self.threads.submit(call, self._transaction, fn, args, kwargs)
         return await uncancelled(asyncio.wrap_future(future))
 
-    def _call(self, fn: Callable[..., T], args: Any, kwargs: Any, write: bool) -> T:
-        with self.engine.begin() if write else self.engine.connect() as conn:
+    def _transaction(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        with self.engine.begin() as conn:
+            return fn(conn, *args, **kwargs)
+
+    def read(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        with self.reader.connect() as conn:
             return fn(conn, *args, **kwargs)
 
     def dispose(self, *_: object) -> None:
         """Close the connections, as the async engine's ``dispose()`` does its own; like it,
         this stays usable (the idle threads end with the executor)."""
         self.engine.dispose()
+        self.reader.dispose()
 
 
 #: The threaded driver of each SQLite engine :func:`create_engine` made.
@@ -126,7 +147,7 @@ async def transaction(
     rolled back when it raises."""
     threaded = _threaded.get(engine.sync_engine)
     if threaded is not None:
-        return await threaded.run(fn, args, kwargs, write=True)
+        return await threaded.run(fn, args, kwargs)
     async with engine.begin() as conn:
         return await conn.run_sync(fn, *args, **kwargs)
 
@@ -137,10 +158,15 @@ async def read(
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
-    """``fn(connection, *args, **kwargs)``, which only reads: nothing is committed."""
+    """``fn(connection, *args, **kwargs)``, which only reads: nothing is committed. On
+    SQLite it runs on the calling thread, where a statement that writes fails."""
     threaded = _threaded.get(engine.sync_engine)
     if threaded is not None:
-        return await threaded.run(fn, args, kwargs, write=False)
+        # Still a point where the loop runs what is ready, and where a cancelled caller
+        # stops, as when the read awaited its thread: reads gathered together all start
+        # (their spans overlap) before the first one runs.
+        await asyncio.sleep(0)
+        return threaded.read(fn, args, kwargs)
     async with engine.connect() as conn:
         return await conn.run_sync(fn, *args, **kwargs)
 

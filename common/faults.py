@@ -161,7 +161,7 @@ class FaultState:
 
     def match(self, method: str, path: str) -> FaultRule | None:
         """The most specific rule for this request, or None."""
-        if is_exempt(path):
+        if not self._rules or is_exempt(path):  # (no rules: every request, nearly always)
             return None
         matching = [r for r in self._rules if r.matches(method, path)]
         return max(matching, key=FaultRule.specificity) if matching else None

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import BodyTooLarge, UnsupportedMediaType, error_response
@@ -52,6 +51,10 @@ class StrictBody:
     limit. Written here rather than taken from FastAPI's ``max_body_size``: that one answers
     a declared ``Content-Length`` in plain text and a chunked body in JSON, and names no
     limit in either; this one gives both the same JSON body, with ``limit_bytes``.
+
+    A body whose ``Content-Length`` is within the limit is passed on as it is: the server
+    (uvicorn) never hands over more than the length declared. Only a chunked body is
+    counted as it arrives.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -62,15 +65,30 @@ class StrictBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        length = headers.get("content-length")
-        has_body = "transfer-encoding" in headers or (length is not None and length != "0")
-        if has_body and not is_json(headers.get("content-type")):
+        # One pass over the raw headers (names are lower-case in ASGI), for the three
+        # that matter; most requests carry no body at all.
+        length = content_type = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length" and length is None:
+                length = value
+            elif name == b"content-type" and content_type is None:
+                content_type = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked and (length is None or length == b"0"):
+            await self.app(scope, receive, send)
+            return
+        if not is_json(content_type.decode("latin-1") if content_type is not None else None):
             await error_response(UnsupportedMediaType())(scope, receive, send)
             return
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await error_response(BodyTooLarge(self.max_bytes))(scope, receive, send)
-            return
+        if length is not None and length.isdigit():
+            if int(length) > self.max_bytes:
+                await error_response(BodyTooLarge(self.max_bytes))(scope, receive, send)
+                return
+            if not chunked:
+                await self.app(scope, receive, send)
+                return
 
         received = 0
 

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import pytest
 from opentelemetry import trace
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.db import create_engine, transaction
+from common.db import create_engine, read, transaction
 from common.telemetry import Telemetry
 from ordersim.testing import System
 
@@ -34,6 +38,56 @@ async def test_a_disposed_engine_can_be_used_again(tmp_path: Path) -> None:
     telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", telemetry)
     assert await transaction(engine, synchronous) == FULL
+    assert await read(engine, synchronous) == FULL
     await engine.dispose()
     assert await transaction(engine, synchronous) == FULL
+    assert await read(engine, synchronous) == FULL
     await engine.dispose()
+
+
+def untraced_engine(path: Path) -> AsyncEngine:
+    telemetry = Telemetry(trace.NoOpTracerProvider(), owns_provider=False, enabled=False)
+    return create_engine(f"sqlite+aiosqlite:///{path / 'x.db'}", telemetry)
+
+
+def create(conn: Connection) -> None:
+    conn.execute(text("CREATE TABLE t (v INTEGER)"))
+
+
+def insert(conn: Connection, value: int) -> None:
+    conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": value})
+
+
+def values(conn: Connection) -> list[int]:
+    return list(conn.execute(text("SELECT v FROM t ORDER BY v")).scalars())
+
+
+async def test_a_read_runs_on_the_event_loop_thread_and_a_transaction_does_not(
+    tmp_path: Path,
+) -> None:
+    """On SQLite a read takes no thread hop (common/db.py): a hop costs several times a
+    primary-key SELECT. A transaction, whose commit waits for the disk, keeps its thread."""
+    engine = untraced_engine(tmp_path)
+
+    def thread_of(conn: Connection) -> int:
+        return threading.get_ident()
+
+    try:
+        assert await read(engine, thread_of) == threading.get_ident()
+        assert await transaction(engine, thread_of) != threading.get_ident()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_sees_every_committed_transaction_and_cannot_write(tmp_path: Path) -> None:
+    engine = untraced_engine(tmp_path)
+    try:
+        await transaction(engine, create)
+        for value in (1, 2):
+            await transaction(engine, insert, value)
+            assert await read(engine, values) == list(range(1, value + 1))
+        with pytest.raises(OperationalError, match="readonly"):
+            await read(engine, insert, 3)
+        assert await read(engine, values) == [1, 2]
+    finally:
+        await engine.dispose()

@@ -51,12 +51,12 @@ async def test_no_request_hops_to_the_thread_pool(
     assert hops == []
 
 
-async def test_each_database_transaction_is_one_thread_hop(
+async def test_each_database_transaction_is_one_thread_hop_and_a_read_none(
     system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On SQLite a transaction runs in a database thread in one piece (common/db.py): one
-    wake-up of the event loop from that thread per transaction. aiosqlite took one per
-    cursor call, four or five per statement."""
+    wake-up of the event loop from that thread per transaction, and a read none (it runs
+    on the loop's thread). aiosqlite took one per cursor call, four or five per statement."""
     loop = asyncio.get_running_loop()
     wakeups: list[Any] = []
     call_soon_threadsafe = loop.call_soon_threadsafe
@@ -70,11 +70,11 @@ async def test_each_database_transaction_is_one_thread_hop(
     assert response.status_code == 201
     await system.drain()
     # order: insert the pending order, two steps' events (reserved, charged), store it
-    # confirmed with the last step's event (shipped) (4); inventory: list the SKUs, check
-    # each of the three, reserve, commit (6); shipping: save the quote, create the
-    # shipment (2), and after the response the confirmation: read the shipment and store
-    # the notification (1); payment: capture (1).
-    assert len(wakeups) == 4 + 6 + 2 + 1 + 1
+    # confirmed with the last step's event (shipped) (4); inventory: reserve, commit (2;
+    # listing the SKUs and checking each of the three are reads); shipping: save the
+    # quote, create the shipment (2), and after the response the confirmation: read the
+    # shipment and store the notification, one transaction (1); payment: capture (1).
+    assert len(wakeups) == 4 + 2 + 2 + 1 + 1
 
 
 def untraced_client(
