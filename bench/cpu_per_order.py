@@ -6,6 +6,8 @@
     git archive HEAD~1 | tar -x -C /tmp/before && \
         .venv/bin/python bench/cpu_per_order.py --trees /tmp/before,.
     .venv/bin/python bench/cpu_per_order.py --profile /tmp/profiles --rounds 1
+    .venv/bin/python bench/cpu_per_order.py --traced \
+        --trees .,.+OTEL_TRACES_EXPORTER=none,.+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy
 
 Each round starts the four services of each tree in turn (``OTEL_SDK_DISABLED=true``,
 no viewer; with the tree's own ``.venv`` if it has one, else with this one), warms them
@@ -18,7 +20,11 @@ ratio to the first tree's in the same round (rounds back to back share the machi
 
 ``--traced`` runs each tree's viewer too and traces at 100 % (``bench/overhead.py``'s
 "100% sampled": traces alone, ``OTEL_LOGS_EXPORTER=none``, ``OTEL_METRICS_EXPORTER=none``),
-and counts the viewer's CPU with the services'.
+and counts the viewer's CPU with the services'. A tree written ``PATH+NAME=VALUE+…`` runs
+with those variables on top: the same tree under other settings is one more variant to
+alternate with, which bisects the traced cost by configuration (``.+OTEL_SDK_DISABLED=true``
+is untraced with the viewer running idle; ``.+OTEL_TRACES_EXPORTER=none`` records every
+span and exports none).
 
 The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
 declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.
@@ -28,7 +34,10 @@ the measured run, writes the raw stacks there, and prints each service's top fun
 share of its samples. py-spy samples the thread holding the GIL (``--gil``), without
 pausing the process: shares of the time the GIL was held, wall clock, which counts a
 system call made while holding it (a socket write that wakes the reader) in full even
-when the kernel ran something else meanwhile; the CPU figures say how much it cost.
+when the kernel ran something else meanwhile; the CPU figures say how much it cost. The
+samples are also shown by thread (the event loop, the database threads, the span export
+thread) and by the part of the code they end in, a standard-library leaf (``contextvars``,
+``random``) counting for the package that called it.
 """
 
 from __future__ import annotations
@@ -56,6 +65,26 @@ from common import topology  # noqa: E402
 
 SERVICES = tuple(service.name for service in (*topology.DOWNSTREAM, topology.ORDER))
 VIEWER = topology.VIEWER.name
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A tree, and the variables its processes get on top of the configuration's."""
+
+    tree: Path
+    env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        """``PATH`` or ``PATH+NAME=VALUE+NAME=VALUE`` (``.+OTEL_TRACES_EXPORTER=none``)."""
+        path, *settings = spec.split("+")
+        env = tuple(tuple(s.split("=", 1)) for s in settings)
+        if any(len(pair) != 2 for pair in env):
+            raise ValueError(f"not NAME=VALUE: {spec}")
+        return cls(Path(path).resolve(), env)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return "+".join([str(self.tree), *(f"{k}={v}" for k, v in self.env)])
 
 
 @dataclass
@@ -87,10 +116,17 @@ class TreeSystem(System):
     """``bench/overhead.py``'s system, running the processes of ``tree`` with that tree's
     own interpreter: untraced and without the viewer, or (``traced``) at 100 % with it."""
 
-    def __init__(self, tree: Path, data: Path, log_level: str, traced: bool = False) -> None:
+    def __init__(
+        self,
+        tree: Path,
+        data: Path,
+        log_level: str,
+        traced: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         data.mkdir(parents=True)
         name = "100% sampled" if traced else "untraced"
-        super().__init__(name, CONFIGS[name], data)
+        super().__init__(name, CONFIGS[name] | (env or {}), data)
         if not traced:
             self.services = [s for s in self.services if s.package != "trace_viewer"]
         for service in self.services:
@@ -146,6 +182,7 @@ async def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, 
                 "--threads",
                 "--nonblocking",  # pausing every process 200 times a second stalls orders
                 "--gil",  # the thread holding the GIL: Python's work, not a thread's waits
+                "--full-filenames",  # not "sqlalchemy/engine.py" for the instrumentation
                 "--output",
                 str(files[name]),
                 stdout=asyncio.subprocess.DEVNULL,
@@ -186,34 +223,73 @@ PARTS = {
         "shipping_service",
     ),
     "asyncio and threads": ("asyncio", "concurrent", "threading.py", "queue.py", "uvloop"),
-    "OpenTelemetry API (no-op)": ("opentelemetry",),
+    "OpenTelemetry (API, SDK, instrumentations, exporter)": ("opentelemetry", "google"),
 }
+OTHER = "standard library, other"
 
 
 def part_of(frame: str) -> str:
-    """The part a raw py-spy frame (``f (fastapi/routing.py:12)``) belongs to."""
-    top = frame.partition(" (")[2].split("/", 1)[0]
+    """The part a raw py-spy frame (``f (/…/site-packages/fastapi/routing.py:12)``)
+    belongs to."""
+    top = _module(frame.partition(" (")[2]).split("/", 1)[0]
     for part, packages in PARTS.items():
         if top in packages or any(p.endswith(".py") and top == p for p in packages):
             return part
-    return "standard library, other"
+    return OTHER
 
 
-def summarise(
-    raw: Path, top: int
-) -> tuple[int, list[tuple[str, float, float]], collections.Counter[str]]:
-    """Busy samples, (function, inclusive share, self share) of them, and samples by part,
-    from a py-spy raw file; samples whose leaf is a wait are left out."""
+def part_of_stack(frames: list[str]) -> str:
+    """The part of the innermost frame that is not in the standard library's other
+    modules: ``contextvars``, ``random`` or ``re`` count for the code that called them."""
+    for frame in reversed(frames):
+        if (part := part_of(frame)) != OTHER:
+            return part
+    return OTHER
+
+
+def _module(where: str) -> str:
+    """A file as its module's path: ``/…/site-packages/starlette/routing.py:71`` →
+    ``starlette/routing.py:71``, ``/…/lib/python3.11/asyncio/events.py:80`` →
+    ``asyncio/events.py:80``, ``/work/tree/common/db.py:80`` → ``common/db.py:80``."""
+    for marker in ("/site-packages/", "/lib/python3."):
+        if marker in where:
+            where = where.rsplit(marker, 1)[1]
+            return where.split("/", 1)[1] if marker.startswith("/lib") else where
+    parts = Path(where).parts
+    for i, part in enumerate(parts):
+        if any(part in packages for packages in PARTS.values()):
+            return "/".join(parts[i:])
+    return where
+
+
+@dataclass
+class Summary:
+    """A py-spy raw file's busy samples: by function, by part, by thread."""
+
+    busy: int = 0
+    #: (function, inclusive share, self share), the most frequent first.
+    functions: list[tuple[str, float, float]] = field(default_factory=list)
+    parts: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: By thread name, numbers dropped: ``sqlite`` (all of common.db's database threads),
+    #: ``OtelBatchSpanRecordProcessor`` (the export thread), ``MainThread``.
+    threads: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def summarise(raw: Path, top: int) -> Summary:
+    """Busy samples, (function, inclusive share, self share) of them, samples by part and
+    by thread, from a py-spy raw file; samples whose leaf is a wait are left out."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     parts: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
     busy = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack:
             continue
         count = int(count_text)
-        raw_frames = [f for f in stack.split(";")[1:] if " (" in f]  # [0]: the thread
+        thread, *rest = stack.split(";")  # "thread (16596): sqlite_0"
+        raw_frames = [f for f in rest if " (" in f]
         frames = [_short(f) for f in raw_frames]
         if not frames:  # the GIL held outside any Python frame
             frames = ["no Python frame (uvloop, httptools: C holding the GIL) (:0)"]
@@ -221,7 +297,8 @@ def summarise(
         if leaf.startswith(IDLE_LEAVES) or leaf == AIOSQLITE_WAIT:
             continue
         busy += count
-        parts[part_of(raw_frames[-1]) if raw_frames else "uvloop, httptools (C)"] += count
+        threads[thread.partition(": ")[2].rstrip("_0123456789") or thread] += count
+        parts[part_of_stack(raw_frames) if raw_frames else "uvloop, httptools (C)"] += count
         for frame in {f.rsplit(":", 1)[0] + ")" for f in frames[:-1]}:
             inclusive[frame] += count
         leaf_function = leaf.rsplit(":", 1)[0] + ")"
@@ -231,32 +308,30 @@ def summarise(
             leaf_function = "uvloop (C: I/O, parsing, or epoll wait)"
         inclusive[leaf_function] += count
         own[leaf_function] += count
-    if not busy:
-        return 0, [], parts
     shares = [(f, n / busy, own[f] / busy) for f, n in inclusive.most_common(top)]
-    return busy, shares, parts
+    return Summary(busy, shares, parts, threads)
 
 
 def _short(frame: str) -> str:
     """``Router.__call__ (…/site-packages/starlette/routing.py:71)`` →
     ``Router.__call__ (starlette/routing.py:71)``."""
     function, _, where = frame.partition(" (")
-    parts = Path(where.rstrip(")")).parts
-    return f"{function} ({'/'.join(parts[-2:])})"
+    return f"{function} ({_module(where.rstrip(')'))})"
 
 
 async def one_round(
-    tree: Path, args: argparse.Namespace, tmp: Path, console: Console, number: int
+    variant: Variant, args: argparse.Namespace, tmp: Path, console: Console, number: int
 ) -> Round:
     result = Round()
-    system = TreeSystem(tree, tmp, args.log_level, args.traced)
+    tree = variant.tree
+    system = TreeSystem(tree, tmp, args.log_level, args.traced, dict(variant.env))
     async with system:
         await system.load(rate=args.rate, seconds=WARMUP)  # warm caches, pools, code paths
         before, loop_before = system.cpu_seconds(), system.main_thread_seconds()
         spans_before = await system.spans_received()
         spy = None
         if args.profile:
-            out = Path(args.profile) / f"round{number}-{tree.name}"
+            out = Path(args.profile) / f"round{number}-{tmp.name}-{tree.name}"
             out.mkdir(parents=True, exist_ok=True)
             spy = asyncio.create_task(profile(system.pids(), args.seconds + WARMUP, out))
         report = await system.load(rate=args.rate, seconds=args.seconds)
@@ -264,13 +339,17 @@ async def one_round(
         spans_after = await system.spans_received()
         if spy is not None:
             for name, raw in (await spy).items():
-                console.print(f"[bold]{tree} {name}[/] ({raw})")
-                busy, frames, parts = summarise(raw, args.top)
-                console.print(f"  {busy} samples holding the GIL; by the part they end in:")
-                for part, n in parts.most_common():
-                    console.print(f"  {n / max(busy, 1):6.1%}  {part}")
+                console.print(f"[bold]{variant} {name}[/] ({raw})")
+                found = summarise(raw, args.top)
+                busy = max(found.busy, 1)
+                console.print(f"  {found.busy} samples holding the GIL; by thread:")
+                for thread, n in found.threads.most_common():
+                    console.print(f"  {n / busy:6.1%}  {thread}")
+                console.print("  by the part they end in (the standard library: its caller's):")
+                for part, n in found.parts.most_common():
+                    console.print(f"  {n / busy:6.1%}  {part}")
                 console.print("  functions, inclusive and self shares:")
-                for frame, incl, own in frames:
+                for frame, incl, own in found.functions:
                     console.print(f"  {incl:6.1%} {own:6.1%}  {frame}")
     result.sent = args.rate * (WARMUP + args.seconds)
     result.cpu_ms = {p: (after[p] - before[p]) * 1000 / result.sent for p in after}
@@ -286,7 +365,12 @@ async def one_round(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trees", default=".", help="comma-separated worktrees to alternate")
+    parser.add_argument(
+        "--trees",
+        default=".",
+        help="comma-separated worktrees to alternate, each PATH or PATH+NAME=VALUE+…: "
+        "the same tree under other OTEL_* settings is a variant too",
+    )
     parser.add_argument("--rate", type=float, default=30, help="orders/s, open loop")
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per round")
     parser.add_argument("--rounds", type=int, default=5)
@@ -297,16 +381,21 @@ def main() -> None:
     parser.add_argument("--profile", metavar="DIR", help="py-spy each service into DIR")
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
     args = parser.parse_args()
-    trees = [Path(t).resolve() for t in args.trees.split(",")]
-    if missing := [t for t in trees if not (t / "inventory_service").is_dir()]:
-        parser.error(f"not an ordersim tree: {missing[0]}")
+    try:
+        trees = [Variant.parse(t) for t in args.trees.split(",")]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if missing := [v for v in trees if not (v.tree / "inventory_service").is_dir()]:
+        parser.error(f"not an ordersim tree: {missing[0].tree}")
+    if len(set(trees)) != len(trees):
+        parser.error("a variant is listed twice")
     asyncio.run(measure(args, trees))
 
 
-async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
+async def measure(args: argparse.Namespace, trees: list[Variant]) -> None:
     console = Console(width=150)
     processes = (*SERVICES, VIEWER) if args.traced else SERVICES
-    runs: dict[Path, list[Round]] = {tree: [] for tree in trees}
+    runs: dict[Variant, list[Round]] = {tree: [] for tree in trees}
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(1, args.rounds + 1):
             for tree in trees:
@@ -321,7 +410,7 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
                         for s in processes
                     )
                     + (f"  spans/order {found.spans:.1f}" if found.spans is not None else "")
-                    + f"  statuses {found.statuses}"
+                    + f"  statuses {found.statuses}  load {os.getloadavg()[0]:.1f}"
                 )
 
     table = Table(
