@@ -16,7 +16,9 @@ reads each process's CPU time (Linux ``/proc``) before and after. CPU time per o
 much steadier than throughput on a machine shared with other work, and alternating the
 trees round by round lets drift in the machine's speed hit them alike. Figures are
 medians of rounds, with the range; with several trees, also the median of each round's
-ratio to the first tree's in the same round (rounds back to back share the machine's load).
+ratio to the first tree's in the same round (rounds back to back share the machine's load;
+every other round runs the trees in the reverse order, so that a load rising or falling
+during a round favours none of them).
 
 ``--traced`` runs each tree's viewer too and traces at 100 % (``bench/overhead.py``'s
 "100% sampled": traces alone, ``OTEL_LOGS_EXPORTER=none``, ``OTEL_METRICS_EXPORTER=none``),
@@ -398,7 +400,8 @@ async def measure(args: argparse.Namespace, trees: list[Variant]) -> None:
     runs: dict[Variant, list[Round]] = {tree: [] for tree in trees}
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(1, args.rounds + 1):
-            for tree in trees:
+            # A B, then B A: the machine's load drifting during a round hits both alike.
+            for tree in trees if number % 2 else trees[::-1]:
                 data = Path(tmp) / f"{number}-{trees.index(tree)}"
                 found = await one_round(tree, args, data, console, number)
                 runs[tree].append(found)
