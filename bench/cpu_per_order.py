@@ -39,7 +39,10 @@ system call made while holding it (a socket write that wakes the reader) in full
 when the kernel ran something else meanwhile; the CPU figures say how much it cost. The
 samples are also shown by thread (the event loop, the database threads, the span export
 thread) and by the part of the code they end in, a standard-library leaf (``contextvars``,
-``random``) counting for the package that called it.
+``random``) counting for the package that called it; and tracing's own work (OpenTelemetry's
+code and our hooks into it) in ms an order, by the frame it was entered at: a server
+span's in ``OpenTelemetryMiddleware.__call__``, the export thread's in
+``BatchProcessor.worker``.
 """
 
 from __future__ import annotations
@@ -163,6 +166,9 @@ class TreeSystem(System):
         return seconds
 
 
+PROFILE_RATE = 200  # py-spy samples a second
+
+
 async def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, Path]:
     """py-spy ``record`` of every process at once, raw (collapsed) stacks, one file each."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -178,7 +184,7 @@ async def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, 
                 "--duration",
                 str(int(seconds)),
                 "--rate",
-                "200",
+                str(PROFILE_RATE),
                 "--format",
                 "raw",
                 "--threads",
@@ -228,6 +234,9 @@ PARTS = {
     "OpenTelemetry (API, SDK, instrumentations, exporter)": ("opentelemetry", "google"),
 }
 OTHER = "standard library, other"
+TRACING = "OpenTelemetry (API, SDK, instrumentations, exporter)"
+#: Our own hooks into the instrumentations, whose work is tracing's too.
+TRACING_HOOKS = "common/telemetry.py"
 
 
 def part_of(frame: str) -> str:
@@ -247,6 +256,31 @@ def part_of_stack(frames: list[str]) -> str:
         if (part := part_of(frame)) != OTHER:
             return part
     return OTHER
+
+
+def tracing_entry(raw_frames: list[str]) -> str | None:
+    """Where the tracing work a sample ends in was entered: None unless its innermost
+    frame outside the standard library's other modules is OpenTelemetry's (or one of our
+    hooks); then the outermost frame of the run of tracing (and standard-library) frames
+    leading to it: ``OpenTelemetryMiddleware.__call__`` for the server span's own work,
+    ``BatchProcessor.worker`` for the export thread's, not the app it wraps."""
+
+    def tracing(frame: str) -> bool:
+        return part_of(frame) == TRACING or _module(frame.partition(" (")[2]).startswith(
+            TRACING_HOOKS
+        )
+
+    inner = len(raw_frames) - 1
+    while inner >= 0 and part_of(raw_frames[inner]) == OTHER:
+        inner -= 1
+    if inner < 0 or not tracing(raw_frames[inner]):
+        return None
+    entry = inner
+    while entry > 0 and (tracing(raw_frames[entry - 1]) or part_of(raw_frames[entry - 1]) == OTHER):
+        entry -= 1
+    while not tracing(raw_frames[entry]):
+        entry += 1
+    return _short(raw_frames[entry]).rsplit(":", 1)[0] + ")"
 
 
 def _module(where: str) -> str:
@@ -275,6 +309,8 @@ class Summary:
     #: By thread name, numbers dropped: ``sqlite`` (all of common.db's database threads),
     #: ``OtelBatchSpanRecordProcessor`` (the export thread), ``MainThread``.
     threads: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Tracing's own work, by the frame it was entered at (see tracing_entry).
+    tracing: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 def summarise(raw: Path, top: int) -> Summary:
@@ -284,6 +320,7 @@ def summarise(raw: Path, top: int) -> Summary:
     own: collections.Counter[str] = collections.Counter()
     parts: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
+    tracing: collections.Counter[str] = collections.Counter()
     busy = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -301,6 +338,8 @@ def summarise(raw: Path, top: int) -> Summary:
         busy += count
         threads[thread.partition(": ")[2].rstrip("_0123456789") or thread] += count
         parts[part_of_stack(raw_frames) if raw_frames else "uvloop, httptools (C)"] += count
+        if (entry := tracing_entry(raw_frames)) is not None:
+            tracing[entry] += count
         for frame in {f.rsplit(":", 1)[0] + ")" for f in frames[:-1]}:
             inclusive[frame] += count
         leaf_function = leaf.rsplit(":", 1)[0] + ")"
@@ -311,7 +350,7 @@ def summarise(raw: Path, top: int) -> Summary:
         inclusive[leaf_function] += count
         own[leaf_function] += count
     shares = [(f, n / busy, own[f] / busy) for f, n in inclusive.most_common(top)]
-    return Summary(busy, shares, parts, threads)
+    return Summary(busy, shares, parts, threads, tracing)
 
 
 def _short(frame: str) -> str:
@@ -350,6 +389,13 @@ async def one_round(
                 console.print("  by the part they end in (the standard library: its caller's):")
                 for part, n in found.parts.most_common():
                     console.print(f"  {n / busy:6.1%}  {part}")
+                ms = 1000 / PROFILE_RATE / (args.rate * (args.seconds + WARMUP))
+                console.print(
+                    f"  tracing's own work: {sum(found.tracing.values()) * ms:.2f} ms an order"
+                    " (GIL held, wall clock), by the frame it was entered at:"
+                )
+                for entry, n in found.tracing.most_common(args.top):
+                    console.print(f"  {n * ms:6.3f} ms  {entry}")
                 console.print("  functions, inclusive and self shares:")
                 for frame, incl, own in found.functions:
                     console.print(f"  {incl:6.1%} {own:6.1%}  {frame}")

@@ -430,7 +430,7 @@ def _statement_naming(statement: str, context: Any) -> _StatementNaming:
     worked out once per compiled statement: SQLAlchemy compiles each statement shape once
     and hands every execution of it the same ``context.compiled`` (its compiled cache), so
     the services' statements, all Core constructs, are each named once, not at every
-    execution (a sixth of what a database span costs its thread, bench/span_costs.py)."""
+    execution (7 of the 64 µs a statement's span cost, bench/span_costs.py)."""
     compiled = getattr(context, "compiled", None)
     naming: _StatementNaming | None = getattr(compiled, _NAMING, None)
     if naming is not None:
@@ -524,9 +524,10 @@ def build_resource(service_name: str) -> Resource:
 class HashedOnceResource(Resource):
     """A resource that computes its hash once: the SDK's serialises every attribute to
     JSON at each ``hash()``, and the OTLP exporter hashes the resource of every span it
-    encodes (it groups a batch's spans by resource, a dict key): 3.5 µs a span, a sixth of
-    encoding it (bench/span_costs.py --export). Its attributes cannot change after it is
-    made; it equals, and hashes like, a plain ``Resource`` of the same attributes."""
+    encodes (it groups a batch's spans by resource, a dict key): 3.3 µs a span, a sixth of
+    encoding it (bench/span_costs.py, bench/upstream_span_costs.py). Its attributes cannot
+    change after it is made; it equals, and hashes like, a plain ``Resource`` of the same
+    attributes."""
 
     def __init__(self, attributes: ResourceAttributes, schema_url: str | None = None) -> None:
         super().__init__(attributes, schema_url)
