@@ -6,6 +6,8 @@
     git archive HEAD~1 | tar -x -C /tmp/before && \
         .venv/bin/python bench/cpu_per_order.py --trees /tmp/before,.
     .venv/bin/python bench/cpu_per_order.py --profile /tmp/profiles --rounds 1
+    .venv/bin/python bench/cpu_per_order.py --traced \
+        --trees .,.+OTEL_TRACES_EXPORTER=none,.+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=sqlalchemy
 
 Each round starts the four services of each tree in turn (``OTEL_SDK_DISABLED=true``,
 no viewer; with the tree's own ``.venv`` if it has one, else with this one), warms them
@@ -14,11 +16,17 @@ reads each process's CPU time (Linux ``/proc``) before and after. CPU time per o
 much steadier than throughput on a machine shared with other work, and alternating the
 trees round by round lets drift in the machine's speed hit them alike. Figures are
 medians of rounds, with the range; with several trees, also the median of each round's
-ratio to the first tree's in the same round (rounds back to back share the machine's load).
+ratio to the first tree's in the same round (rounds back to back share the machine's load;
+every other round runs the trees in the reverse order, so that a load rising or falling
+during a round favours none of them).
 
 ``--traced`` runs each tree's viewer too and traces at 100 % (``bench/overhead.py``'s
 "100% sampled": traces alone, ``OTEL_LOGS_EXPORTER=none``, ``OTEL_METRICS_EXPORTER=none``),
-and counts the viewer's CPU with the services'.
+and counts the viewer's CPU with the services'. A tree written ``PATH+NAME=VALUE+…`` runs
+with those variables on top: the same tree under other settings is one more variant to
+alternate with, which bisects the traced cost by configuration (``.+OTEL_SDK_DISABLED=true``
+is untraced with the viewer running idle; ``.+OTEL_TRACES_EXPORTER=none`` records every
+span and exports none).
 
 The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
 declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.
@@ -32,7 +40,13 @@ the measured run, writes the raw stacks there, and prints each service's top fun
 share of its samples. py-spy samples the thread holding the GIL (``--gil``), without
 pausing the process: shares of the time the GIL was held, wall clock, which counts a
 system call made while holding it (a socket write that wakes the reader) in full even
-when the kernel ran something else meanwhile; the CPU figures say how much it cost.
+when the kernel ran something else meanwhile; the CPU figures say how much it cost. The
+samples are also shown by thread (the event loop, the database threads, the span export
+thread) and by the part of the code they end in, a standard-library leaf (``contextvars``,
+``random``) counting for the package that called it; and tracing's own work (OpenTelemetry's
+code and our hooks into it) in ms an order, by the frame it was entered at: a server
+span's in ``OpenTelemetryMiddleware.__call__``, the export thread's in
+``BatchProcessor.worker``.
 """
 
 from __future__ import annotations
@@ -61,6 +75,26 @@ from common import topology  # noqa: E402
 
 SERVICES = tuple(service.name for service in (*topology.DOWNSTREAM, topology.ORDER))
 VIEWER = topology.VIEWER.name
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A tree, and the variables its processes get on top of the configuration's."""
+
+    tree: Path
+    env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        """``PATH`` or ``PATH+NAME=VALUE+NAME=VALUE`` (``.+OTEL_TRACES_EXPORTER=none``)."""
+        path, *settings = spec.split("+")
+        env = tuple(tuple(s.split("=", 1)) for s in settings)
+        if any(len(pair) != 2 for pair in env):
+            raise ValueError(f"not NAME=VALUE: {spec}")
+        return cls(Path(path).resolve(), env)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return "+".join([str(self.tree), *(f"{k}={v}" for k, v in self.env)])
 
 
 @dataclass
@@ -92,10 +126,17 @@ class TreeSystem(System):
     """``bench/overhead.py``'s system, running the processes of ``tree`` with that tree's
     own interpreter: untraced and without the viewer, or (``traced``) at 100 % with it."""
 
-    def __init__(self, tree: Path, data: Path, log_level: str, traced: bool = False) -> None:
+    def __init__(
+        self,
+        tree: Path,
+        data: Path,
+        log_level: str,
+        traced: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         data.mkdir(parents=True)
         name = "100% sampled" if traced else "untraced"
-        super().__init__(name, CONFIGS[name], data)
+        super().__init__(name, CONFIGS[name] | (env or {}), data)
         if not traced:
             self.services = [s for s in self.services if s.package != "trace_viewer"]
         for service in self.services:
@@ -130,6 +171,9 @@ class TreeSystem(System):
         return seconds
 
 
+PROFILE_RATE = 200  # py-spy samples a second
+
+
 async def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, Path]:
     """py-spy ``record`` of every process at once, raw (collapsed) stacks, one file each."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -145,12 +189,13 @@ async def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, 
                 "--duration",
                 str(int(seconds)),
                 "--rate",
-                "200",
+                str(PROFILE_RATE),
                 "--format",
                 "raw",
                 "--threads",
                 "--nonblocking",  # pausing every process 200 times a second stalls orders
                 "--gil",  # the thread holding the GIL: Python's work, not a thread's waits
+                "--full-filenames",  # not "sqlalchemy/engine.py" for the instrumentation
                 "--output",
                 str(files[name]),
                 stdout=asyncio.subprocess.DEVNULL,
@@ -219,34 +264,104 @@ PARTS = {
         "shipping_service",
     ),
     "asyncio and threads": ("asyncio", "concurrent", "threading.py", "queue.py", "uvloop"),
-    "OpenTelemetry API (no-op)": ("opentelemetry",),
+    "OpenTelemetry (API, SDK, instrumentations, exporter)": ("opentelemetry", "google"),
 }
+OTHER = "standard library, other"
+TRACING = "OpenTelemetry (API, SDK, instrumentations, exporter)"
+#: Our own hooks into the instrumentations, whose work is tracing's too.
+TRACING_HOOKS = "common/telemetry.py"
 
 
 def part_of(frame: str) -> str:
-    """The part a raw py-spy frame (``f (fastapi/routing.py:12)``) belongs to."""
-    top = frame.partition(" (")[2].split("/", 1)[0]
+    """The part a raw py-spy frame (``f (/…/site-packages/fastapi/routing.py:12)``)
+    belongs to."""
+    top = _module(frame.partition(" (")[2]).split("/", 1)[0]
     for part, packages in PARTS.items():
         if top in packages or any(p.endswith(".py") and top == p for p in packages):
             return part
-    return "standard library, other"
+    return OTHER
 
 
-def summarise(
-    raw: Path, top: int
-) -> tuple[int, list[tuple[str, float, float]], collections.Counter[str]]:
-    """Busy samples, (function, inclusive share, self share) of them, and samples by part,
-    from a py-spy raw file; samples whose leaf is a wait are left out."""
+def part_of_stack(frames: list[str]) -> str:
+    """The part of the innermost frame that is not in the standard library's other
+    modules: ``contextvars``, ``random`` or ``re`` count for the code that called them."""
+    for frame in reversed(frames):
+        if (part := part_of(frame)) != OTHER:
+            return part
+    return OTHER
+
+
+def tracing_entry(raw_frames: list[str]) -> str | None:
+    """Where the tracing work a sample ends in was entered: None unless its innermost
+    frame outside the standard library's other modules is OpenTelemetry's (or one of our
+    hooks); then the outermost frame of the run of tracing (and standard-library) frames
+    leading to it: ``OpenTelemetryMiddleware.__call__`` for the server span's own work,
+    ``BatchProcessor.worker`` for the export thread's, not the app it wraps."""
+
+    def tracing(frame: str) -> bool:
+        return part_of(frame) == TRACING or _module(frame.partition(" (")[2]).startswith(
+            TRACING_HOOKS
+        )
+
+    inner = len(raw_frames) - 1
+    while inner >= 0 and part_of(raw_frames[inner]) == OTHER:
+        inner -= 1
+    if inner < 0 or not tracing(raw_frames[inner]):
+        return None
+    entry = inner
+    while entry > 0 and (tracing(raw_frames[entry - 1]) or part_of(raw_frames[entry - 1]) == OTHER):
+        entry -= 1
+    while not tracing(raw_frames[entry]):
+        entry += 1
+    return _short(raw_frames[entry]).rsplit(":", 1)[0] + ")"
+
+
+def _module(where: str) -> str:
+    """A file as its module's path: ``/…/site-packages/starlette/routing.py:71`` →
+    ``starlette/routing.py:71``, ``/…/lib/python3.11/asyncio/events.py:80`` →
+    ``asyncio/events.py:80``, ``/work/tree/common/db.py:80`` → ``common/db.py:80``."""
+    for marker in ("/site-packages/", "/lib/python3."):
+        if marker in where:
+            where = where.rsplit(marker, 1)[1]
+            return where.split("/", 1)[1] if marker.startswith("/lib") else where
+    parts = Path(where).parts
+    for i, part in enumerate(parts):
+        if any(part in packages for packages in PARTS.values()):
+            return "/".join(parts[i:])
+    return where
+
+
+@dataclass
+class Summary:
+    """A py-spy raw file's busy samples: by function, by part, by thread."""
+
+    busy: int = 0
+    #: (function, inclusive share, self share), the most frequent first.
+    functions: list[tuple[str, float, float]] = field(default_factory=list)
+    parts: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: By thread name, numbers dropped: ``sqlite`` (all of common.db's database threads),
+    #: ``OtelBatchSpanRecordProcessor`` (the export thread), ``MainThread``.
+    threads: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: Tracing's own work, by the frame it was entered at (see tracing_entry).
+    tracing: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def summarise(raw: Path, top: int) -> Summary:
+    """Busy samples, (function, inclusive share, self share) of them, samples by part and
+    by thread, from a py-spy raw file; samples whose leaf is a wait are left out."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     parts: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    tracing: collections.Counter[str] = collections.Counter()
     busy = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack:
             continue
         count = int(count_text)
-        raw_frames = [f for f in stack.split(";")[1:] if " (" in f]  # [0]: the thread
+        thread, *rest = stack.split(";")  # "thread (16596): sqlite_0"
+        raw_frames = [f for f in rest if " (" in f]
         frames = [_short(f) for f in raw_frames]
         if not frames:  # the GIL held outside any Python frame
             frames = ["no Python frame (uvloop, httptools: C holding the GIL) (:0)"]
@@ -254,7 +369,10 @@ def summarise(
         if leaf.startswith(IDLE_LEAVES) or leaf == AIOSQLITE_WAIT:
             continue
         busy += count
-        parts[part_of(raw_frames[-1]) if raw_frames else "uvloop, httptools (C)"] += count
+        threads[thread.partition(": ")[2].rstrip("_0123456789") or thread] += count
+        parts[part_of_stack(raw_frames) if raw_frames else "uvloop, httptools (C)"] += count
+        if (entry := tracing_entry(raw_frames)) is not None:
+            tracing[entry] += count
         for frame in {f.rsplit(":", 1)[0] + ")" for f in frames[:-1]}:
             inclusive[frame] += count
         leaf_function = leaf.rsplit(":", 1)[0] + ")"
@@ -264,25 +382,23 @@ def summarise(
             leaf_function = "uvloop (C: I/O, parsing, or epoll wait)"
         inclusive[leaf_function] += count
         own[leaf_function] += count
-    if not busy:
-        return 0, [], parts
     shares = [(f, n / busy, own[f] / busy) for f, n in inclusive.most_common(top)]
-    return busy, shares, parts
+    return Summary(busy, shares, parts, threads, tracing)
 
 
 def _short(frame: str) -> str:
     """``Router.__call__ (…/site-packages/starlette/routing.py:71)`` →
     ``Router.__call__ (starlette/routing.py:71)``."""
     function, _, where = frame.partition(" (")
-    parts = Path(where.rstrip(")")).parts
-    return f"{function} ({'/'.join(parts[-2:])})"
+    return f"{function} ({_module(where.rstrip(')'))})"
 
 
 async def one_round(
-    tree: Path, args: argparse.Namespace, tmp: Path, console: Console, number: int
+    variant: Variant, args: argparse.Namespace, tmp: Path, console: Console, number: int
 ) -> Round:
     result = Round()
-    system = TreeSystem(tree, tmp, args.log_level, args.traced)
+    tree = variant.tree
+    system = TreeSystem(tree, tmp, args.log_level, args.traced, dict(variant.env))
     async with system:
         await system.load(rate=args.rate, seconds=WARMUP)  # warm caches, pools, code paths
         before, loop_before = system.cpu_seconds(), system.main_thread_seconds()
@@ -293,7 +409,7 @@ async def one_round(
                 perf_record(system.pids(), args.seconds + WARMUP, Path(args.perf), number, tree)
             )
         if args.profile:
-            out = Path(args.profile) / f"round{number}-{tree.name}"
+            out = Path(args.profile) / f"round{number}-{tmp.name}-{tree.name}"
             out.mkdir(parents=True, exist_ok=True)
             spy = asyncio.create_task(profile(system.pids(), args.seconds + WARMUP, out))
         report = await system.load(rate=args.rate, seconds=args.seconds)
@@ -305,13 +421,24 @@ async def one_round(
                 console.print(f"  {share:6.1%}  {escape(library)}")  # [kernel.kallsyms]
         if spy is not None:
             for name, raw in (await spy).items():
-                console.print(f"[bold]{tree} {name}[/] ({raw})")
-                busy, frames, parts = summarise(raw, args.top)
-                console.print(f"  {busy} samples holding the GIL; by the part they end in:")
-                for part, n in parts.most_common():
-                    console.print(f"  {n / max(busy, 1):6.1%}  {part}")
+                console.print(f"[bold]{variant} {name}[/] ({raw})")
+                found = summarise(raw, args.top)
+                busy = max(found.busy, 1)
+                console.print(f"  {found.busy} samples holding the GIL; by thread:")
+                for thread, n in found.threads.most_common():
+                    console.print(f"  {n / busy:6.1%}  {thread}")
+                console.print("  by the part they end in (the standard library: its caller's):")
+                for part, n in found.parts.most_common():
+                    console.print(f"  {n / busy:6.1%}  {part}")
+                ms = 1000 / PROFILE_RATE / (args.rate * (args.seconds + WARMUP))
+                console.print(
+                    f"  tracing's own work: {sum(found.tracing.values()) * ms:.2f} ms an order"
+                    " (GIL held, wall clock), by the frame it was entered at:"
+                )
+                for entry, n in found.tracing.most_common(args.top):
+                    console.print(f"  {n * ms:6.3f} ms  {entry}")
                 console.print("  functions, inclusive and self shares:")
-                for frame, incl, own in frames:
+                for frame, incl, own in found.functions:
                     console.print(f"  {incl:6.1%} {own:6.1%}  {frame}")
     result.sent = args.rate * (WARMUP + args.seconds)
     result.cpu_ms = {p: (after[p] - before[p]) * 1000 / result.sent for p in after}
@@ -327,7 +454,12 @@ async def one_round(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trees", default=".", help="comma-separated worktrees to alternate")
+    parser.add_argument(
+        "--trees",
+        default=".",
+        help="comma-separated worktrees to alternate, each PATH or PATH+NAME=VALUE+…: "
+        "the same tree under other OTEL_* settings is a variant too",
+    )
     parser.add_argument("--rate", type=float, default=30, help="orders/s, open loop")
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per round")
     parser.add_argument("--rounds", type=int, default=5)
@@ -341,21 +473,27 @@ def main() -> None:
     )
     parser.add_argument("--top", type=int, default=25, help="functions listed per profile")
     args = parser.parse_args()
-    trees = [Path(t).resolve() for t in args.trees.split(",")]
+    try:
+        trees = [Variant.parse(t) for t in args.trees.split(",")]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if missing := [v for v in trees if not (v.tree / "inventory_service").is_dir()]:
+        parser.error(f"not an ordersim tree: {missing[0].tree}")
+    if len(set(trees)) != len(trees):
+        parser.error("a variant is listed twice")
     if args.perf:
         Path(args.perf).mkdir(parents=True, exist_ok=True)
-    if missing := [t for t in trees if not (t / "inventory_service").is_dir()]:
-        parser.error(f"not an ordersim tree: {missing[0]}")
     asyncio.run(measure(args, trees))
 
 
-async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
+async def measure(args: argparse.Namespace, trees: list[Variant]) -> None:
     console = Console(width=150)
     processes = (*SERVICES, VIEWER) if args.traced else SERVICES
-    runs: dict[Path, list[Round]] = {tree: [] for tree in trees}
+    runs: dict[Variant, list[Round]] = {tree: [] for tree in trees}
     with tempfile.TemporaryDirectory() as tmp:
         for number in range(1, args.rounds + 1):
-            for tree in trees:
+            # A B, then B A: the machine's load drifting during a round hits both alike.
+            for tree in trees if number % 2 else trees[::-1]:
                 data = Path(tmp) / f"{number}-{trees.index(tree)}"
                 found = await one_round(tree, args, data, console, number)
                 runs[tree].append(found)
@@ -367,7 +505,7 @@ async def measure(args: argparse.Namespace, trees: list[Path]) -> None:
                         for s in processes
                     )
                     + (f"  spans/order {found.spans:.1f}" if found.spans is not None else "")
-                    + f"  statuses {found.statuses}"
+                    + f"  statuses {found.statuses}  load {os.getloadavg()[0]:.1f}"
                 )
 
     table = Table(

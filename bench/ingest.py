@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -40,13 +41,17 @@ from ordersim.testing.processes import running_viewer
 SERVICES = [service.name for service in topology.SERVICES]
 
 
-def order_like_spans(count: int) -> list[ReadableSpan]:
-    """Traces shaped like an order: a server span per service with children and attributes."""
+def order_like_spans(
+    count: int, resource: Callable[[str], Resource] | None = None
+) -> list[ReadableSpan]:
+    """Traces shaped like an order: a server span per service with children and attributes;
+    each service's resource ``resource(service)``, or its name alone."""
     memory = InMemorySpanExporter()
     providers = []
     for service in SERVICES:
         provider = TracerProvider(
-            resource=Resource.create({"service.name": service}), id_generator=RandomIdGenerator()
+            resource=resource(service) if resource else Resource.create({"service.name": service}),
+            id_generator=RandomIdGenerator(),
         )
         provider.add_span_processor(SimpleSpanProcessor(memory))
         providers.append(provider)

@@ -74,6 +74,7 @@ from opentelemetry.sdk.environment_variables import (
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
+from opentelemetry.sdk.resources import Attributes as ResourceAttributes
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -410,14 +411,40 @@ def name_statement_span(
     instrumentation's name (the conventions' fallback target is the database).
     """
     span = getattr(context, "_otel_span", None)  # where the EngineTracer keeps it
-    if span is None or not span.is_recording() or not statement.strip():
+    if span is None or not span.is_recording():
         return
+    name, attributes = _statement_naming(statement, context)
+    if name is not None:
+        span.update_name(name)
+    if attributes:
+        span.set_attributes(attributes)
+
+
+#: Where a compiled statement keeps its span's name and attributes (see _statement_naming).
+_NAMING = "_ordersim_span_naming"
+_StatementNaming = tuple[str | None, dict[str, str]]
+
+
+def _statement_naming(statement: str, context: Any) -> _StatementNaming:
+    """The span name (None: the instrumentation's stays) and attributes of ``statement``,
+    worked out once per compiled statement: SQLAlchemy compiles each statement shape once
+    and hands every execution of it the same ``context.compiled`` (its compiled cache), so
+    the services' statements, all Core constructs, are each named once, not at every
+    execution (7 of the 64 µs a statement's span cost, bench/span_costs.py)."""
+    compiled = getattr(context, "compiled", None)
+    naming: _StatementNaming | None = getattr(compiled, _NAMING, None)
+    if naming is not None:
+        return naming
     operation, table = statement_target(statement, context)
-    if table is None:
-        span.set_attribute(DB_OPERATION_NAME, operation)
-        return
-    span.update_name(f"{operation} {table}")
-    span.set_attributes({DB_OPERATION_NAME: operation, DB_COLLECTION_NAME: table})
+    if not operation:
+        naming = (None, {})
+    elif table is None:
+        naming = (None, {DB_OPERATION_NAME: operation})
+    else:
+        naming = (f"{operation} {table}", {DB_OPERATION_NAME: operation, DB_COLLECTION_NAME: table})
+    if compiled is not None:
+        setattr(compiled, _NAMING, naming)
+    return naming
 
 
 def statement_target(statement: str, context: Any) -> tuple[str, str | None]:
@@ -490,7 +517,24 @@ def build_resource(service_name: str) -> Resource:
     set them."""
     defaults = {SERVICE_NAME: service_name, SERVICE_INSTANCE_ID: str(uuid.uuid4())}
     from_env = OTELResourceDetector().detect().attributes
-    return Resource.create({k: v for k, v in defaults.items() if k not in from_env})
+    created = Resource.create({k: v for k, v in defaults.items() if k not in from_env})
+    return HashedOnceResource(created.attributes, created.schema_url)
+
+
+class HashedOnceResource(Resource):
+    """A resource that computes its hash once: the SDK's serialises every attribute to
+    JSON at each ``hash()``, and the OTLP exporter hashes the resource of every span it
+    encodes (it groups a batch's spans by resource, a dict key): 3.3 µs a span, a sixth of
+    encoding it (bench/span_costs.py, bench/upstream_span_costs.py). Its attributes cannot
+    change after it is made; it equals, and hashes like, a plain ``Resource`` of the same
+    attributes."""
+
+    def __init__(self, attributes: ResourceAttributes, schema_url: str | None = None) -> None:
+        super().__init__(attributes, schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def setup_telemetry(

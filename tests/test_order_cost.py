@@ -7,17 +7,23 @@ so a change that brings a cost back fails here, whatever the machine's speed.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
 import httpx
+import opentelemetry.sdk.resources
 import pytest
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from common.http import Timeouts, create_http_client
-from common.telemetry import Telemetry
+from common.telemetry import Telemetry, build_resource
 from inventory_service.client import InventoryClient
 from ordersim.testing import System, service_of
 from tests.helpers import order_body
@@ -155,3 +161,27 @@ async def test_the_statements_of_a_confirmed_order(system: System) -> None:
         ("shipping-service", "SELECT quotes"): 1,
         ("shipping-service", "INSERT shipments"): 1,
     }
+
+
+def test_exporting_spans_does_not_serialise_the_resource_for_each_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The OTLP encoder groups a batch's spans by resource, hashing the resource of each;
+    the SDK's ``Resource`` serialises its attributes to JSON at every hash. The services'
+    resource (``build_resource``) is hashed once, when it is made."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=build_resource("test-service"))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for _ in range(20):
+        with provider.get_tracer("test").start_as_current_span("step"):
+            pass
+    serialised: list[object] = []
+
+    def counted(value: object, **kwargs: Any) -> str:
+        serialised.append(value)
+        return json.dumps(value, **kwargs)
+
+    monkeypatch.setattr(opentelemetry.sdk.resources, "dumps", counted)
+    request = encode_spans(exporter.get_finished_spans())
+    assert [len(r.scope_spans[0].spans) for r in request.resource_spans] == [20]
+    assert serialised == []

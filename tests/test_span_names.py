@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -22,9 +24,10 @@ from sqlalchemy import (
     update,
 )
 
+import common.telemetry
 from common.db import create_engine
 from common.http import Timeouts, create_http_client
-from common.telemetry import Telemetry, setup_telemetry
+from common.telemetry import Telemetry, setup_telemetry, statement_target
 from payment_service.client import PaymentClient
 
 METADATA = MetaData()
@@ -74,6 +77,37 @@ async def test_database_spans_are_named_operation_and_table(tmp_path: Path) -> N
         assert span.name == f"SELECT {tmp_path}/names.db"
         assert span.attributes["db.operation.name"] == "SELECT"
         assert "db.collection.name" not in span.attributes
+
+
+async def test_a_statement_is_named_once_however_often_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy compiles a statement's shape once; its span's name and attributes are
+    worked out with it, not at each of its executions."""
+    exporter = InMemorySpanExporter()
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/names.db", telemetry(exporter))
+    targets: list[str] = []
+
+    def counted(statement: str, context: Any) -> tuple[str, str | None]:
+        targets.append(statement)
+        return statement_target(statement, context)
+
+    monkeypatch.setattr(common.telemetry, "statement_target", counted)
+    async with engine.begin() as conn:
+        await conn.run_sync(METADATA.create_all)
+        exporter.clear()
+        targets.clear()
+        for item in range(3):
+            await conn.execute(select(ITEMS.c.v).where(ITEMS.c.id == item))
+        await conn.execute(text("SELECT 1"))
+        await conn.execute(text("SELECT 1"))
+    await engine.dispose()
+
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == [*["SELECT items"] * 3, *[f"SELECT {tmp_path}/names.db"] * 2]
+    assert [s.attributes["db.collection.name"] for s in spans[:3]] == ["items"] * 3
+    assert {s.attributes["db.operation.name"] for s in spans} == {"SELECT"}
+    assert len(targets) == 2  # the SELECT's shape, and the raw SQL's
 
 
 async def test_http_client_spans_are_named_method_and_url_template() -> None:
