@@ -153,6 +153,12 @@ def test_a_summary_merged_batch_by_batch_is_the_one_of_all_its_spans(
         store = TraceStore(path, Limits(max_traces, 10**9))
         for batch in batches:
             store.write(batch)
+        # What retention weighs, kept up to date batch by batch: as counted afresh.
+        with sqlite3.connect(path) as conn:
+            counted = conn.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM traces")
+            assert (store.trace_count, store._trace_bytes) == counted.fetchone()
+        conn.close()
+        assert store.trace_count <= max_traces
         store.close()
         stored, recomputed = merged_and_recomputed(path)
     assert stored == recomputed

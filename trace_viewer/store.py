@@ -495,8 +495,7 @@ class TraceStore(SignalTables):
         self.spans_rejected = 0
         self.spans_repaired = 0
         self.traces_evicted = 0
-        #: Traces stored, as the writer last counted them (what a search plan weighs).
-        (self.trace_count,) = self._writer.execute("SELECT count(*) FROM traces").fetchone()
+        self._count_traces()
         self._open_signals(limits.signals)
 
     def _open_schema(self) -> None:
@@ -538,6 +537,16 @@ class TraceStore(SignalTables):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _count_traces(self) -> None:
+        """Count the traces stored and their bytes; the writer then keeps both up to date as
+        it merges and evicts, rather than sum a column of every trace for each batch."""
+        count, size = self._writer.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0) FROM traces"
+        ).fetchone()
+        #: Traces stored (what a search plan weighs), and their bytes.
+        self.trace_count: int = count
+        self._trace_bytes: int = size
 
     def _backfill_faults(self) -> None:
         """Mark the injected faults of the spans a version-0 database holds."""
@@ -765,6 +774,7 @@ class TraceStore(SignalTables):
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 self._blob_ids.clear()  # the rolled-back blobs are gone
+                self._count_traces()  # and so are the batch's traces and evictions
                 raise
 
     def _summarise(self, last: int) -> None:
@@ -781,6 +791,8 @@ class TraceStore(SignalTables):
                 _AGGREGATE.format(spans="spans s NOT INDEXED WHERE s.rowid > ?"), (last,)
             )
         }
+        self._trace_bytes += sum(summary.bytes for summary in summaries.values())
+        self.trace_count += len(summaries)
         traces = list(summaries)
         for i in range(0, len(traces), 500):
             chunk = traces[i : i + 500]
@@ -790,6 +802,7 @@ class TraceStore(SignalTables):
                 chunk,
             ):
                 summaries[row[0]].merge(TraceSummaryRow.stored(row))
+                self.trace_count -= 1  # stored already
         self._write_summaries(summaries.values())
 
     def _add_calls(self, spans: Sequence[SpanRecord]) -> None:
@@ -866,10 +879,7 @@ class TraceStore(SignalTables):
         return found
 
     def _enforce_retention(self) -> None:
-        count, size = self._writer.execute(
-            "SELECT count(*), coalesce(sum(bytes), 0) FROM traces"
-        ).fetchone()
-        self.trace_count = count
+        count, size = self.trace_count, self._trace_bytes
         excess = count - self.limits.max_traces
         if size > self.limits.max_bytes:
             # Drop the oldest tenth of what is over, at least one trace, in one go.
@@ -878,12 +888,13 @@ class TraceStore(SignalTables):
             )
         if excess <= 0:
             return
-        oldest = [
-            (row[0],)
-            for row in self._writer.execute(
-                "SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?", (excess,)
-            )
-        ]
+        oldest = []
+        for trace_id, freed in self._writer.execute(
+            "SELECT trace_id, bytes FROM traces ORDER BY start_ns LIMIT ?", (excess,)
+        ):
+            oldest.append((trace_id,))
+            self._trace_bytes -= freed
+        self.trace_count -= len(oldest)
         postings = sorted(
             posting
             for rowid, keys in self._writer.execute(
