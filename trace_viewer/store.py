@@ -488,6 +488,13 @@ class TraceStore(SignalTables):
         self.limits = limits
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
+        # A batch writes ~600 pages to the WAL, so at SQLite's default of 1,000 pages the
+        # writer checkpointed every other batch: each time two fdatasyncs, and every page
+        # copied again though the next batch rewrites many of them (the traces, the index
+        # pages the new rows go to). At 10,000 (a WAL of up to ~40 MB), replaying a run's
+        # 68 batches: fdatasync 83 -> 14 calls, pwrite 82,225 -> 69,754, pread 41,640 ->
+        # 29,176 (strace -c).
+        self._writer.execute("PRAGMA wal_autocheckpoint=10000")
         self._open_schema()
         self._blob_ids: dict[tuple[bytes, str], int] = {}
         self._lock = threading.Lock()
