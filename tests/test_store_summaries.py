@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -221,3 +222,33 @@ def test_a_version_5_database_gets_its_root_keys_in_place(tmp_path: Path) -> Non
     assert stored == recomputed
     assert stored[f"{1:032x}"][5] == "op2"
     assert stored[f"{2:032x}"][10] == 2, "the spans 3 and 4 are real errors"
+
+
+def test_a_batch_that_fails_leaves_the_summaries_and_totals_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.db"
+    store = TraceStore(path, Limits(100, 10**9))
+    store.write([span(1, 1, None, 0, 10, "order-service")])
+    (before,) = store.search()
+
+    def broken(spans: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_add_calls", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        store.write([span(1, 2, 1, 5, 10, "payment-service"), span(2, 1, None, 9, 1, "x")])
+    monkeypatch.undo()
+    assert store.search() == [before]
+    assert (store.trace_count, store._trace_bytes) == (1, before_bytes(path))
+    store.write([span(1, 2, 1, 5, 10, "payment-service")])
+    (after,) = store.search()
+    assert after.span_count == 2 and after.services == ["order-service", "payment-service"]
+    store.close()
+
+
+def before_bytes(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        (size,) = conn.execute("SELECT sum(bytes) FROM traces").fetchone()
+    conn.close()
+    return int(size)
