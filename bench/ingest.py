@@ -7,10 +7,14 @@ which spans were stored (from the viewer's /api/stats) and the viewer's CPU time
 (from /proc: steadier than the rate on a shared machine), medians of the rounds.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--rounds 3] [--batch 512] [--connections 4]
-                                     [--invalid-utf8]
+                                     [--invalid-utf8] [--by-service]
 
 ``--invalid-utf8`` breaks the UTF-8 of one span name in every batch, so every request takes
 the lenient decode (trace_viewer/lenient.py) instead of the strict fast path.
+
+``--by-service`` sends each batch as one request per service, its spans of the batch's
+traces, one after the other: as the services export, each its own part of a trace, so
+that a trace arrives in four requests instead of one.
 """
 
 from __future__ import annotations
@@ -99,15 +103,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fresh(body: bytes, trace_ids: list[bytes]) -> bytes:
-    """The same batch under new trace ids, so every request stores new spans, not duplicates."""
+def fresh(bodies: list[bytes], trace_ids: list[bytes]) -> list[bytes]:
+    """The same batch (its requests) under new trace ids, so every request stores new spans,
+    not duplicates."""
     for trace_id in trace_ids:
-        body = body.replace(trace_id, random.randbytes(16))
-    return body
+        new = random.randbytes(16)
+        bodies = [body.replace(trace_id, new) for body in bodies]
+    return bodies
 
 
 async def blast(
-    endpoint: str, bodies: list[tuple[bytes, list[bytes]]], seconds: float, connections: int
+    endpoint: str, bodies: list[tuple[list[bytes], list[bytes]]], seconds: float, connections: int
 ) -> int:
     sent = 0
     deadline = time.monotonic() + seconds
@@ -119,13 +125,12 @@ async def blast(
             nonlocal sent
             i = offset
             while time.monotonic() < deadline:
-                response = await client.post(
-                    endpoint,
-                    content=fresh(*bodies[i % len(bodies)]),
-                    headers={"content-type": "application/x-protobuf"},
-                )
-                response.raise_for_status()
-                sent += 1
+                for body in fresh(*bodies[i % len(bodies)]):
+                    response = await client.post(
+                        endpoint, content=body, headers={"content-type": "application/x-protobuf"}
+                    )
+                    response.raise_for_status()
+                    sent += 1
                 i += connections
 
         await asyncio.gather(*(worker(n) for n in range(connections)))
@@ -141,6 +146,9 @@ def main() -> None:
     parser.add_argument(
         "--invalid-utf8", action="store_true", help="one span name per batch not UTF-8"
     )
+    parser.add_argument(
+        "--by-service", action="store_true", help="a request per service's part of a batch"
+    )
     args = parser.parse_args()
 
     random.seed(1)
@@ -149,10 +157,19 @@ def main() -> None:
     for _ in range(20):
         spans = order_like_spans(args.batch)
         trace_ids = list({s.context.trace_id.to_bytes(16, "big") for s in spans if s.context})
-        body = encode_spans(spans).SerializeToString()
+        parts = [spans]
+        if args.by_service:
+            by_resource: dict[int, list[ReadableSpan]] = {}
+            for span in spans:
+                by_resource.setdefault(id(span.resource), []).append(span)
+            parts = list(by_resource.values())
+        encoded = [encode_spans(part).SerializeToString() for part in parts]
         if args.invalid_utf8:  # the same length: the message stays well formed
-            body = body.replace(b"POST /orders", b"POST /\xff\xfe\xfd\xfc\xfb\xfa", 1)
-        bodies.append((body, trace_ids))
+            first = next(i for i, body in enumerate(encoded) if b"POST /orders" in body)
+            encoded[first] = encoded[first].replace(
+                b"POST /orders", b"POST /\xff\xfe\xfd\xfc\xfb\xfa", 1
+            )
+        bodies.append((encoded, trace_ids))
     rates, costs = [], []
     with tempfile.TemporaryDirectory() as data, running_viewer(Path(data)) as viewer:
         for round_ in range(1, args.rounds + 1):
@@ -175,7 +192,8 @@ def main() -> None:
     print(
         f"median ingest rate: {statistics.median(rates):,.0f} spans/s, "
         f"{statistics.median(costs):.1f} µs viewer CPU per span "
-        f"(batch {args.batch}, {args.connections} connections)"
+        f"(batch {args.batch}{', by service' if args.by_service else ''}, "
+        f"{args.connections} connections)"
     )
 
 

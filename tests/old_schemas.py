@@ -64,9 +64,18 @@ def as_version_1(current: Path, old: Path) -> None:
     conn.close()
 
 
+def as_version_5(path: Path) -> None:
+    """Make the (closed) current database at ``path`` what version 5 left: the same, less
+    the traces' root keys that version 6 added (its summaries otherwise the same)."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript("ALTER TABLE traces DROP COLUMN root_key; PRAGMA user_version = 5;")
+    conn.close()
+
+
 def as_version_4(path: Path) -> None:
-    """Make the (closed) current database at ``path`` what version 4 left: the same, less
+    """Make the (closed) current database at ``path`` what version 4 left: version 5's, less
     the tables of log records and metric data points that version 5 added."""
+    as_version_5(path)
     with sqlite3.connect(path) as conn:
         conn.executescript("DROP TABLE logs; DROP TABLE metric_points; PRAGMA user_version = 4;")
     conn.close()

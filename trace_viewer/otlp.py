@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
@@ -341,21 +341,65 @@ class SpanIndex:
     order_status: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Attribute:
+    """What index_span makes of one attribute (key and value)."""
+
+    #: Its search index key; None when it is not indexed.
+    key: int | None
+    #: Its integer value when it is an HTTP status attribute, else None.
+    http_status: int | None = None
+    #: Whether it says that an injected fault touched the span.
+    fault: bool = False
+    #: Whether it is ``shop.order.status`` (the order's outcome on the order span), and its
+    #: text.
+    order: bool = False
+    order_status: str | None = None
+    #: Any of the three above: most attributes are none of them.
+    special: bool = False
+
+
+def _attribute(kv: KeyValue) -> _Attribute:
+    key, value = kv.key, kv.value
+    text = value_text(value)
+    indexed = attribute_key(key, text) if text is not None else None
+    if key in HTTP_STATUS_ATTRIBUTES:
+        status = value.int_value if value.WhichOneof("value") == "int_value" else None
+        return _Attribute(indexed, http_status=status, special=status is not None)
+    if key == ATTR_INJECTED:
+        return _Attribute(indexed, fault=value.bool_value, special=value.bool_value)
+    if key == ORDER_STATUS_ATTRIBUTE:
+        return _Attribute(indexed, order=True, order_status=text, special=True)
+    return _Attribute(indexed)
+
+
+#: _attribute's answers by the attribute's wire bytes (the same bytes, the same key and
+#: value): most attributes repeat from span to span (methods, routes, statuses, statements),
+#: and serializing one costs less than reading its key and value out of the message and
+#: hashing them again. Bounded like attributes.attribute_key's cache: ids do not repeat.
+_attributes: dict[bytes, _Attribute] = {}
+_ATTRIBUTES_CACHED = 50_000
+
+
 def index_span(span: Span, service: str) -> SpanIndex:
     keys: set[int] = set()
     found = SpanIndex(b"")
     for kv in span.attributes:
-        key, value = kv.key, kv.value
-        text = value_text(value)
-        if text is not None:
-            keys.add(attribute_key(key, text))
-        if key in HTTP_STATUS_ATTRIBUTES:
-            if found.http_status is None and value.WhichOneof("value") == "int_value":
-                found.http_status = value.int_value
-        elif key == ATTR_INJECTED:
-            found.fault = found.fault or value.bool_value
-        elif key == ORDER_STATUS_ATTRIBUTE and (service, span.name) == ORDER_SPAN:
-            found.order_status = text
+        wire = kv.SerializeToString()
+        attribute = _attributes.get(wire)
+        if attribute is None:
+            if len(_attributes) >= _ATTRIBUTES_CACHED:
+                _attributes.clear()
+            attribute = _attributes[wire] = _attribute(kv)
+        if attribute.key is not None:
+            keys.add(attribute.key)
+        if attribute.special:
+            if attribute.http_status is not None and found.http_status is None:
+                found.http_status = attribute.http_status
+            elif attribute.fault:
+                found.fault = True
+            elif attribute.order and (service, span.name) == ORDER_SPAN:
+                found.order_status = attribute.order_status
     for event in span.events:
         attribute_keys(event.attributes, keys)
     for link in span.links:

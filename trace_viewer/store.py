@@ -50,8 +50,9 @@ KIND_SERVER, KIND_CLIENT = 2, 3  # OTLP Span.SpanKind
 #: 0: the first release; 1: schema URLs on resources and scopes, injected-fault counts;
 #: 2: the reverse index of span links; 3: operations with their span kind, the service
 #: graph's indexes; 4: the attribute index, outcomes (root HTTP status, order status) and
-#: real-error counts; 5: log records and metric data points (:mod:`.signal_store`).
-SCHEMA_VERSION = 5
+#: real-error counts; 5: log records and metric data points (:mod:`.signal_store`); 6: each
+#: trace's root key, so that a batch merges into its summary (TraceSummaryRow).
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -129,7 +130,8 @@ CREATE TABLE IF NOT EXISTS traces (
     real_error_count INTEGER NOT NULL DEFAULT 0,
     root_status INTEGER,
     order_status TEXT,
-    min_span_ns INTEGER NOT NULL DEFAULT 0
+    min_span_ns INTEGER NOT NULL DEFAULT 0,
+    root_key TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns);
 CREATE INDEX IF NOT EXISTS traces_by_duration ON traces (duration_ns);
@@ -168,48 +170,133 @@ INSERT OR IGNORE INTO links
 SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM spans WHERE trace_id = ? AND span_id = ? AND data = ?)
 """
 
-# One summary row per touched trace, recomputed from its spans (so a span delivered twice
-# by a retrying exporter is counted once). The root is the span without a parent, or,
-# while it has not arrived, the earliest one. Real errors are ERROR spans that are neither
-# touched by an injected fault nor an ancestor of one (a caller failing because of it: the
-# CLIENT span, place_order, POST /orders); the same rule as the trace page's
-# (static/trace/model.js, faultCaused). The ancestors are walked only in a trace with a
-# fault: CASE evaluates its branches lazily, so a fault-free trace costs no more. The order
-# status is what order-service's place_order span says.
-#
-# One pass over the trace's spans: the root is found in it as the least of a text key that
-# sorts as (has a parent, start, rowid) (timestamps and rowids are non-negative, so
-# zero-padded digits sort as numbers), and its row is then read by rowid. A second scan
-# sorting the trace's spans for the root cost a third of the statement (this runs for every
-# trace a batch touches, several times per trace: bench/cpu_per_order.py --traced).
-_SUMMARISE = """
-INSERT OR REPLACE INTO traces (trace_id, start_ns, duration_ns, span_count, error_count,
-    root_name, root_service, services, bytes, fault_count, real_error_count, root_status,
-    order_status, min_span_ns)
-SELECT t.trace_id, t.start_ns, t.duration_ns, t.span_count, t.error_count, root.name,
-       root.service, t.services, t.bytes, t.fault_count, t.real_error_count,
-       root.http_status, t.order_status, t.min_span_ns
+# The summary of each trace, from those of its spans that ``{spans}`` lists (``s``), one
+# row per trace, merged with what the trace's row already says by TraceSummaryRow.merge. The
+# root is the span without a parent, or, while it has not arrived, the earliest one: the
+# least of a text key that sorts as (has a parent, start, rowid) (timestamps and rowids are
+# non-negative, so zero-padded digits sort as numbers), kept in the row (root_key) so that a
+# later batch's spans are weighed against it, and its row is read by rowid. The order status
+# is what order-service's place_order span says.
+_AGGREGATE = """
+SELECT t.trace_id, t.start_ns, t.end_ns, t.span_count, t.error_count, t.services, t.bytes,
+       t.fault_count, t.order_status, t.min_span_ns, t.root_key, root.name, root.service,
+       root.http_status
 FROM (
-    SELECT s.trace_id, min(s.start_ns) AS start_ns,
-           max(s.end_ns) - min(s.start_ns) AS duration_ns, count(*) AS span_count,
-           sum(s.status_code = 2) AS error_count, group_concat(DISTINCT s.service) AS services,
-           sum(length(s.data)) AS bytes, sum(s.fault) AS fault_count,
-           CASE WHEN sum(s.fault) = 0 THEN sum(s.status_code = 2) ELSE (
-               WITH RECURSIVE caused (span_id) AS (
-                   SELECT f.span_id FROM spans f WHERE f.trace_id = ?1 AND f.fault
-                   UNION  -- not UNION ALL: a parent cycle ends
-                   SELECT p.parent_span_id FROM caused c
-                   JOIN spans p ON p.trace_id = ?1 AND p.span_id = c.span_id
-               )
-               SELECT count(*) FROM spans e WHERE e.trace_id = ?1 AND e.status_code = 2
-                   AND e.span_id NOT IN caused
-           ) END AS real_error_count,
-           max(s.order_status) AS order_status, min(s.end_ns - s.start_ns) AS min_span_ns,
+    SELECT s.trace_id, min(s.start_ns) AS start_ns, max(s.end_ns) AS end_ns,
+           count(*) AS span_count, sum(s.status_code = 2) AS error_count,
+           group_concat(DISTINCT s.service) AS services, sum(length(s.data)) AS bytes,
+           sum(s.fault) AS fault_count, max(s.order_status) AS order_status,
+           min(s.end_ns - s.start_ns) AS min_span_ns,
            min(printf('%d%020d%020d', s.parent_span_id != '', s.start_ns, s.rowid)) AS root_key
-    FROM spans s WHERE s.trace_id = ?1
-) t  -- one row, of NULLs for a trace without spans: then no root joins, and none is written
+    FROM {spans} GROUP BY s.trace_id
+) t
 JOIN spans root ON root.rowid = CAST(substr(t.root_key, 22) AS INTEGER)
 """
+
+# Real errors, in a trace with an injected fault (?1): ERROR spans that are neither touched
+# by a fault nor an ancestor of one (a caller failing because of it: the CLIENT span,
+# place_order, POST /orders); the same rule as the trace page's (static/trace/model.js,
+# faultCaused). It walks the trace's spans, so it runs only for the few traces with a fault:
+# in the others every error is real.
+_COUNT_REAL_ERRORS = """
+UPDATE traces SET real_error_count = (
+    WITH RECURSIVE caused (span_id) AS (
+        SELECT f.span_id FROM spans f WHERE f.trace_id = ?1 AND f.fault
+        UNION  -- not UNION ALL: a parent cycle ends
+        SELECT p.parent_span_id FROM caused c
+        JOIN spans p ON p.trace_id = ?1 AND p.span_id = c.span_id
+    )
+    SELECT count(*) FROM spans e WHERE e.trace_id = ?1 AND e.status_code = 2
+        AND e.span_id NOT IN caused
+) WHERE trace_id = ?1
+"""
+
+_TRACE_ROW_COLUMNS = (
+    "trace_id, start_ns, duration_ns, span_count, error_count, services, bytes, fault_count, "
+    "order_status, min_span_ns, root_key, root_name, root_service, root_status"
+)
+
+
+@dataclass(slots=True)
+class TraceSummaryRow:
+    """A trace's row of ``traces`` as the writer merges it, batch by batch: each batch adds
+    the summary of the spans it stored (a span sent again is not stored again, so not
+    counted again). Every field but the real errors merges without the trace's other spans
+    (a minimum, a maximum, a sum, a set, the least root key); the real errors are counted
+    afresh in a trace with a fault (_COUNT_REAL_ERRORS) and equal the errors otherwise."""
+
+    trace_id: str
+    start_ns: int
+    end_ns: int
+    span_count: int
+    error_count: int
+    services: set[str]
+    bytes: int
+    fault_count: int
+    order_status: str | None
+    min_span_ns: int
+    root_key: str
+    root_name: str
+    root_service: str
+    root_status: int | None
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> TraceSummaryRow:
+        """From a row of _AGGREGATE, or of ``traces`` (_TRACE_ROW_COLUMNS)."""
+        fields = list(row)
+        fields[5] = set(str(fields[5]).split(","))
+        return cls(*fields)
+
+    @classmethod
+    def stored(cls, row: Sequence[Any]) -> TraceSummaryRow:
+        """From a row of ``traces`` (_TRACE_ROW_COLUMNS), which keeps the duration."""
+        fields = list(row)
+        fields[2] += fields[1]  # the end
+        return cls.of(fields)
+
+    def merge(self, other: TraceSummaryRow) -> None:
+        """Add the summary of other spans of the same trace."""
+        self.start_ns = min(self.start_ns, other.start_ns)
+        self.end_ns = max(self.end_ns, other.end_ns)
+        self.span_count += other.span_count
+        self.error_count += other.error_count
+        self.services |= other.services
+        self.bytes += other.bytes
+        self.fault_count += other.fault_count
+        if self.order_status is None or (
+            other.order_status is not None and other.order_status > self.order_status
+        ):
+            self.order_status = other.order_status
+        self.min_span_ns = min(self.min_span_ns, other.min_span_ns)
+        if other.root_key < self.root_key:
+            self.root_key, self.root_name = other.root_key, other.root_name
+            self.root_service, self.root_status = other.root_service, other.root_status
+
+    def values(self) -> tuple[object, ...]:
+        """The row to write: the columns of _WRITE_TRACE."""
+        return (
+            self.trace_id,
+            self.start_ns,
+            self.end_ns - self.start_ns,
+            self.span_count,
+            self.error_count,
+            ",".join(sorted(self.services)),
+            self.bytes,
+            self.fault_count,
+            self.order_status,
+            self.min_span_ns,
+            self.root_key,
+            self.root_name,
+            self.root_service,
+            self.root_status,
+            self.error_count,  # real errors, counted again when the trace has a fault
+        )
+
+
+_WRITE_TRACE = (
+    f"INSERT OR REPLACE INTO traces ({_TRACE_ROW_COLUMNS}, real_error_count) "
+    f"VALUES ({', '.join('?' * 15)})"
+)
 
 # Version 2 → 3, after SCHEMA: the calls already stored (CLIENT spans with a SERVER child),
 # and the SERVER spans whose parent has not arrived.
@@ -251,6 +338,11 @@ ALTER TABLE traces ADD COLUMN real_error_count INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE traces ADD COLUMN root_status INTEGER;
 ALTER TABLE traces ADD COLUMN order_status TEXT;
 ALTER TABLE traces ADD COLUMN min_span_ns INTEGER NOT NULL DEFAULT 0;
+"""
+
+# Version 5 → 6: the root key of each trace (_AGGREGATE), which _summarise_all then fills.
+_MIGRATE_V6 = """
+ALTER TABLE traces ADD COLUMN root_key TEXT NOT NULL DEFAULT '';
 """
 
 
@@ -396,6 +488,13 @@ class TraceStore(SignalTables):
         self.limits = limits
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
+        # A batch writes ~600 pages to the WAL, so at SQLite's default of 1,000 pages the
+        # writer checkpointed every other batch: each time two fdatasyncs, and every page
+        # copied again though the next batch rewrites many of them (the traces, the index
+        # pages the new rows go to). At 10,000 (a WAL of up to ~40 MB), replaying a run's
+        # 68 batches: fdatasync 83 -> 14 calls, pwrite 82,225 -> 69,754, pread 41,640 ->
+        # 29,176 (strace -c).
+        self._writer.execute("PRAGMA wal_autocheckpoint=10000")
         self._open_schema()
         self._blob_ids: dict[tuple[bytes, str], int] = {}
         self._lock = threading.Lock()
@@ -403,8 +502,7 @@ class TraceStore(SignalTables):
         self.spans_rejected = 0
         self.spans_repaired = 0
         self.traces_evicted = 0
-        #: Traces stored, as the writer last counted them (what a search plan weighs).
-        (self.trace_count,) = self._writer.execute("SELECT count(*) FROM traces").fetchone()
+        self._count_traces()
         self._open_signals(limits.signals)
 
     def _open_schema(self) -> None:
@@ -423,6 +521,7 @@ class TraceStore(SignalTables):
             (3, _MIGRATE_V3, self._backfill_calls),
             (4, _MIGRATE_V4, self._backfill_index),
             (5, "", _nothing),  # SIGNAL_SCHEMA creates the new, empty tables
+            (6, _MIGRATE_V6, self._summarise_all),
         ]
         pending = [step for step in steps if existing and version < step[0]]
         # executescript runs the whole script; the transaction it opens stays open for the
@@ -445,6 +544,16 @@ class TraceStore(SignalTables):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _count_traces(self) -> None:
+        """Count the traces stored and their bytes; the writer then keeps both up to date as
+        it merges and evicts, rather than sum a column of every trace for each batch."""
+        count, size = self._writer.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0) FROM traces"
+        ).fetchone()
+        #: Traces stored (what a search plan weighs), and their bytes.
+        self.trace_count: int = count
+        self._trace_bytes: int = size
 
     def _backfill_faults(self) -> None:
         """Mark the injected faults of the spans a version-0 database holds."""
@@ -520,13 +629,26 @@ class TraceStore(SignalTables):
                 f"SELECT id, data FROM blobs WHERE id IN (SELECT DISTINCT {column} FROM spans)"
             ).fetchall():
                 self._index_blob(blob_id, data, level)
-        traces = [row[0] for row in conn.execute("SELECT trace_id FROM traces")]
-        conn.executemany(_SUMMARISE, [(t,) for t in traces])
+        # The outcomes reach the traces' summaries in step 6, which summarises them all.
         logger.info(
-            "migrated %s to schema version 4 (attributes of %d spans in %d traces indexed)",
-            self.path,
-            spans,
-            len(traces),
+            "migrated %s to schema version 4 (attributes of %d spans indexed)", self.path, spans
+        )
+
+    def _summarise_all(self) -> None:
+        """Summarise every trace again from all its spans."""
+        summaries = [
+            TraceSummaryRow.of(row)
+            for row in self._writer.execute(_AGGREGATE.format(spans="spans s"))
+        ]
+        self._writer.execute("DELETE FROM traces")
+        self._write_summaries(summaries)
+        logger.info("migrated %s: %d traces summarised", self.path, len(summaries))
+
+    def _write_summaries(self, summaries: Collection[TraceSummaryRow]) -> None:
+        """Write these rows of ``traces``, counting the real errors of those with a fault."""
+        self._writer.executemany(_WRITE_TRACE, [summary.values() for summary in summaries])
+        self._writer.executemany(
+            _COUNT_REAL_ERRORS, [(s.trace_id,) for s in summaries if s.fault_count]
         )
 
     def _connect(self) -> sqlite3.Connection:
@@ -652,14 +774,43 @@ class TraceStore(SignalTables):
                         for target in s.links
                     ],
                 )
-                self._writer.executemany(_SUMMARISE, [(t,) for t in {s.trace_id for s in spans}])
+                self._summarise(last)
                 self._add_calls(spans)
                 self._enforce_retention()
                 self._writer.execute("COMMIT")
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 self._blob_ids.clear()  # the rolled-back blobs are gone
+                self._count_traces()  # and so are the batch's traces and evictions
                 raise
+
+    def _summarise(self, last: int) -> None:
+        """Merge the spans this batch stored (rowids after ``last``) into their traces'
+        summaries: one pass over the batch's own rows, whose pages are at hand, and one read
+        of each trace's row. Recomputing a trace's summary from all its spans cost a pass
+        over them for every batch that touched it, and each service exports its part of a
+        trace in a batch of its own."""
+        summaries = {
+            row[0]: TraceSummaryRow.of(row)
+            # NOT INDEXED: the new rows by rowid, where SQLite would rather read spans_by_id
+            # whole for their traces' order.
+            for row in self._writer.execute(
+                _AGGREGATE.format(spans="spans s NOT INDEXED WHERE s.rowid > ?"), (last,)
+            )
+        }
+        self._trace_bytes += sum(summary.bytes for summary in summaries.values())
+        self.trace_count += len(summaries)
+        traces = list(summaries)
+        for i in range(0, len(traces), 500):
+            chunk = traces[i : i + 500]
+            for row in self._writer.execute(
+                f"SELECT {_TRACE_ROW_COLUMNS} FROM traces "
+                f"WHERE trace_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ):
+                summaries[row[0]].merge(TraceSummaryRow.stored(row))
+                self.trace_count -= 1  # stored already
+        self._write_summaries(summaries.values())
 
     def _add_calls(self, spans: Sequence[SpanRecord]) -> None:
         """The calls this batch completes: a CLIENT span and its SERVER child, whichever of
@@ -735,10 +886,7 @@ class TraceStore(SignalTables):
         return found
 
     def _enforce_retention(self) -> None:
-        count, size = self._writer.execute(
-            "SELECT count(*), coalesce(sum(bytes), 0) FROM traces"
-        ).fetchone()
-        self.trace_count = count
+        count, size = self.trace_count, self._trace_bytes
         excess = count - self.limits.max_traces
         if size > self.limits.max_bytes:
             # Drop the oldest tenth of what is over, at least one trace, in one go.
@@ -747,12 +895,13 @@ class TraceStore(SignalTables):
             )
         if excess <= 0:
             return
-        oldest = [
-            (row[0],)
-            for row in self._writer.execute(
-                "SELECT trace_id FROM traces ORDER BY start_ns LIMIT ?", (excess,)
-            )
-        ]
+        oldest = []
+        for trace_id, freed in self._writer.execute(
+            "SELECT trace_id, bytes FROM traces ORDER BY start_ns LIMIT ?", (excess,)
+        ):
+            oldest.append((trace_id,))
+            self._trace_bytes -= freed
+        self.trace_count -= len(oldest)
         postings = sorted(
             posting
             for rowid, keys in self._writer.execute(

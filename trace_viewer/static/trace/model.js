@@ -194,7 +194,7 @@ export function buildModel(traceId, resourceSpans) {
   // Touched by an injected fault, or an ancestor of a span one touched: an ERROR there is the
   // fault's consequence (the CLIENT span, charge_payment, place_order, POST /orders failing
   // because payment's POST /charges was made to fail), not a real error. The store counts the
-  // trace list's errors by the same rule (trace_viewer/store.py, _SUMMARISE).
+  // trace list's errors by the same rule (trace_viewer/store.py, _COUNT_REAL_ERRORS).
   for (const span of spans) {
     if (!span.fault) continue;
     for (let up = span; up && !up.faultCaused; up = up.parent) up.faultCaused = true;
