@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Exemplar, HistogramDataPoint
@@ -76,6 +77,23 @@ def test_the_totals_survive_a_restart(tmp_path: Path) -> None:
     again.write_logs([log_row(8 + i) for i in range(8)])
     assert len(again.logs(f"{1:032x}")) <= 10
     again.close()
+
+
+def test_a_batch_that_fails_is_not_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    traces = store(tmp_path)
+    traces.write_logs([log_row(1), log_row(2)])
+    before = traces.signal_stats()["log_records_stored"]
+
+    def broken(*_: object) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(traces, "_evict", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        traces.write_logs([log_row(3)])
+    monkeypatch.undo()
+    assert traces.signal_stats()["log_records_stored"] == before == 2
+    traces.write_logs([log_row(4)])
+    assert traces.signal_stats()["log_records_stored"] == 3
 
 
 def test_a_version_4_database_gains_the_signal_tables_and_keeps_its_traces(

@@ -94,6 +94,7 @@ class SignalTables:
         )
 
     def _write(self, insert: Callable[[], None]) -> None:
+        totals = (self._log_totals[:], self._point_totals[:])
         self._writer.execute("BEGIN IMMEDIATE")
         try:
             insert()
@@ -101,6 +102,8 @@ class SignalTables:
         except BaseException:
             self._writer.execute("ROLLBACK")
             self._blob_ids.clear()
+            # What the rolled-back batch added or evicted is not stored: nor is it counted.
+            self._log_totals[:], self._point_totals[:] = totals
             raise
 
     def write_logs(self, rows: Sequence[LogRow], rejected: int = 0) -> None:
