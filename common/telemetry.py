@@ -417,21 +417,46 @@ class UnsampledFastPath:
         self.root_sampler = root_sampler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Decided synchronously, then one await: each coroutine level costs every request.
         sampled = _traceparent_sampled(scope["headers"]) if scope["type"] == "http" else True
+        decided: otel_context.Context | int | None
         if sampled is False:
-            await self._unsampled_child(scope, receive, send)
+            decided = self._unsampled_child(scope)
         elif sampled is None and self.root_sampler is not None and not self._excluded(scope):
-            await self._root(self.root_sampler, scope, receive, send)
+            decided = self._root(self.root_sampler, scope)
         else:
+            decided = None
+        if decided is None:
             await self.stack(scope, receive, send)
+        elif isinstance(decided, int):  # a sampled root's trace id, for its span to take
+            token = PredrawnTraceIds.drawn_for_next_root(decided)
+            try:
+                await self.stack(scope, receive, send)
+            finally:
+                PredrawnTraceIds.forget(token)
+        else:
+            context = decided
+            response_propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
 
-    async def _unsampled_child(self, scope: Scope, receive: Receive, send: Send) -> None:
+            async def send_with_traceresponse(message: Message) -> None:
+                if message["type"] == "http.response.start" and response_propagator is not None:
+                    response_propagator.inject(message, context=context, setter=asgi_setter)
+                await send(message)
+
+            token = otel_context.attach(context)
+            try:
+                await self.app(scope, receive, send_with_traceresponse)
+            finally:
+                otel_context.detach(token)
+
+    def _unsampled_child(self, scope: Scope) -> otel_context.Context | None:
+        """The context of a request whose caller did not sample it (None: it did, or its
+        ``traceparent`` is malformed)."""
         # The global propagators, as the instrumentation extracts them (tracestate, baggage).
         extracted = propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter)
         parent = trace.get_current_span(extracted).get_span_context()
         if not parent.is_valid or parent.trace_flags.sampled:
-            await self.stack(scope, receive, send)
-            return
+            return None
         span_context = SpanContext(
             parent.trace_id,
             self.ids.generate_span_id(),
@@ -439,20 +464,16 @@ class UnsampledFastPath:
             trace_flags=parent.trace_flags,
             trace_state=parent.trace_state,
         )
-        await self._unrecorded(span_context, extracted, scope, receive, send)
+        return trace.set_span_in_context(NonRecordingSpan(span_context), extracted)
 
-    async def _root(self, sampler: Sampler, scope: Scope, receive: Receive, send: Send) -> None:
+    def _root(self, sampler: Sampler, scope: Scope) -> otel_context.Context | int:
+        """The context of a new trace the sampler drops, or the trace id of one it samples."""
         # Baggage may come without a traceparent; the instrumentation would keep it.
         extracted = propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter)
         trace_id = self.ids.generate_trace_id()
         decision = sampler.should_sample(extracted, trace_id, scope["method"], SpanKind.SERVER)
         if decision.decision.is_sampled():  # type: ignore[no-untyped-call]
-            token = PredrawnTraceIds.drawn_for_next_root(trace_id)
-            try:
-                await self.stack(scope, receive, send)
-            finally:
-                PredrawnTraceIds.forget(token)
-            return
+            return trace_id
         span_context = SpanContext(
             trace_id,
             self.ids.generate_span_id(),
@@ -460,7 +481,7 @@ class UnsampledFastPath:
             trace_flags=TraceFlags(TraceFlags.DEFAULT),
             trace_state=decision.trace_state,
         )
-        await self._unrecorded(span_context, extracted, scope, receive, send)
+        return trace.set_span_in_context(NonRecordingSpan(span_context), extracted)
 
     def _excluded(self, scope: Scope) -> bool:
         """A URL the instrumentation leaves alone (EXCLUDED_URLS): no span, no traceresponse."""
@@ -469,28 +490,6 @@ class UnsampledFastPath:
             return False
         _, _, url = get_host_port_url_tuple(scope)  # type: ignore[no-untyped-call]
         return excluded.url_disabled(url)
-
-    async def _unrecorded(
-        self,
-        span_context: SpanContext,
-        extracted: otel_context.Context,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        context = trace.set_span_in_context(NonRecordingSpan(span_context), extracted)
-        response_propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
-
-        async def send_with_traceresponse(message: Message) -> None:
-            if message["type"] == "http.response.start" and response_propagator is not None:
-                response_propagator.inject(message, context=context, setter=asgi_setter)
-            await send(message)
-
-        token = otel_context.attach(context)
-        try:
-            await self.app(scope, receive, send_with_traceresponse)
-        finally:
-            otel_context.detach(token)
 
 
 def _traceparent_sampled(headers: Sequence[tuple[bytes, bytes]]) -> bool | None:
