@@ -247,3 +247,22 @@ def test_a_failed_statement_of_an_unsampled_trace_leaves_no_suppression_behind(
     # Only the sampled trace's statement made a span.
     (span,) = exporter.get_finished_spans()
     assert span.parent is not None and span.parent.trace_flags.sampled
+
+
+def test_a_transaction_pays_for_no_connection_usage_metric(tmp_path: Path) -> None:
+    """The instrumentation's pool listeners feed only a no-op counter: not registered."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/t.db")
+    pool_events = ("connect", "close", "checkout", "checkin")
+    telemetry = Telemetry(provider)
+    telemetry.instrument_engine(engine)
+    (tracer,) = telemetry._engine_tracers
+    for name in pool_events:
+        listener = getattr(tracer, f"_pool_{name}")
+        assert not sqlalchemy.event.contains(engine, name, listener)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("SELECT 1"))
+    (span,) = exporter.get_finished_spans()  # statements still make their spans
+    assert span.attributes and span.attributes["db.system.name"] == "sqlite"
