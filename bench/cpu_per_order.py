@@ -26,7 +26,10 @@ and counts the viewer's CPU with the services'. A tree written ``PATH+NAME=VALUE
 with those variables on top: the same tree under other settings is one more variant to
 alternate with, which bisects the traced cost by configuration (``.+OTEL_SDK_DISABLED=true``
 is untraced with the viewer running idle; ``.+OTEL_TRACES_EXPORTER=none`` records every
-span and exports none).
+span and exports none). The variables go on top of the configuration's: without
+``--traced`` that is ``OTEL_SDK_DISABLED=true``, so sampling settings compare only with
+``--traced`` (1 % against untraced, the viewer running in both: ``--traced --trees
+".+OTEL_SDK_DISABLED=true,.+OTEL_TRACES_SAMPLER=parentbased_traceidratio+OTEL_TRACES_SAMPLER_ARG=0.01"``).
 
 The figures are per order *sent* (the mix: mostly confirmed orders, some out of stock,
 declined or invalid), as ``bench/overhead.py`` computes them, and per confirmed order.

@@ -85,7 +85,7 @@ from sqlalchemy import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ingest import order_like_spans
 from common.http import URL_TEMPLATE, Timeouts, create_http_client
-from common.telemetry import Telemetry, build_resource
+from common.telemetry import PredrawnTraceIds, Telemetry, build_resource
 
 # As common.telemetry sets it: the stable HTTP and database attribute names.
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
@@ -110,7 +110,7 @@ def telemetry(mode: str) -> Telemetry:
     if mode == "plain":
         return Telemetry(NoOpTracerProvider(), owns_provider=False, enabled=False)
     root = ALWAYS_ON if mode == "sampled" else ALWAYS_OFF
-    tracer_provider = TracerProvider(sampler=ParentBased(root))
+    tracer_provider = TracerProvider(sampler=ParentBased(root), id_generator=PredrawnTraceIds())
     tracer_provider.add_span_processor(SimpleSpanProcessor(Discard()))
     return Telemetry(tracer_provider)
 

@@ -27,9 +27,10 @@ Defaults (each overridable by its standard variable):
 - Logs and metrics: :mod:`common.signals` (``OTEL_LOGS_EXPORTER``, ``OTEL_METRICS_EXPORTER``,
   ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_METRICS_EXEMPLAR_FILTER``), under the same resource.
 
-A request already known to be unsampled (its caller's ``traceparent`` says so, or it runs
-under an unsampled span) skips the HTTP and database instrumentations: its context is
-still propagated and every response still carries ``traceresponse``, but no span object,
+A request already known to be unsampled (its caller's ``traceparent`` says so, it runs
+under an unsampled span, or it starts a trace that a ratio sampler drops, which depends on
+the trace id alone) skips the HTTP and database instrumentations: its context is still
+propagated and every response still carries ``traceresponse``, but no span object,
 attribute or metric attribute is built for it. See :class:`UnsampledFastPath`.
 
 Under ``opentelemetry-instrument`` the global SDK provider and the globally patched
@@ -43,6 +44,7 @@ import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, cast
@@ -53,7 +55,12 @@ from httpx import AsyncBaseTransport, AsyncClient, AsyncHTTPTransport
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_getter, asgi_setter
+from opentelemetry.instrumentation.asgi import (
+    OpenTelemetryMiddleware,
+    asgi_getter,
+    asgi_setter,
+    get_host_port_url_tuple,
+)
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]  # mypy does not resolve it
@@ -66,6 +73,7 @@ from opentelemetry.instrumentation.propagators import (
     set_global_response_propagator,
 )
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.metrics import get_meter_provider
 from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.environment_variables import (
@@ -82,7 +90,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.semconv.attributes.db_attributes import DB_COLLECTION_NAME, DB_OPERATION_NAME
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_INSTANCE_ID
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import TableClause
@@ -161,6 +169,24 @@ class Telemetry:
             and not isinstance(get_meter_provider(), SdkMeterProvider)
         )
 
+    @cached_property
+    def root_sampler(self) -> Sampler | None:
+        """This provider's sampler, when a request with no parent may be decided before
+        the instrumentation sees it: the sampler's decision for a root is a function of
+        the trace id alone (:func:`decides_roots_by_trace_id`), and the provider draws its
+        trace ids from a :class:`PredrawnTraceIds`, so that a root decided "sampled" gets
+        its span under the very trace id the decision was made on."""
+        sampler = getattr(self.tracer_provider, "sampler", None)
+        ids = getattr(self.tracer_provider, "id_generator", None)
+        if (
+            self.skips_unsampled
+            and isinstance(sampler, Sampler)
+            and isinstance(ids, PredrawnTraceIds)
+            and decides_roots_by_trace_id(sampler)
+        ):
+            return sampler
+        return None
+
     def instrument_app(self, app: FastAPI) -> None:
         if not self.instruments("fastapi", FastAPIInstrumentor()):
             return
@@ -175,6 +201,7 @@ class Telemetry:
         )
         if self.skips_unsampled:
             ids = getattr(self.tracer_provider, "id_generator", None) or RandomIdGenerator()
+            roots = self.root_sampler
             build_instrumented = app.build_middleware_stack
 
             def build_middleware_stack() -> ASGIApp:
@@ -184,7 +211,7 @@ class Telemetry:
                 instrumented = getattr(stack, "app", None)
                 if not isinstance(instrumented, OpenTelemetryMiddleware):
                     return stack
-                return UnsampledFastPath(stack, instrumented.app, ids)
+                return UnsampledFastPath(stack, instrumented, ids, roots)
 
             app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
@@ -229,7 +256,6 @@ class Telemetry:
             # EngineTracer to this one engine keeps each service's DB spans under its own
             # service.name. (Under opentelemetry-instrument its patched create_async_engine
             # has already bound one, to the global provider.)
-            from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
             from opentelemetry.metrics import NoOpMeterProvider
 
             connections_usage = (
@@ -244,7 +270,7 @@ class Telemetry:
                 event.listen(engine, "handle_error", _end_suppression_on_error)
             tracer = self.tracer("opentelemetry.instrumentation.sqlalchemy")
             self._engine_tracers.append(
-                EngineTracer(tracer, engine, connections_usage)  # type: ignore[no-untyped-call]
+                StatementTracer(tracer, engine, connections_usage)  # type: ignore[no-untyped-call]
             )
         # After the EngineTracer's own listener, which has started the statement's span.
         event.listen(engine, "before_cursor_execute", name_statement_span)
@@ -280,6 +306,63 @@ def drops_unsampled_children(sampler: Sampler) -> bool:
     )
 
 
+def decides_roots_by_trace_id(sampler: Sampler) -> bool:
+    """Whether ``sampler`` decides a span without a parent from its trace id alone: the
+    SDK's parent-based samplers over ``TraceIdRatioBased`` or ``ALWAYS_OFF``
+    (``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` / ``parentbased_always_off``), read
+    from their description as :func:`drops_unsampled_children` does. Any other root
+    sampler may look at the span's name, kind or attributes, which only the
+    instrumentation knows."""
+    description = sampler.get_description()
+    return description.startswith(
+        ("ParentBased{root:TraceIdRatioBased{", "ParentBased{root:AlwaysOffSampler,")
+    )
+
+
+#: A trace id drawn for the next root span started in this context (PredrawnTraceIds).
+_PREDRAWN_TRACE_ID: ContextVar[int | None] = ContextVar("predrawn_trace_id", default=None)
+
+
+class PredrawnTraceIds(IdGenerator):
+    """The SDK's random ids, except that a trace id drawn beforehand
+    (:meth:`drawn_for_next_root`) is the one the next root span of that context gets,
+    once.
+
+    :class:`UnsampledFastPath` asks the sampler about a new request before the FastAPI
+    instrumentation does, on a trace id of its own; when the answer is "sample", the
+    instrumentation's span must get that trace id, or its own new one would be a second,
+    independent draw (a 1 % ratio would then sample 0.01 % of the roots). The SDK's
+    ``Tracer`` offers no way to hand a span its trace id, only the provider's id
+    generator, hence this one. A drawn id is taken once: any later root of the request
+    (the confirmation's notification) gets a fresh one."""
+
+    def __init__(self, inner: IdGenerator | None = None) -> None:
+        self.inner = inner or RandomIdGenerator()
+
+    def generate_span_id(self) -> int:
+        return self.inner.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        drawn = _PREDRAWN_TRACE_ID.get()
+        if drawn is None:
+            return self.inner.generate_trace_id()
+        _PREDRAWN_TRACE_ID.set(None)
+        return drawn
+
+    def is_trace_id_random(self) -> bool:
+        return self.inner.is_trace_id_random()
+
+    @staticmethod
+    def drawn_for_next_root(trace_id: int) -> Any:
+        """Hand ``trace_id`` to the next root span of the current context; the token to
+        pass to :meth:`forget` once the work that should have taken it is over."""
+        return _PREDRAWN_TRACE_ID.set(trace_id)
+
+    @staticmethod
+    def forget(token: Any) -> None:
+        _PREDRAWN_TRACE_ID.reset(token)
+
+
 def known_unsampled(context: otel_context.Context | None = None) -> bool:
     """Whether the current span (of ``context``) belongs to a trace known to be unsampled."""
     span_context = trace.get_current_span(context).get_span_context()
@@ -296,73 +379,148 @@ FASTAPI_NATIVE_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": Fa
 
 
 class UnsampledFastPath:
-    """ASGI middleware around the FastAPI instrumentation's: a request whose caller has
-    already decided not to sample it (``traceparent`` flags ``00``, under a sampler that
-    follows its parent) goes straight to the app's own stack.
+    """ASGI middleware around the FastAPI instrumentation's: a request whose trace is
+    known not to be sampled goes straight to the app's own stack. It is known when the
+    caller's ``traceparent`` flags ``00`` (under a sampler that follows its parent) or,
+    for a request with no ``traceparent`` (a new trace), when the sampler decides roots
+    by their trace id alone (``root_sampler``, see :attr:`Telemetry.root_sampler`): the
+    trace id is drawn here and the sampler asked here, as the instrumentation would.
 
-    The OpenTelemetry ASGI middleware would collect the request's attributes, start a
-    span that records nothing, build its metrics' attribute dicts and parse the target
-    again at the end: about 0.1 ms of CPU per request (bench/span_costs.py) spent on a
-    decision the caller already made. Here the request gets what the instrumentation
-    would have given it: the caller's context (``traceparent``, ``tracestate``, baggage)
-    under a non-recording span of its own id, current while the app runs, and the
-    ``traceresponse`` header on its response. The HTTP, database and our own spans under
-    it are dropped by the sampler as before; :class:`~common.http.CookielessClient` and
-    the database listeners skip the instrumentations' work for them too.
+    The OpenTelemetry ASGI middleware would collect the request's attributes, match the
+    routes to name a span, start a span that records nothing, build its metrics'
+    attribute dicts and parse the target again at the end: about 0.1 ms of CPU per
+    request (bench/span_costs.py), more for a root, spent on a decision already made.
+    Here the request gets what the instrumentation would have given it: the caller's
+    context (``traceparent``, ``tracestate``, baggage), or a new unsampled trace, under a
+    non-recording span of its own id, current while the app runs, and the
+    ``traceresponse`` header on its response. The HTTP, database and our own spans
+    under it are dropped by the sampler as before; :class:`~common.http.CookielessClient`
+    and the database listeners skip the instrumentations' work for them too.
 
-    Requests without ``traceparent``, sampled ones and malformed ones take the
-    instrumented stack, which decides as it always did.
+    Sampled requests, new traces the sampler samples (under the trace id it decided on,
+    see :class:`PredrawnTraceIds`), malformed ``traceparent`` headers and the
+    instrumentation's excluded URLs take the instrumented stack, which does as it always
+    did.
     """
 
-    def __init__(self, instrumented: ASGIApp, app: ASGIApp, ids: IdGenerator) -> None:
+    def __init__(
+        self,
+        stack: ASGIApp,
+        instrumented: OpenTelemetryMiddleware,
+        ids: IdGenerator,
+        root_sampler: Sampler | None = None,
+    ) -> None:
+        self.stack = stack
         self.instrumented = instrumented
-        self.app = app
+        self.app = instrumented.app
         self.ids = ids
+        self.root_sampler = root_sampler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _unsampled_traceparent(scope["headers"]):
-            await self.instrumented(scope, receive, send)
-            return
+        # Decided synchronously, then one await: each coroutine level costs every request.
+        sampled = _traceparent_sampled(scope["headers"]) if scope["type"] == "http" else True
+        decided: otel_context.Context | int | None
+        if sampled is False:
+            decided = self._unsampled_child(scope)
+        elif sampled is None and self.root_sampler is not None and not self._excluded(scope):
+            decided = self._root(self.root_sampler, scope)
+        else:
+            decided = None
+        if decided is None:
+            await self.stack(scope, receive, send)
+        elif isinstance(decided, int):  # a sampled root's trace id, for its span to take
+            token = PredrawnTraceIds.drawn_for_next_root(decided)
+            try:
+                await self.stack(scope, receive, send)
+            finally:
+                PredrawnTraceIds.forget(token)
+        else:
+            context = decided
+            response_propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
+
+            async def send_with_traceresponse(message: Message) -> None:
+                if message["type"] == "http.response.start" and response_propagator is not None:
+                    response_propagator.inject(message, context=context, setter=asgi_setter)
+                await send(message)
+
+            token = otel_context.attach(context)
+            try:
+                await self.app(scope, receive, send_with_traceresponse)
+            finally:
+                otel_context.detach(token)
+
+    def _unsampled_child(self, scope: Scope) -> otel_context.Context | None:
+        """The context of a request whose caller did not sample it (None: it did, or its
+        ``traceparent`` is malformed)."""
         # The global propagators, as the instrumentation extracts them (tracestate, baggage).
         extracted = propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter)
         parent = trace.get_current_span(extracted).get_span_context()
         if not parent.is_valid or parent.trace_flags.sampled:
-            await self.instrumented(scope, receive, send)
-            return
-        span = NonRecordingSpan(
-            SpanContext(
-                parent.trace_id,
-                self.ids.generate_span_id(),
-                is_remote=False,
-                trace_flags=parent.trace_flags,
-                trace_state=parent.trace_state,
-            )
+            return None
+        span_context = SpanContext(
+            parent.trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=parent.trace_flags,
+            trace_state=parent.trace_state,
         )
-        context = trace.set_span_in_context(span, extracted)
-        response_propagator = get_global_response_propagator()  # type: ignore[no-untyped-call]
+        return trace.set_span_in_context(NonRecordingSpan(span_context), extracted)
 
-        async def send_with_traceresponse(message: Message) -> None:
-            if message["type"] == "http.response.start" and response_propagator is not None:
-                response_propagator.inject(message, context=context, setter=asgi_setter)
-            await send(message)
+    def _root(self, sampler: Sampler, scope: Scope) -> otel_context.Context | int:
+        """The context of a new trace the sampler drops, or the trace id of one it samples."""
+        # Baggage may come without a traceparent; the instrumentation would keep it.
+        extracted = propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter)
+        trace_id = self.ids.generate_trace_id()
+        decision = sampler.should_sample(extracted, trace_id, scope["method"], SpanKind.SERVER)
+        if decision.decision.is_sampled():  # type: ignore[no-untyped-call]
+            return trace_id
+        span_context = SpanContext(
+            trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+            trace_state=decision.trace_state,
+        )
+        return trace.set_span_in_context(NonRecordingSpan(span_context), extracted)
 
-        token = otel_context.attach(context)
-        try:
-            await self.app(scope, receive, send_with_traceresponse)
-        finally:
-            otel_context.detach(token)
+    def _excluded(self, scope: Scope) -> bool:
+        """A URL the instrumentation leaves alone (EXCLUDED_URLS): no span, no traceresponse."""
+        excluded = self.instrumented.excluded_urls
+        if excluded is None:
+            return False
+        _, _, url = get_host_port_url_tuple(scope)  # type: ignore[no-untyped-call]
+        return excluded.url_disabled(url)
 
 
-def _unsampled_traceparent(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """A cheap look at the raw ``traceparent``: its flags' sampled bit is 0. The full
-    extraction (and validation) follows only for those."""
+def _traceparent_sampled(headers: Sequence[tuple[bytes, bytes]]) -> bool | None:
+    """A cheap look at the raw ``traceparent``: its flags' sampled bit (True also for a
+    header too malformed to read), None without one. The full extraction (and
+    validation) follows only for unsampled ones."""
     for name, value in headers:
         if name == b"traceparent":
             try:
-                return len(value) >= 55 and not int(value[-2:], 16) & 1
+                return len(value) < 55 or bool(int(value[-2:], 16) & 1)
             except ValueError:
-                return False
-    return False
+                return True
+    return None
+
+
+class StatementTracer(EngineTracer):
+    """opentelemetry-instrumentation-sqlalchemy's per-engine listeners (a span per
+    statement), without its connection-pool ones, which only feed the
+    ``db.client.connections.usage`` counter: ours is a no-op (the services' database
+    metric is :func:`~common.signals.record_operation_durations`), yet each checkout and
+    checkin of a connection, one pair per transaction, looked up the context twice and
+    built two attribute dicts for it, 4 µs a transaction, sampled or not."""
+
+    _POOL_EVENTS = frozenset({"connect", "close", "checkout", "checkin"})
+
+    @classmethod
+    def _register_event_listener(
+        cls, target: Any, identifier: str, func: Callable[..., Any], *args: Any, **kw: Any
+    ) -> None:
+        if identifier not in cls._POOL_EVENTS:
+            super()._register_event_listener(target, identifier, func, *args, **kw)  # type: ignore[no-untyped-call]
 
 
 _SUPPRESSION = "_ordersim_suppression"  # where a statement keeps its context token
@@ -567,7 +725,7 @@ def setup_telemetry(
         )
     else:
         resource = build_resource(service_name)
-        provider = SdkTracerProvider(resource=resource)
+        provider = SdkTracerProvider(resource=resource, id_generator=PredrawnTraceIds())
         for processor in _exporter_processors() if processors is None else processors:
             provider.add_span_processor(processor)
         signals = _signals(resource, processors is not None, metric_readers, log_processors)

@@ -24,6 +24,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -126,25 +127,71 @@ async def test_a_sampled_caller_passes_through_every_instrumentation(
         assert all(instrumentation_calls[name] > 1 for name in ("server", "client", "database"))
 
 
-async def test_an_unsampled_root_skips_the_instrumentations_below_it(
+async def test_an_unsampled_root_skips_every_instrumentation(
     start_system: Any, instrumentation_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The root sampler decides by trace id alone: order-service's own request is decided
+    before the instrumentation, which it then skips too."""
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_off")
     async with start_system(wrap={"payment": Recorder}) as system:
-        response = await system.order.post("/orders", json=order_body())
+        response = await system.order.post(
+            "/orders", json=order_body(), headers={"baggage": "tenant=acme"}
+        )
         assert response.status_code == 201
         assert not sampled(response.headers["traceresponse"])
+        trace_id = response.json()["trace_id"]
+        assert response.headers["traceresponse"].startswith(f"00-{trace_id}-")
         await system.drain()
-        # order-service's own request decides, through the instrumentation; nothing below.
-        assert instrumentation_calls == Counter(server=1)
+        assert instrumentation_calls == Counter()
         assert system.spans() == []
         recorder: Recorder = system.transports["payment"]  # type: ignore[assignment]
-        trace_id = response.json()["trace_id"]
         assert recorder.headers
-        assert all(
-            sent["traceparent"].startswith(f"00-{trace_id}-") and not sampled(sent["traceparent"])
-            for sent in recorder.headers
-        )
+        for sent in recorder.headers:
+            assert sent["traceparent"].startswith(f"00-{trace_id}-")
+            assert not sampled(sent["traceparent"])
+            assert sent["baggage"] == "tenant=acme"
+        # The instrumentation's excluded URLs stay as it leaves them: no traceresponse.
+        probe = await system.order.get("/healthz")
+        assert probe.status_code == 200
+        assert "traceresponse" not in probe.headers
+
+
+#: Trace ids that TraceIdRatioBased(0.5) samples (its low 64 bits under 2**63) or drops.
+KEPT_TRACE = 0x0AF7651916CD43DD8448EB211C80319C & ~(1 << 63)
+DROPPED_TRACE = 0x0AF7651916CD43DD8448EB211C80319C | (1 << 63)
+
+
+async def test_a_new_trace_is_decided_once_on_the_trace_id_it_keeps(
+    start_system: Any, instrumentation_calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ratio sampler's root decision is made before the instrumentation, on a trace id
+    drawn there; a sampled root's span gets that very trace id (a second draw would sample
+    the ratio squared), a dropped one skips the instrumentation."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
+    draws = iter([KEPT_TRACE])
+    monkeypatch.setattr(
+        RandomIdGenerator, "generate_trace_id", lambda self: next(draws, DROPPED_TRACE)
+    )
+    async with start_system() as system:
+        kept = await system.order.post("/orders", json=order_body())
+        assert kept.status_code == 201
+        assert kept.json()["trace_id"] == f"{KEPT_TRACE:032x}"
+        assert kept.headers["traceresponse"].startswith(f"00-{KEPT_TRACE:032x}-")
+        assert sampled(kept.headers["traceresponse"])
+        await system.drain()
+        root = system.tree(f"{KEPT_TRACE:032x}").root
+        assert root.kind == SpanKind.SERVER and root.name == "POST /orders"
+        calls = instrumentation_calls.copy()
+        assert calls["server"] > 1
+
+        dropped = await system.order.post("/orders", json=order_body())
+        assert dropped.status_code == 201
+        assert dropped.json()["trace_id"] == f"{DROPPED_TRACE:032x}"
+        assert not sampled(dropped.headers["traceresponse"])
+        await system.drain()
+        # No request of the dropped trace went through the instrumentations.
+        assert instrumentation_calls == calls
 
 
 async def test_a_sampler_that_ignores_its_parent_gets_every_request(
@@ -200,3 +247,22 @@ def test_a_failed_statement_of_an_unsampled_trace_leaves_no_suppression_behind(
     # Only the sampled trace's statement made a span.
     (span,) = exporter.get_finished_spans()
     assert span.parent is not None and span.parent.trace_flags.sampled
+
+
+def test_a_transaction_pays_for_no_connection_usage_metric(tmp_path: Path) -> None:
+    """The instrumentation's pool listeners feed only a no-op counter: not registered."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/t.db")
+    pool_events = ("connect", "close", "checkout", "checkin")
+    telemetry = Telemetry(provider)
+    telemetry.instrument_engine(engine)
+    (tracer,) = telemetry._engine_tracers
+    for name in pool_events:
+        listener = getattr(tracer, f"_pool_{name}")
+        assert not sqlalchemy.event.contains(engine, name, listener)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("SELECT 1"))
+    (span,) = exporter.get_finished_spans()  # statements still make their spans
+    assert span.attributes and span.attributes["db.system.name"] == "sqlite"
