@@ -42,7 +42,7 @@ from inventory_service.settings import InventorySettings  # noqa: E402
 from order_service.settings import OrderSettings  # noqa: E402
 from ordersim.load import LoadOptions, LoadReport, run_load  # noqa: E402
 from ordersim.testing.processes import clean_env, free_port  # noqa: E402
-from ordersim.up import Service, Supervisor  # noqa: E402
+from ordersim.up import Service, StartupError, Supervisor  # noqa: E402
 from payment_service.settings import PaymentSettings  # noqa: E402
 from shipping_service.settings import ShippingSettings  # noqa: E402
 from trace_viewer.settings import ViewerSettings  # noqa: E402
@@ -155,7 +155,13 @@ class System:
         self._log_file = self.log.open("w")
         console = Console(file=self._log_file, width=200)
         self.supervisor = Supervisor(self.services, console, self.viewer, self.env)
-        await self.supervisor.start()
+        try:
+            await self.supervisor.start()
+        except StartupError as exc:
+            await self.supervisor.stop()
+            self._log_file.close()
+            tail = "\n".join(self.log.read_text().splitlines()[-30:])
+            raise StartupError(f"{exc}; the end of {self.log.name}:\n{tail}") from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
