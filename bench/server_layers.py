@@ -50,6 +50,7 @@ os.environ["OTEL_SDK_DISABLED"] = "true"
 
 from asgi_lifespan import LifespanManager  # noqa: E402
 
+from bench.span_costs import post_scope  # noqa: E402
 from common.app import create_service_app, database_lifespan  # noqa: E402
 from common.deps import EngineDep, TracerDep  # noqa: E402
 from common.errors import install_error_handlers  # noqa: E402
@@ -131,21 +132,7 @@ def service_app(endpoint: Callable[..., Any], data: Path) -> FastAPI:
 
 async def cpu_us(app: ASGIApp, requests: int) -> float:
     """CPU µs per request of ``app``, driven through ASGI directly."""
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/reservations",
-        "raw_path": b"/reservations",
-        "query_string": b"",
-        "root_path": "",
-        "headers": HEADERS,
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8001),
-        "state": {},
-    }
+    scope: Scope = post_scope("/reservations", HEADERS) | {"state": {}}
     request: Message = {"type": "http.request", "body": BODY, "more_body": False}
     statuses: list[int] = []
 

@@ -181,28 +181,36 @@ def traceparent(mode: str) -> list[tuple[bytes, bytes]]:
     return [(b"traceparent", f"00-{TRACE}-00f067aa0ba902b7-{flags}".encode())]
 
 
-async def server_request_cpu_us(mode: str, calls: int) -> float:
-    app = server_app(mode)
-    scope = {
+def post_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of an HTTP/1.1 ``POST path`` from a local client, as uvicorn makes it."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/reservations",
-        "raw_path": b"/reservations",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8001),
+    }
+
+
+async def server_request_cpu_us(mode: str, calls: int) -> float:
+    app = server_app(mode)
+    scope = post_scope(
+        "/reservations",
+        [
             (b"host", b"127.0.0.1:8001"),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(BODY)).encode()),
             (b"user-agent", b"python-httpx/0.28.1"),
             *traceparent(mode),
         ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8001),
-    }
+    )
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": BODY, "more_body": False}
