@@ -5,6 +5,7 @@ Finding spans and asserting a trace's shape is :class:`ordersim.testing.SpanTree
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -79,3 +80,18 @@ def assert_order_waterfall(spans: Iterable[ReadableSpan]) -> None:
         tree.find("commit_stock"), tree.find("create_shipment", service="order-service")
     )
     assert len(tree.find_all("check_stock")) == 3
+
+
+class FailingCommit:
+    """The store's writer connection, whose COMMIT fails (a full disk, say)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)

@@ -12,6 +12,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Exemplar, HistogramDataPoint
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from tests.helpers import FailingCommit
 from tests.old_schemas import as_version_4
 from tests.test_store import record
 from trace_viewer.otlp_signals import SERVER_DURATION, LogRow, PointRow
@@ -80,20 +81,20 @@ def test_the_totals_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_a_batch_that_fails_is_not_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    traces = store(tmp_path)
+    traces = store(tmp_path, max_log_records=2)
     traces.write_logs([log_row(1), log_row(2)])
-    before = traces.signal_stats()["log_records_stored"]
+    before = traces.signal_stats()
 
-    def broken(*_: object) -> int:
-        raise sqlite3.OperationalError("disk I/O error")
-
-    monkeypatch.setattr(traces, "_evict", broken)
+    monkeypatch.setattr(traces, "_writer", FailingCommit(traces._writer))
     with pytest.raises(sqlite3.OperationalError):
-        traces.write_logs([log_row(3)])
+        traces.write_logs([log_row(3)])  # stored, one evicted, then not committed
     monkeypatch.undo()
-    assert traces.signal_stats()["log_records_stored"] == before == 2
+    after = traces.signal_stats()
+    assert (after["log_records_stored"], after["log_records_evicted"]) == (2, 0)
+    assert after["log_records_received"] == before["log_records_received"] + 1
     traces.write_logs([log_row(4)])
-    assert traces.signal_stats()["log_records_stored"] == 3
+    assert traces.signal_stats()["log_records_stored"] == 2
+    assert traces.signal_stats()["log_records_evicted"] == 1
 
 
 def test_a_version_4_database_gains_the_signal_tables_and_keeps_its_traces(

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.helpers import FailingCommit
 from tests.old_schemas import as_version_5
 from tests.test_store import RESOURCE, SCOPE
 from trace_viewer.otlp import SpanRecord
@@ -244,6 +245,22 @@ def test_a_batch_that_fails_leaves_the_summaries_and_totals_as_they_were(
     store.write([span(1, 2, 1, 5, 10, "payment-service")])
     (after,) = store.search()
     assert after.span_count == 2 and after.services == ["order-service", "payment-service"]
+    store.close()
+
+
+def test_a_batch_whose_commit_fails_evicts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = TraceStore(tmp_path / "t.db", Limits(1, 10**9))
+    store.write([span(1, 1, None, 0, 10, "order-service")])
+    monkeypatch.setattr(store, "_writer", FailingCommit(store._writer))
+    with pytest.raises(sqlite3.OperationalError):
+        store.write([span(2, 1, None, 20, 10, "order-service")])  # evicts trace 1, uncommitted
+    monkeypatch.undo()
+    assert [t.span_count for t in store.search()] == [1]
+    assert (store.trace_count, store.stats()["traces_evicted"]) == (1, 0)
+    store.write([span(2, 1, None, 20, 10, "order-service")])
+    assert (store.trace_count, store.stats()["traces_evicted"]) == (1, 1)
     store.close()
 
 

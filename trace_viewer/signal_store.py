@@ -95,6 +95,7 @@ class SignalTables:
 
     def _write(self, insert: Callable[[], None]) -> None:
         totals = (self._log_totals[:], self._point_totals[:])
+        evicted = (self.logs_evicted, self.points_evicted)
         self._writer.execute("BEGIN IMMEDIATE")
         try:
             insert()
@@ -104,6 +105,7 @@ class SignalTables:
             self._blob_ids.clear()
             # What the rolled-back batch added or evicted is not stored: nor is it counted.
             self._log_totals[:], self._point_totals[:] = totals
+            self.logs_evicted, self.points_evicted = evicted
             raise
 
     def write_logs(self, rows: Sequence[LogRow], rejected: int = 0) -> None:

@@ -715,6 +715,7 @@ class TraceStore(SignalTables):
             self.spans_repaired += repaired
             if not spans:
                 return
+            evicted = self.traces_evicted
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 # Each new span takes the next rowid (a rowid table without AUTOINCREMENT), so
@@ -782,6 +783,7 @@ class TraceStore(SignalTables):
                 self._writer.execute("ROLLBACK")
                 self._blob_ids.clear()  # the rolled-back blobs are gone
                 self._count_traces()  # and so are the batch's traces and evictions
+                self.traces_evicted = evicted
                 raise
 
     def _summarise(self, last: int) -> None:
