@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -33,7 +34,7 @@ from opentelemetry.trace import (
 )
 
 from ordersim.testing import AppContext, SpanTree, TracedApps, traced_apps
-from ordersim.testing.processes import clean_env
+from ordersim.testing.processes import clean_env, free_port
 from tests import ROOT
 
 
@@ -399,3 +400,15 @@ def test_the_examples_pass_from_an_empty_folder_against_the_wheel(
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "3 passed" in output, output
+
+
+def test_free_ports_are_outside_the_ephemeral_range_and_never_repeat() -> None:
+    """An outgoing connection draws its local port from the kernel's ephemeral range; a
+    port handed out from there could be taken before the child binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < low for port in ports)
+    for port in ports[:20]:  # each one bindable, as handed out
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))

@@ -12,6 +12,7 @@ Processes start in the current directory; give them ``ORDERSIM_DATA_DIR`` (as
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,10 +41,43 @@ def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
         time.sleep(0.05)
 
 
+#: Ports handed out by :func:`free_port` in this process, never handed out twice.
+_HANDED_OUT: set[int] = set()
+_LOWEST_PORT = 10000
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port of 127.0.0.1 that nothing is bound to, for a child process to listen on.
+
+    Picked below the kernel's ephemeral range, not by binding port 0: the kernel draws the
+    local port of every outgoing connection from that range, so a port it handed out
+    could be taken by a client's connection before the child bound it (a benchmark's
+    service once failed to start that way, on a machine busy with load-generator
+    connections). Never the same port twice in one process, which ``bind(0)`` did not
+    promise either once the probing socket was closed. (portpicker and pytest's
+    ``unused_tcp_port`` both bind port 0.)"""
+    high = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(_LOWEST_PORT, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port between {_LOWEST_PORT} and {high}")
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux), 32768 where unknown."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return low if low > _LOWEST_PORT + 1000 else 32768
 
 
 def clean_env() -> dict[str, str]:
