@@ -4,6 +4,7 @@ is sampled and when it is not, the CPU the OTLP exporter spends encoding a span,
 long the batch processor's export thread keeps an event loop waiting.
 
     .venv/bin/python bench/span_costs.py [--statements 3000] [--requests 3000] [--rounds 5]
+    .venv/bin/python bench/span_costs.py --rounds 5 --untraced-ms 17.56
     .venv/bin/python bench/span_costs.py --export [--rounds 5]
 
 Each case runs plain (``OTEL_SDK_DISABLED``), then traced as ``common.telemetry`` sets
@@ -27,6 +28,13 @@ Encoding: order-shaped spans (bench/ingest.py's) through the OTLP exporter's own
 into protobuf bytes, CPU per span, with a plain ``Resource`` and with the services' own
 (``common.telemetry.build_resource``, whose hash the encoder does not recompute for every
 span). Medians of the rounds.
+
+Then the floor of tracing an order at 100 % and at 1 %: each of its spans
+(``ORDER_SPANS``) at the price measured here, sampled or known unsampled, a sampled one
+also encoded, the viewer's share apart. With ``--untraced-ms``
+(the untraced CPU per order ``bench/overhead.py`` prints), it also prints the tracing
+budget that the throughput targets (0.80x untraced at 100 %, 0.95x at 1 %) leave per
+order, against each floor.
 
 ``--export`` measures the export thread instead: an event loop ticks every millisecond
 while a BatchSpanProcessor, fed 20,000 order-shaped spans a second, hands its batches to
@@ -357,6 +365,12 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5, help="figures are medians of rounds")
     parser.add_argument("--export", action="store_true", help="the export thread's stalls")
+    parser.add_argument(
+        "--untraced-ms",
+        type=float,
+        help="CPU ms per order untraced (bench/overhead.py's): also print the tracing budget "
+        "that the throughput targets leave, against each floor",
+    )
     args = parser.parse_args()
     if args.export:
         await export_main(args.rounds)
@@ -400,6 +414,60 @@ async def main() -> None:
         f"{statistics.median(encoded_hashed_once):.1f} with the services' resource "
         "(build_resource, hashed once)"
     )
+    added_us = {
+        (kind, mode): statistics.median(figures[name, mode])
+        - statistics.median(figures[name, "plain"])
+        for kind, name in ORDER_SPAN_CASES.items()
+        for mode in ("sampled", "known unsampled")
+    }
+    print_floors(added_us, statistics.median(encoded_hashed_once), args.untraced_ms)
+
+
+#: The spans of an order in the bench's mix, by kind: one confirmed order's trace and its
+#: notification's (bench/cpu_per_order.py --traced counts them as "spans/order").
+ORDER_SPANS = {"server": 8, "client": 7, "database": 23, "own": 19}
+ORDER_SPAN_CASES = {
+    "server": "FastAPI request (server span)",
+    "client": "httpx request (client span)",
+    "database": "SQLite statement (DB span)",
+    "own": "the same, attributes behind is_recording()",
+}
+#: bench/overhead.py's sampled configurations and the share of untraced throughput each
+#: must keep (issue 13).
+TARGETS = {"100 %": (1.0, 0.80), "1 %": (0.01, 0.95)}
+
+
+def print_floors(
+    added_us: dict[tuple[str, str], float], encode_us: float, untraced_ms: float | None
+) -> None:
+    """The least CPU tracing an order can cost in each sampled configuration: each of its
+    spans at its hot-loop price (no cache misses, no other process), a sampled one also
+    encoded once, the viewer's share left out. Below it, only dropping a kept
+    instrumentation or a span would go. With the untraced CPU per order, the budget each
+    configuration's throughput target leaves, against its floor."""
+    spans = sum(ORDER_SPANS.values())
+    for name, (ratio, target) in TARGETS.items():
+        parts = {
+            kind: count
+            * (ratio * added_us[kind, "sampled"] + (1 - ratio) * added_us[kind, "known unsampled"])
+            / 1000
+            for kind, count in ORDER_SPANS.items()
+        }
+        parts["encoding"] = ratio * spans * encode_us / 1000
+        floor = sum(parts.values())
+        terms = ", ".join(f"{kind} {ms:.2f}" for kind, ms in parts.items())
+        print(
+            f"{name} sampled, an order's {spans} spans {ORDER_SPANS}: at least {floor:.2f} ms "
+            f"of CPU per order in hot loops ({terms}), the viewer's apart"
+        )
+        if untraced_ms:
+            # Saturated throughput goes as 1 / CPU per order: x times untraced's leaves
+            # (1/x - 1) times its CPU per order to tracing.
+            budget = (1 / target - 1) * untraced_ms
+            print(
+                f"  {target:.2f}x untraced throughput leaves {budget:.2f} ms per order to "
+                f"tracing at {untraced_ms} ms untraced: the floor is {floor / budget:.2f}x that"
+            )
 
 
 if __name__ == "__main__":
