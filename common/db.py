@@ -7,7 +7,8 @@ transaction (or per read), run by ``await transaction(engine, fn, *args)``:
 - on SQLite, with the standard library's driver: a transaction in a thread of the
   engine's own pool, one thread hop for the whole function (its commit waits for the
   disk, which the event loop must not); a read on the event loop's own thread, through
-  a connection of its own that cannot write (``PRAGMA query_only``): no hop at all. A
+  a connection of its own that cannot write (``PRAGMA query_only``): no hop at all
+  (unless another connection holds the file locked: then it waits in a thread). A
   hop (a wake-up of the other thread, a hand-over of the GIL, a wake-up of the loop)
   costs several times the primary-key SELECT it carries (bench/call_costs.py), and a
   WAL reader neither waits for the writer nor blocks it. aiosqlite hopped for every
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sqlite3
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -60,9 +62,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _read_only(dbapi_connection: Any, _record: Any) -> None:
+    # The reads' connection, on the event loop's thread: a read that writes fails, and
+    # one that finds the file locked (another connection recovering the WAL after a
+    # crash, or holding the file in exclusive locking mode) fails at once instead of
+    # waiting in SQLite's busy handler with the loop stopped; read() then waits in a
+    # thread. (WAL is the file's own mode, set by the writers' connections.)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA query_only=ON")  # a read() that writes fails, never blocks
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA query_only=ON")
     cursor.close()
+
+
+def _busy(error: sqlalchemy.exc.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (SQLITE_BUSY and
+    its extended codes)."""
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 class _ThreadedSQLite:
@@ -79,7 +94,6 @@ class _ThreadedSQLite:
         # A read runs to its end before the loop goes on, so one connection per thread
         # serves every read of that thread's loop (and keeps its page cache warm).
         self.reader = sqlalchemy.create_engine(url, poolclass=SingletonThreadPool)
-        event.listen(self.reader, "connect", _sqlite_pragmas)
         event.listen(self.reader, "connect", _read_only)
         telemetry.instrument_engine(self.reader)
 
@@ -95,8 +109,22 @@ class _ThreadedSQLite:
         with self.engine.begin() as conn:
             return fn(conn, *args, **kwargs)
 
-    def read(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
-        with self.reader.connect() as conn:
+    async def read(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        try:
+            with self.reader.connect() as conn:
+                return fn(conn, *args, **kwargs)
+        except sqlalchemy.exc.OperationalError as error:
+            if not _busy(error):
+                raise
+        # The file is locked: the same read again, from its start (it only reads), in a
+        # thread that may wait for the lock as a transaction would. Its statements' spans
+        # follow the refused one's.
+        call = contextvars.copy_context().run
+        future = self.threads.submit(call, self._read_waiting, fn, args, kwargs)
+        return await uncancelled(asyncio.wrap_future(future))
+
+    def _read_waiting(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        with self.engine.connect() as conn:  # closed without a commit: rolled back
             return fn(conn, *args, **kwargs)
 
     def dispose(self, *_: object) -> None:
@@ -166,7 +194,7 @@ async def read(
         # stops, as when the read awaited its thread: reads gathered together all start
         # (their spans overlap) before the first one runs.
         await asyncio.sleep(0)
-        return threaded.read(fn, args, kwargs)
+        return await threaded.read(fn, args, kwargs)
     async with engine.connect() as conn:
         return await conn.run_sync(fn, *args, **kwargs)
 

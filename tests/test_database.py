@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -90,4 +92,34 @@ async def test_a_read_sees_every_committed_transaction_and_cannot_write(tmp_path
             await read(engine, insert, 3)
         assert await read(engine, values) == [1, 2]
     finally:
+        await engine.dispose()
+
+
+async def test_a_read_that_finds_the_file_locked_waits_off_the_event_loop(tmp_path: Path) -> None:
+    """A read runs on the event loop's thread; SQLite's busy handler there would stop the
+    loop for as long as another connection holds the file locked (up to the busy
+    timeout, then "database is locked"). It waits in a thread instead, and the loop goes
+    on: here the loop itself releases the lock."""
+    engine = untraced_engine(tmp_path)
+    await transaction(engine, create)
+    await transaction(engine, insert, 1)
+    await engine.dispose()  # every connection closed, so that another may lock the file
+    holder = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")  # held from its first write on
+    holder.execute("INSERT INTO t VALUES (2)")
+    ticks = 0
+
+    async def release_once_the_loop_has_run() -> None:
+        nonlocal ticks
+        while ticks < 5:
+            ticks += 1
+            await asyncio.sleep(0.01)
+        holder.close()
+
+    try:
+        found, _ = await asyncio.gather(read(engine, values), release_once_the_loop_has_run())
+        assert found == [1, 2]
+        assert await read(engine, values) == [1, 2]  # and on the loop again
+    finally:
+        holder.close()
         await engine.dispose()
