@@ -2,6 +2,7 @@
 CPU per order, of the four services run in one process, untraced and traced.
 
     .venv/bin/python bench/order_calls.py [--orders 300] [--rounds 3] [--top 40]
+    .venv/bin/python bench/order_calls.py --rounds 0 --callers "builtins.isinstance"
     .venv/bin/python bench/order_calls.py --trees \
         ".+OTEL_SDK_DISABLED=true,.+OTEL_TRACES_SAMPLER=parentbased_always_off"
     git archive HEAD~1 | tar -x -C /tmp/before && .venv/bin/python bench/order_calls.py \
@@ -26,7 +27,8 @@ Figures per order sent:
   ``--orders`` orders: a count, the same from run to run (the random module is seeded, so
   are the trace ids a ratio sampler decides on), whatever else the machine runs. The
   functions whose count differs most from the first variant's are listed, with the
-  difference by package: where the extra work of tracing is, line by line;
+  difference by package: where the extra work of tracing is, line by line
+  (``--callers TEXT``: and who made the extra calls of the functions named so);
 - **gen0 GCs**: collections of the cyclic GC's youngest generation, one per 700 container
   objects allocated (net): the allocations tracing adds;
 - **CPU µs**: this process's CPU time per order (no profiler), median of ``--rounds``
@@ -49,6 +51,7 @@ import gc
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,6 +95,11 @@ def function_name(key: tuple[str, int, str]) -> str:
     return f"{filename}:{line} {name}"
 
 
+def callgrind_control(option: str) -> None:
+    """Switch callgrind's counting in this process (it runs under ``valgrind``)."""
+    subprocess.run(["callgrind_control", option, str(os.getpid())], check=True, capture_output=True)
+
+
 async def child(tree: Path, orders: int, mode: str) -> dict[str, Any]:
     import cProfile
     import logging
@@ -130,7 +138,11 @@ async def child(tree: Path, orders: int, mode: str) -> dict[str, Any]:
             cpu = time.process_time()
             if profiler is not None:
                 profiler.enable()
+            if mode == "instructions":  # under callgrind, which counts from here
+                callgrind_control("--instr=on")
             statuses = await place(orders)
+            if mode == "instructions":
+                callgrind_control("--instr=off")
             if profiler is not None:
                 profiler.disable()
             cpu = time.process_time() - cpu
@@ -144,9 +156,16 @@ async def child(tree: Path, orders: int, mode: str) -> dict[str, Any]:
             if profiler is not None:
                 stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
                 calls: dict[str, float] = collections.defaultdict(float)
-                for key, (_, total, *_rest) in stats.items():
-                    calls[function_name(key)] += total / orders
+                callers: dict[str, dict[str, float]] = collections.defaultdict(
+                    lambda: collections.defaultdict(float)
+                )
+                for key, (_, total, _own, _cumulative, by_caller) in stats.items():
+                    function = function_name(key)
+                    calls[function] += total / orders
+                    for caller, (_, from_caller, *_rest) in by_caller.items():
+                        callers[function][function_name(caller)] += from_caller / orders
                 result["calls"] = calls
+                result["callers"] = callers
             return result
 
 
@@ -157,8 +176,11 @@ def run_child(variant: Any, orders: int, mode: str) -> dict[str, Any]:
     from bench.cpu_per_order import python_of
     from ordersim.testing.processes import clean_env
 
-    env = clean_env() | TRACES_ONLY | dict(variant.env)
+    env = clean_env() | TRACES_ONLY | {"PYTHONHASHSEED": "0"} | dict(variant.env)
+    counts = Path(tempfile.mkdtemp()) / "callgrind.out"
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     command = [
+        *([*valgrind, f"--callgrind-out-file={counts}"] if mode == "instructions" else []),
         str(python_of(variant.tree)),
         "-I",
         str(Path(__file__).resolve()),
@@ -172,7 +194,14 @@ def run_child(variant: Any, orders: int, mode: str) -> dict[str, Any]:
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+    found: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    if mode == "instructions":
+        totals = next(
+            line for line in counts.read_text().splitlines() if line.startswith("totals:")
+        )
+        found["instructions"] = int(totals.split()[1]) / orders
+        shutil.rmtree(counts.parent)
+    return found
 
 
 def package_of(function: str) -> str:
@@ -186,6 +215,20 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=300, help="orders per round")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (0: calls only)")
     parser.add_argument("--top", type=int, default=40, help="functions listed per variant")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="ORDERS",
+        help="also count the instructions the CPU runs for ORDERS orders, under valgrind's "
+        "callgrind (about 40 s a variant for 20 orders)",
+    )
+    parser.add_argument(
+        "--callers",
+        metavar="TEXT",
+        help="also list, for each function whose name contains TEXT, its calls per order "
+        "by caller, more than in the first variant",
+    )
     parser.add_argument("--child", metavar="TREE", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -202,6 +245,11 @@ def main() -> None:
     first = variants[0]
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     counted = {v: run_child(v, args.orders, "calls") for v in variants}
+    executed = (
+        {v: run_child(v, args.instructions, "instructions") for v in variants}
+        if args.instructions
+        else {}
+    )
     timed: dict[Any, list[dict[str, Any]]] = {v: [] for v in variants}
     for number in range(args.rounds):
         for variant in variants if number % 2 == 0 else variants[::-1]:
@@ -218,6 +266,12 @@ def main() -> None:
             f"{gen0 * 100:.1f}/{gen1 * 100:.1f}/{gen2 * 100:.1f}, "
             f"spans/order {found['spans']:.2f}, statuses {found['statuses']}"
         )
+        if variant in executed:
+            instructions = executed[variant]["instructions"]
+            line += f"\n  instructions/order {instructions / 1e6:,.2f} M"
+            if variant != first:
+                ratio = instructions / executed[first]["instructions"]
+                line += f", {ratio:.3f} of the first's"
         if timed[variant]:
             cpu = [r["cpu_us"] for r in timed[variant]]
             line += (
@@ -246,6 +300,15 @@ def main() -> None:
         print("  by function:")
         for function, more in sorted(diff.items(), key=lambda d: -abs(d[1]))[: args.top]:
             print(f"  {more:+10.1f}  {function}")
+        if args.callers:
+            base_callers = counted[first]["callers"]
+            for function in sorted(f for f in diff if args.callers in f):
+                mine, theirs = found["callers"].get(function, {}), base_callers.get(function, {})
+                by_caller = {c: mine.get(c, 0.0) - theirs.get(c, 0.0) for c in mine.keys() | theirs}
+                print(f"  {function}, {diff[function]:+.1f} an order, by caller:")
+                for caller, more in sorted(by_caller.items(), key=lambda d: -abs(d[1]))[:12]:
+                    if abs(more) >= 0.05:
+                        print(f"    {more:+10.1f}  {caller}")
 
 
 if __name__ == "__main__":
