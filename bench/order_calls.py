@@ -1,8 +1,10 @@
-"""Where tracing's CPU goes in an order, counted: Python calls per order by function, and
-CPU per order, of the four services run in one process, untraced and traced.
+"""Where tracing's CPU goes in an order, counted: Python calls per order by function,
+instructions and CPU per order, of the four services run in one process, untraced and
+traced.
 
     .venv/bin/python bench/order_calls.py [--orders 300] [--rounds 3] [--top 40]
     .venv/bin/python bench/order_calls.py --rounds 0 --callers "builtins.isinstance"
+    .venv/bin/python bench/order_calls.py --orders 100 --rounds 0 --instructions 40
     .venv/bin/python bench/order_calls.py --trees \
         ".+OTEL_SDK_DISABLED=true,.+OTEL_TRACES_SAMPLER=parentbased_always_off"
     git archive HEAD~1 | tar -x -C /tmp/before && .venv/bin/python bench/order_calls.py \
@@ -24,17 +26,24 @@ The warm-up's objects are frozen out of the cyclic GC (``gc.freeze()``), as
 Figures per order sent:
 
 - **calls**: Python function calls and C built-in calls, counted by ``cProfile`` over
-  ``--orders`` orders: a count, the same from run to run (the random module is seeded, so
-  are the trace ids a ratio sampler decides on), whatever else the machine runs. The
+  ``--orders`` orders: a count, within a tenth of a per cent from run to run (the random
+  module is seeded, so are the trace ids a ratio sampler decides on), whatever else the
+  machine runs. The
   functions whose count differs most from the first variant's are listed, with the
   difference by package: where the extra work of tracing is, line by line
   (``--callers TEXT``: and who made the extra calls of the functions named so);
 - **gen0 GCs**: collections of the cyclic GC's youngest generation, one per 700 container
   objects allocated (net): the allocations tracing adds;
+- **instructions** (``--instructions ORDERS``): the instructions the CPU ran for ORDERS
+  orders, counted by valgrind's callgrind (switched on for the measured orders alone,
+  ``PYTHONHASHSEED=0``): within half a per cent from run to run, whatever else the
+  machine runs, and, unlike a count of calls, weighted by what each call does in C
+  (SQLAlchemy's event dispatch is few calls and many instructions). About 40 s a variant
+  for 40 orders;
 - **CPU µs**: this process's CPU time per order (no profiler), median of ``--rounds``
   rounds of ``--orders`` orders, the variants alternated round by round, and each round's
-  ratio to the first variant's in the same round; timing still, but in one process with
-  no network, much steadier than the system's;
+  ratio to the first variant's in the same round; timing still, in one process with no
+  network, but as much at the mercy of the machine's other work (±10 %);
 - **spans**: spans recorded per order.
 
 ``parentbased_always_off`` is what 99 % of orders cost at 1 %: every trace decided unsampled
