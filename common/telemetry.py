@@ -442,8 +442,9 @@ class UnsampledFastPath:
     context (``traceparent``, ``tracestate``, baggage), or a new unsampled trace, under a
     non-recording span of its own id, current while the app runs, and the
     ``traceresponse`` header on its response. The HTTP, database and our own spans
-    under it are dropped by the sampler as before; :class:`~common.http.CookielessClient`
-    and the database listeners skip the instrumentations' work for them too.
+    under it are never started: :class:`~common.http.CookielessClient`,
+    ``common.db``'s twin engines (or :class:`StatementTracer`) and
+    :class:`UnsampledSpansAreTheirParent` skip that work for them.
 
     Sampled requests, new traces the sampler samples (under the trace id it decided on,
     see :class:`PredrawnTraceIds`), malformed ``traceparent`` headers and the
