@@ -44,17 +44,17 @@ import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, cast
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from httpx import AsyncBaseTransport, AsyncClient, AsyncHTTPTransport
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.instrumentation.asgi import (
     OpenTelemetryMiddleware,
     asgi_getter,
@@ -141,7 +141,8 @@ class Telemetry:
     signals: Signals = field(default_factory=disabled_signals)
 
     def tracer(self, name: str) -> trace.Tracer:
-        return self.tracer_provider.get_tracer(name)
+        tracer = self.tracer_provider.get_tracer(name)
+        return UnsampledSpansAreTheirParent(tracer) if self.skips_unsampled else tracer
 
     def instruments(self, library: str, instrumentor: BaseInstrumentor) -> bool:
         """Whether to instrument ``library`` here: tracing is on, the library is not in
@@ -263,15 +264,11 @@ class Telemetry:
                 .get_meter(__name__)
                 .create_up_down_counter("db.client.connections.usage")
             )
-            if self.skips_unsampled:
-                # Before the EngineTracer's own listener, which then starts no span.
-                event.listen(engine, "before_cursor_execute", _suppress_if_unsampled, insert=True)
-                event.listen(engine, "after_cursor_execute", _end_suppression)
-                event.listen(engine, "handle_error", _end_suppression_on_error)
             tracer = self.tracer("opentelemetry.instrumentation.sqlalchemy")
             self._engine_tracers.append(
-                StatementTracer(tracer, engine, connections_usage)  # type: ignore[no-untyped-call]
+                StatementTracer(tracer, engine, connections_usage, self.skips_unsampled)
             )
+            return
         # After the EngineTracer's own listener, which has started the statement's span.
         event.listen(engine, "before_cursor_execute", name_statement_span)
 
@@ -369,6 +366,57 @@ def known_unsampled(context: otel_context.Context | None = None) -> bool:
     return span_context.is_valid and not span_context.trace_flags.sampled
 
 
+def _unsampled_span(context: otel_context.Context | None = None) -> Span | None:
+    """The current span (of ``context``) if it is known to be unsampled and records
+    nothing, else None."""
+    span = trace.get_current_span(context)
+    span_context = span.get_span_context()
+    if span_context.is_valid and not span_context.trace_flags.sampled and not span.is_recording():
+        return span
+    return None
+
+
+class UnsampledSpansAreTheirParent(trace.Tracer):
+    """The SDK's tracer, except that a span started under a span known to be unsampled
+    (that records nothing) is that span, as the API's ``NoOpTracer`` does for every span
+    under a non-recording one, and is made current by being current already.
+
+    A parent-based sampler (:attr:`Telemetry.skips_unsampled`) drops every child of an
+    unsampled span: the SDK would ask it, draw a span id, build a ``NonRecordingSpan``
+    and attach a context, for a span no one records, 17 a confirmed order. What is
+    observable is unchanged: log lines carry the trace id, calls downstream a
+    ``traceparent`` of that trace with flags ``00`` (and the id of the span that is
+    current: the request's), attributes and events set on the span go nowhere. Any
+    other parent, and a new trace, go to the SDK's tracer.
+    """
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def start_span(
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Span:
+        unsampled = _unsampled_span(context)
+        if unsampled is not None:
+            return unsampled
+        return self.tracer.start_span(name, context, *args, **kwargs)
+
+    def start_as_current_span(  # type: ignore[override]  # the API's is a generator function
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> AbstractContextManager[Span]:
+        if context is None and (unsampled := _unsampled_span()) is not None:
+            return nullcontext(unsampled)
+        return self.tracer.start_as_current_span(name, context, *args, **kwargs)
+
+
 #: FastAPI's own telemetry (``FastAPI(telemetry=...)``), off: the services are traced by
 #: opentelemetry-instrumentation-fastapi, which is what our users run. FastAPI steps aside
 #: for it only when it finds the instrumentation's middleware by walking its stack's
@@ -394,8 +442,9 @@ class UnsampledFastPath:
     context (``traceparent``, ``tracestate``, baggage), or a new unsampled trace, under a
     non-recording span of its own id, current while the app runs, and the
     ``traceresponse`` header on its response. The HTTP, database and our own spans
-    under it are dropped by the sampler as before; :class:`~common.http.CookielessClient`
-    and the database listeners skip the instrumentations' work for them too.
+    under it are never started: :class:`~common.http.CookielessClient`,
+    ``common.db``'s twin engines (or :class:`StatementTracer`) and
+    :class:`UnsampledSpansAreTheirParent` skip that work for them.
 
     Sampled requests, new traces the sampler samples (under the trace id it decided on,
     see :class:`PredrawnTraceIds`), malformed ``traceparent`` headers and the
@@ -453,7 +502,7 @@ class UnsampledFastPath:
         """The context of a request whose caller did not sample it (None: it did, or its
         ``traceparent`` is malformed)."""
         # The global propagators, as the instrumentation extracts them (tracestate, baggage).
-        extracted = propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter)
+        extracted = propagate.extract(_propagation_headers(scope), getter=asgi_getter)
         parent = trace.get_current_span(extracted).get_span_context()
         if not parent.is_valid or parent.trace_flags.sampled:
             return None
@@ -469,7 +518,7 @@ class UnsampledFastPath:
     def _root(self, sampler: Sampler, scope: Scope) -> otel_context.Context | int:
         """The context of a new trace the sampler drops, or the trace id of one it samples."""
         # Baggage may come without a traceparent; the instrumentation would keep it.
-        extracted = propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter)
+        extracted = propagate.extract(_propagation_headers(scope), getter=asgi_getter)
         trace_id = self.ids.generate_trace_id()
         decision = sampler.should_sample(extracted, trace_id, scope["method"], SpanKind.SERVER)
         if decision.decision.is_sampled():  # type: ignore[no-untyped-call]
@@ -492,6 +541,15 @@ class UnsampledFastPath:
         return excluded.url_disabled(url)
 
 
+def _propagation_headers(scope: Scope) -> dict[str, Any]:
+    """The request's headers that the global propagators read (``traceparent``,
+    ``tracestate``, ``baggage``), alone, as a scope for ``asgi_getter``: it decodes every
+    header of the scope it is given at each look-up (three a request, with ~10 headers)."""
+    fields = {field.encode() for field in propagate.get_global_textmap().fields}
+    headers = scope["headers"]
+    return {"headers": [(name, value) for name, value in headers if name.lower() in fields]}
+
+
 def _traceparent_sampled(headers: Sequence[tuple[bytes, bytes]]) -> bool | None:
     """A cheap look at the raw ``traceparent``: its flags' sampled bit (True also for a
     header too malformed to read), None without one. The full extraction (and
@@ -507,13 +565,26 @@ def _traceparent_sampled(headers: Sequence[tuple[bytes, bytes]]) -> bool | None:
 
 class StatementTracer(EngineTracer):
     """opentelemetry-instrumentation-sqlalchemy's per-engine listeners (a span per
-    statement), without its connection-pool ones, which only feed the
-    ``db.client.connections.usage`` counter: ours is a no-op (the services' database
-    metric is :func:`~common.signals.record_operation_durations`), yet each checkout and
-    checkin of a connection, one pair per transaction, looked up the context twice and
-    built two attribute dicts for it, 4 µs a transaction, sampled or not."""
+    statement, named by :func:`name_statement_span`), without its connection-pool ones,
+    which only feed the ``db.client.connections.usage`` counter: ours is a no-op (the
+    services' database metric is :func:`~common.signals.record_operation_durations`), yet
+    each checkout and checkin of a connection, one pair per transaction, looked up the
+    context twice and built two attribute dicts for it, 4 µs a transaction, sampled or not.
+
+    With ``skips_unsampled`` (:attr:`Telemetry.skips_unsampled`), a statement of a trace
+    known to be unsampled starts no span: the instrumentation would build its attributes
+    and a span that records nothing. Decided in the instrumentation's own listener, not
+    in listeners of ours around it (instrumentation suppressed before the statement,
+    restored after it): those were three more listeners and a context attached and
+    detached for every statement."""
 
     _POOL_EVENTS = frozenset({"connect", "close", "checkout", "checkin"})
+
+    def __init__(
+        self, tracer: trace.Tracer, engine: Engine, connections_usage: Any, skips_unsampled: bool
+    ) -> None:
+        self.skips_unsampled = skips_unsampled  # read by the listeners registered below
+        super().__init__(tracer, engine, connections_usage)  # type: ignore[no-untyped-call]
 
     @classmethod
     def _register_event_listener(
@@ -522,37 +593,22 @@ class StatementTracer(EngineTracer):
         if identifier not in cls._POOL_EVENTS:
             super()._register_event_listener(target, identifier, func, *args, **kw)  # type: ignore[no-untyped-call]
 
-
-_SUPPRESSION = "_ordersim_suppression"  # where a statement keeps its context token
-
-
-def _suppress_if_unsampled(
-    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-) -> None:
-    """A statement of an unsampled trace runs with instrumentation suppressed, so that
-    opentelemetry-instrumentation-sqlalchemy, which checks only that, starts no span (it
-    would build the span's attributes and a non-recording span for nothing).
-
-    The key is the one ``suppress_instrumentation()`` sets, attached here directly: its
-    context manager cannot span two events, and costs as much as what it saves."""
-    if known_unsampled():
-        suppressed = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True)
-        setattr(context, _SUPPRESSION, otel_context.attach(suppressed))
-
-
-def _end_suppression(
-    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-) -> None:
-    token = getattr(context, _SUPPRESSION, None)
-    if token is not None:
-        delattr(context, _SUPPRESSION)
-        otel_context.detach(token)
-
-
-def _end_suppression_on_error(exception_context: Any) -> None:
-    context = exception_context.execution_context
-    if context is not None:
-        _end_suppression(None, None, "", None, context, False)
+    def _before_cur_exec(
+        self,
+        conn: Any,
+        cursor: Any,
+        statement: str,
+        params: Any,
+        context: Any,
+        executemany: bool,
+    ) -> tuple[str, Any]:
+        if self.skips_unsampled and known_unsampled():
+            return statement, params
+        found: tuple[str, Any] = super()._before_cur_exec(  # type: ignore[no-untyped-call]
+            conn, cursor, statement, params, context, executemany
+        )
+        name_statement_span(conn, cursor, statement, params, context, executemany)
+        return found
 
 
 def name_statement_span(

@@ -7,15 +7,21 @@ import asyncio
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.context import attach, detach
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, read, transaction
-from common.telemetry import Telemetry
+from common.telemetry import StatementTracer, Telemetry
 from ordersim.testing import System
 
 FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
@@ -122,4 +128,57 @@ async def test_a_read_that_finds_the_file_locked_waits_off_the_event_loop(tmp_pa
         assert await read(engine, values) == [1, 2]  # and on the loop again
     finally:
         holder.close()
+        await engine.dispose()
+
+
+async def test_unsampled_work_runs_on_the_same_connections_without_the_instrumentation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listener on an engine's statements turns on SQLAlchemy's event dispatch for all
+    of them, even when it returns at once: work known to be unsampled goes through a twin
+    engine over the same pool, which has none (and still the pool's pragmas: FULL sync,
+    a read that cannot write); sampled work is traced as before."""
+    statements: list[str] = []
+    before = StatementTracer._before_cur_exec
+
+    def listening(self: StatementTracer, *args: Any) -> Any:
+        statements.append(args[2])
+        return before(self, *args)
+
+    monkeypatch.setattr(StatementTracer, "_before_cur_exec", listening)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", Telemetry(provider))
+
+    def under(flags: int) -> Any:
+        parent = SpanContext(0x4BF92F3577B34DA6, 0x00F067AA0BA902B7, True, TraceFlags(flags))
+        return attach(trace.set_span_in_context(NonRecordingSpan(parent)))
+
+    try:
+        token = under(TraceFlags.DEFAULT)
+        try:
+            await transaction(engine, create)
+            await transaction(engine, insert, 1)
+            assert await read(engine, values) == [1]
+            with pytest.raises(OperationalError, match="readonly"):
+                await read(engine, insert, 2)
+            assert await transaction(engine, synchronous) == FULL
+            assert await read(engine, synchronous) == FULL
+        finally:
+            detach(token)
+        assert statements == []
+        assert exporter.get_finished_spans() == ()
+
+        token = under(TraceFlags.SAMPLED)
+        try:
+            await transaction(engine, insert, 2)
+            assert await read(engine, values) == [1, 2]
+        finally:
+            detach(token)
+        assert len(statements) == 2
+        spans = exporter.get_finished_spans()
+        assert len(spans) == 2
+        assert all(s.parent is not None and s.parent.span_id == 0x00F067AA0BA902B7 for s in spans)
+    finally:
         await engine.dispose()

@@ -8,6 +8,7 @@ instrumentation has decided to handle the call.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
+from opentelemetry import context as otel_context
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.instrumentation import asgi
 from opentelemetry.instrumentation import httpx as httpx_instrumentation
 from opentelemetry.instrumentation.sqlalchemy import engine as sqlalchemy_engine
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -34,7 +37,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from common.telemetry import Telemetry, drops_unsampled_children
+from common.telemetry import Telemetry, drops_unsampled_children, known_unsampled
 from ordersim.testing import System
 from tests.helpers import CALLER_SPAN, CALLER_TRACE, Recorder, order_body
 
@@ -113,6 +116,42 @@ async def test_an_unsampled_caller_skips_every_instrumentation_and_propagates(
             assert CALLER_SPAN not in sent["traceparent"]  # order-service's own span id
             assert sent["tracestate"] == "vendor=opaque"
             assert sent["baggage"] == "tenant=acme"
+
+
+async def test_no_span_is_started_under_an_unsampled_one(
+    start_system: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The services' own spans under an unsampled request are the request's span, as the
+    API's NoOpTracer makes them: the SDK is not asked for spans its sampler would drop.
+    Their log lines still carry the trace id, their calls a ``traceparent`` of that trace
+    with flags 00."""
+    asked: list[str] = []
+    start_span = SdkTracer.start_span
+
+    def asking(self: SdkTracer, name: str, context: Context | None = None, **kw: Any) -> Any:
+        if known_unsampled(context):
+            asked.append(name)
+        return start_span(self, name, context, **kw)
+
+    monkeypatch.setattr(SdkTracer, "start_span", asking)
+    services = ("order_service.flow", "inventory_service", "payment_service")
+    for name in services:
+        caplog.set_level(logging.INFO, logger=name)
+    async with start_system(wrap={"payment": Recorder}) as system:
+        await place(system, "00")
+        await system.drain()
+        assert asked == []
+        assert list(system.tree(CALLER_TRACE)) == []
+        recorder: Recorder = system.transports["payment"]  # type: ignore[assignment]
+        assert recorder.headers
+        for sent in recorder.headers:
+            assert sent["traceparent"].startswith(f"00-{CALLER_TRACE}-")
+            assert not sampled(sent["traceparent"])
+    lines = [r for r in caplog.records if r.name.startswith(services)]
+    assert {r.name.split(".")[0] for r in lines} == {s.split(".")[0] for s in services}
+    for line in lines:
+        assert getattr(line, "otelTraceID", None) == CALLER_TRACE
+        assert getattr(line, "otelTraceSampled", None) is False
 
 
 async def test_a_sampled_caller_passes_through_every_instrumentation(
@@ -247,6 +286,45 @@ def test_a_failed_statement_of_an_unsampled_trace_leaves_no_suppression_behind(
     # Only the sampled trace's statement made a span.
     (span,) = exporter.get_finished_spans()
     assert span.parent is not None and span.parent.trace_flags.sampled
+
+
+def test_a_statement_of_an_unsampled_trace_attaches_no_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decided in the instrumentation's own listener: no suppression attached before the
+    statement and detached after it (and no listeners of ours to call)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/t.db")
+    Telemetry(provider).instrument_engine(engine)
+    attached: list[Context] = []
+    real_attach = otel_context.attach
+
+    def attaching(context: Context) -> object:
+        attached.append(context)
+        return real_attach(context)
+
+    def under(flags: int) -> Context:
+        parent = SpanContext(int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), True, TraceFlags(flags))
+        return set_span_in_context(NonRecordingSpan(parent))
+
+    with engine.connect() as conn:
+        token = attach(under(TraceFlags.DEFAULT))
+        monkeypatch.setattr(otel_context, "attach", attaching)
+        try:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        finally:
+            monkeypatch.undo()
+            detach(token)
+        assert attached == []
+        token = attach(under(TraceFlags.SAMPLED))
+        try:
+            conn.execute(sqlalchemy.text("SELECT 2"))
+        finally:
+            detach(token)
+    (span,) = exporter.get_finished_spans()  # the sampled statement still makes its span
+    assert span.parent is not None and span.parent.span_id == int(CALLER_SPAN, 16)
 
 
 def test_a_transaction_pays_for_no_connection_usage_metric(tmp_path: Path) -> None:
