@@ -262,6 +262,51 @@ def test_the_index_holds_exactly_the_keys_of_the_spans_stored(tmp_path: Path) ->
     store.close()
 
 
+def test_a_version_6_database_gets_its_index_by_generation_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 7 keys the attribute index by the span's generation first: a version-6
+    database's index is copied over, row for row, and searches and retention go on."""
+    import sqlite3
+
+    from tests.old_schemas import as_version_6
+    from trace_viewer import store as module
+
+    monkeypatch.setattr(module, "GENERATION_BITS", 1)  # two spans a generation
+    path = tmp_path / "traces.db"
+    first = TraceStore(path, Limits(max_traces=4, max_bytes=10**9))
+    for trace in range(1, 5):
+        first.write(
+            [attributed(trace, span, trace * 1000 + span, order=f"ord_{trace}") for span in (1, 2)]
+        )
+    first.close()
+    as_version_6(path)
+    with sqlite3.connect(path) as conn:
+        v6_rows = set(conn.execute("SELECT key, span FROM span_attributes").fetchall())
+    conn.close()
+    assert len(v6_rows) == 8
+
+    store = TraceStore(path, Limits(max_traces=4, max_bytes=10**9))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
+        rows = conn.execute("SELECT gen, key, span FROM span_attributes").fetchall()
+        assert not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'span_attributes_v6'"
+        ).fetchall()
+    conn.close()
+    assert {(key, span) for _, key, span in rows} == v6_rows
+    assert {gen for gen, _, span in rows} == {span >> 1 for _, _, span in rows} == {0, 1, 2, 3, 4}
+    for weight in (0, 10**9):  # walking the traces, and starting from the index
+        monkeypatch.setattr(module, "_WALK_COST_PER_ROW", weight)
+        found = store.search(TraceQuery(attributes={"order": "ord_3"}))
+        assert [s.trace_id for s in found] == [f"{3:032x}"]
+    store.write([attributed(5, 1, 5000, order="ord_3")])  # trace 1 goes, its rows too
+    assert index_of(path) == {(k, r) for r, keys in keys_by_rowid(path).items() for k in keys}
+    found = store.search(TraceQuery(attributes={"order": "ord_3"}))
+    assert [s.trace_id for s in found] == [f"{5:032x}", f"{3:032x}"]
+    store.close()
+
+
 def test_both_plans_find_the_same_traces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A search starts from the index when its condition is rare, and walks the traces when
     it is common: the answer is the same either way."""
