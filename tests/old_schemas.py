@@ -64,9 +64,24 @@ def as_version_1(current: Path, old: Path) -> None:
     conn.close()
 
 
+def as_version_6(path: Path) -> None:
+    """Make the (closed) current database at ``path`` what version 6 left: the same, its
+    attribute index keyed by attribute first, without the generations version 7 added."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "ALTER TABLE span_attributes RENAME TO v7;"
+            "CREATE TABLE span_attributes (key INTEGER NOT NULL, span INTEGER NOT NULL, "
+            "PRIMARY KEY (key, span)) WITHOUT ROWID;"
+            "INSERT INTO span_attributes SELECT key, span FROM v7; DROP TABLE v7;"
+            "PRAGMA user_version = 6;"
+        )
+    conn.close()
+
+
 def as_version_5(path: Path) -> None:
-    """Make the (closed) current database at ``path`` what version 5 left: the same, less
+    """Make the (closed) current database at ``path`` what version 5 left: version 6's, less
     the traces' root keys that version 6 added (its summaries otherwise the same)."""
+    as_version_6(path)
     with sqlite3.connect(path) as conn:
         conn.executescript("ALTER TABLE traces DROP COLUMN root_key; PRAGMA user_version = 5;")
     conn.close()

@@ -112,7 +112,7 @@ def test_a_version_4_database_gains_the_signal_tables_and_keeps_its_traces(
     assert len(migrated.logs(f"{7:032x}")) == 1
     migrated.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
 
 
 def point(

@@ -216,6 +216,97 @@ def test_retention_deletes_the_index_rows_of_what_it_drops(tmp_path: Path) -> No
     store.close()
 
 
+def index_of(path: Path) -> set[tuple[int, int]]:
+    """The attribute index's rows, (key, span rowid)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return set(conn.execute("SELECT key, span FROM span_attributes").fetchall())
+
+
+def keys_by_rowid(path: Path) -> dict[int, set[int]]:
+    """Each stored span's own index keys (spans.attribute_keys), by rowid."""
+    import sqlite3
+    from array import array
+
+    with sqlite3.connect(path) as conn:
+        return {
+            rowid: set(array("q", packed))
+            for rowid, packed in conn.execute("SELECT rowid, attribute_keys FROM spans")
+        }
+
+
+def test_the_index_holds_exactly_the_keys_of_the_spans_stored(tmp_path: Path) -> None:
+    """A batch of spans with none, one and several indexed attributes, one of them sent
+    again beside new ones: the index lists each stored span under each of its keys, once,
+    and retention takes exactly the rows of the spans it drops."""
+    path = tmp_path / "t.db"
+    store = TraceStore(path, Limits(max_traces=2, max_bytes=10**9))
+    first = [
+        attributed(1, 1, 1000, order="ord_1", status=402, route="/orders"),
+        attributed(1, 2, 1001),
+        attributed(1, 3, 1002, route="/orders"),
+    ]
+    store.write(first)
+    store.write([attributed(2, 1, 2000, order="ord_2"), first[2], attributed(2, 2, 2001)])
+    spans = keys_by_rowid(path)
+    assert [len(keys) for _, keys in sorted(spans.items())] == [3, 0, 1, 1, 0]
+    expected = {(key, rowid) for rowid, keys in spans.items() for key in keys}
+    assert index_of(path) == expected
+    store.write([attributed(3, 1, 3000, route="/orders")])  # trace 1 goes
+    spans = keys_by_rowid(path)
+    assert len(spans) == 3
+    assert index_of(path) == {(key, rowid) for rowid, keys in spans.items() for key in keys}
+    found = store.search(TraceQuery(attributes={"route": "/orders"}))
+    assert [s.trace_id for s in found] == [f"{3:032x}"]
+    store.close()
+
+
+def test_a_version_6_database_gets_its_index_by_generation_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 7 keys the attribute index by the span's generation first: a version-6
+    database's index is copied over, row for row, and searches and retention go on."""
+    import sqlite3
+
+    from tests.old_schemas import as_version_6
+    from trace_viewer import store as module
+
+    monkeypatch.setattr(module, "GENERATION_BITS", 1)  # two spans a generation
+    path = tmp_path / "traces.db"
+    first = TraceStore(path, Limits(max_traces=4, max_bytes=10**9))
+    for trace in range(1, 5):
+        first.write(
+            [attributed(trace, span, trace * 1000 + span, order=f"ord_{trace}") for span in (1, 2)]
+        )
+    first.close()
+    as_version_6(path)
+    with sqlite3.connect(path) as conn:
+        v6_rows = set(conn.execute("SELECT key, span FROM span_attributes").fetchall())
+    conn.close()
+    assert len(v6_rows) == 8
+
+    store = TraceStore(path, Limits(max_traces=4, max_bytes=10**9))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
+        rows = conn.execute("SELECT gen, key, span FROM span_attributes").fetchall()
+        assert not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'span_attributes_v6'"
+        ).fetchall()
+    conn.close()
+    assert {(key, span) for _, key, span in rows} == v6_rows
+    assert {gen for gen, _, span in rows} == {span >> 1 for _, _, span in rows} == {0, 1, 2, 3, 4}
+    for weight in (0, 10**9):  # walking the traces, and starting from the index
+        monkeypatch.setattr(module, "_WALK_COST_PER_ROW", weight)
+        found = store.search(TraceQuery(attributes={"order": "ord_3"}))
+        assert [s.trace_id for s in found] == [f"{3:032x}"]
+    store.write([attributed(5, 1, 5000, order="ord_3")])  # trace 1 goes, its rows too
+    assert index_of(path) == {(k, r) for r, keys in keys_by_rowid(path).items() for k in keys}
+    found = store.search(TraceQuery(attributes={"order": "ord_3"}))
+    assert [s.trace_id for s in found] == [f"{5:032x}", f"{3:032x}"]
+    store.close()
+
+
 def test_both_plans_find_the_same_traces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A search starts from the index when its condition is rare, and walks the traces when
     it is common: the answer is the same either way."""

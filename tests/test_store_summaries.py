@@ -217,7 +217,7 @@ def test_a_version_5_database_gets_its_root_keys_in_place(tmp_path: Path) -> Non
     store.write([span(2, 4, 3, 1, 1, "order-service", error=True)])
     store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
     conn.close()
     stored, recomputed = merged_and_recomputed(path)
     assert stored == recomputed
