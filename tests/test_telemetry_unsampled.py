@@ -23,6 +23,7 @@ from opentelemetry.context import Context, attach, detach
 from opentelemetry.instrumentation import asgi
 from opentelemetry.instrumentation import fastapi as fastapi_instrumentation
 from opentelemetry.instrumentation import httpx as httpx_instrumentation
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
     get_global_response_propagator,
@@ -391,3 +392,29 @@ async def test_an_unsampled_request_that_fails_skips_the_exception_recording_lay
             assert len(looked_up) == int(flags)
     (server,) = exporter.get_finished_spans()
     assert server.events and server.events[0].name == "exception"
+
+
+async def test_an_unsampled_call_does_not_pass_through_the_httpx_instrumentation(
+    start_system: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its wrapper is not even entered (suppressed, it still ran and looked the
+    suppression up): the call goes out through the client's uninstrumented twin, with
+    its context's headers."""
+    entered: list[str] = []
+    wrapper = HTTPXClientInstrumentor._handle_async_request_wrapper
+
+    async def probe(wrapped: Any, instance: Any, args: Any, kwargs: Any, **kw: Any) -> Any:
+        entered.append(str(args[0].url))
+        return await wrapper(wrapped, instance, args, kwargs, **kw)
+
+    monkeypatch.setattr(HTTPXClientInstrumentor, "_handle_async_request_wrapper", probe)
+    async with start_system(wrap={"inventory": Recorder}) as system:
+        await place(system, "00")
+        await system.drain()
+        # Only the confirmation's notification, a trace of its own, was instrumented.
+        assert len(entered) == spans_made(system)["client"] == len(set(entered))
+        recorder: Recorder = system.transports["inventory"]  # type: ignore[assignment]
+        assert recorder.headers
+        for sent in recorder.headers:
+            assert sent["traceparent"].startswith(f"00-{CALLER_TRACE}-")
+            assert not sampled(sent["traceparent"])
