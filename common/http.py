@@ -13,7 +13,6 @@ from urllib.parse import quote
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_RESEND_COUNT
 from opentelemetry.trace import Span
 from pydantic import BaseModel
@@ -126,6 +125,22 @@ class Recycled(httpx.AsyncBaseTransport):
             await self._close(pool)
 
 
+class Forwarding(httpx.AsyncBaseTransport):
+    """Sends through ``inner``: a transport object of its own for the httpx instrumentation
+    to wrap (it wraps the client's transport object itself, not its class), so that calls
+    known to be unsampled can be sent through ``inner`` without it
+    (:class:`CookielessClient`)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 class _NoCookies(httpx.Cookies):
     def extract_cookies(self, response: httpx.Response) -> None:
         pass
@@ -139,19 +154,20 @@ class CookielessClient(httpx.AsyncClient):
     read every response's headers for ``Set-Cookie`` (through urllib's Request and
     http.cookiejar: a tenth of a call's CPU).
 
-    With ``skips_unsampled`` (set from :attr:`Telemetry.skips_unsampled`), a call made
-    under a span known to be unsampled carries the context (``traceparent`` and the other
-    global propagators' headers) without passing through the httpx instrumentation, which
-    would build the span's attributes and a span that records nothing.
+    With ``unsampled`` (a twin without the httpx instrumentation, set where
+    :attr:`Telemetry.skips_unsampled`), a call made under a span known to be unsampled
+    carries the context (``traceparent`` and the other global propagators' headers) and
+    is sent by the twin: the instrumentation would build the span's attributes and a span
+    that records nothing, and suppressing it for the call (a context attached and
+    detached, its wrapper still run) cost about as much again.
     """
 
-    skips_unsampled = False
+    unsampled: httpx.AsyncClient | None = None
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        if self.skips_unsampled and known_unsampled():
+        if self.unsampled is not None and known_unsampled():
             propagate.inject(request.headers)
-            with suppress_http_instrumentation():
-                return await super().send(request, **kwargs)
+            return await self.unsampled.send(request, **kwargs)
         return await super().send(request, **kwargs)
 
     @property
@@ -186,13 +202,17 @@ def create_http_client(
         sender, inner = WholeResponses(transport), transport
     client = CookielessClient(
         base_url=base_url,
-        transport=sender,
+        # The httpx instrumentation wraps the client's transport object itself: a seam of
+        # its own in front of the one that sends, which the unsampled twin sends through.
+        transport=Forwarding(sender) if telemetry.skips_unsampled else sender,
         timeout=httpx.Timeout(timeouts.call, connect=timeouts.connect),
         limits=LIMITS,
     )
     # The transport that really sends: opentelemetry-instrument may have patched its class.
-    traced = telemetry.instrument_client(client, inner, request_hook=describe_request)
-    client.skips_unsampled = traced and telemetry.skips_unsampled
+    telemetry.instrument_client(client, inner, request_hook=describe_request)
+    if telemetry.skips_unsampled and getattr(client, "_is_instrumented_by_opentelemetry", False):
+        # Only the request goes through the twin: its URL and timeouts are set already.
+        client.unsampled = CookielessClient(transport=sender)
     return client
 
 

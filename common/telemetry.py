@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from fastapi import FastAPI
@@ -75,6 +75,7 @@ from opentelemetry.instrumentation.propagators import (
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.metrics import get_meter_provider
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_PROTOCOL,
@@ -94,6 +95,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, T
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import TableClause
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.signals import (
@@ -461,7 +463,7 @@ class UnsampledFastPath:
     ) -> None:
         self.stack = stack
         self.instrumented = instrumented
-        self.app = instrumented.app
+        self.app = _without_exception_recording(instrumented.app)
         self.ids = ids
         self.root_sampler = root_sampler
 
@@ -541,13 +543,36 @@ class UnsampledFastPath:
         return excluded.url_disabled(url)
 
 
+def _without_exception_recording(app: ASGIApp) -> ASGIApp:
+    """The FastAPI instrumentation's inner stack, ``ServerErrorMiddleware(
+    ExceptionHandlerMiddleware(the app's own stack))``, without the middle layer, which
+    records an exception on the current span when that span records (an unsampled one
+    never does): a coroutine level fewer for each unsampled request. Any other shape is
+    left as it is."""
+    inner: Any = getattr(app, "app", None)
+    if (
+        isinstance(app, ServerErrorMiddleware)
+        and type(inner).__name__ == "ExceptionHandlerMiddleware"
+        and type(inner).__module__ == FastAPIInstrumentor.__module__
+    ):
+        return ServerErrorMiddleware(inner.app, handler=app.handler, debug=app.debug)
+    return app
+
+
 def _propagation_headers(scope: Scope) -> dict[str, Any]:
     """The request's headers that the global propagators read (``traceparent``,
     ``tracestate``, ``baggage``), alone, as a scope for ``asgi_getter``: it decodes every
-    header of the scope it is given at each look-up (three a request, with ~10 headers)."""
-    fields = {field.encode() for field in propagate.get_global_textmap().fields}
-    headers = scope["headers"]
-    return {"headers": [(name, value) for name, value in headers if name.lower() in fields]}
+    header of the scope it is given at each look-up (three a request, with ~10 headers).
+    ASGI servers hand header names lowercased (the ASGI spec requires it)."""
+    fields = _field_names(propagate.get_global_textmap())
+    return {"headers": [(name, value) for name, value in scope["headers"] if name in fields]}
+
+
+@lru_cache(maxsize=4)
+def _field_names(textmap: TextMapPropagator) -> frozenset[bytes]:
+    """The header names ``textmap`` reads, encoded: a composite propagator builds the set
+    anew at each look-up."""
+    return frozenset(field.lower().encode() for field in textmap.fields)
 
 
 def _traceparent_sampled(headers: Sequence[tuple[bytes, bytes]]) -> bool | None:

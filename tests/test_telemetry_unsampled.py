@@ -17,10 +17,18 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
+from fastapi import FastAPI
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.instrumentation import asgi
+from opentelemetry.instrumentation import fastapi as fastapi_instrumentation
 from opentelemetry.instrumentation import httpx as httpx_instrumentation
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.propagators import (
+    TraceResponsePropagator,
+    get_global_response_propagator,
+    set_global_response_propagator,
+)
 from opentelemetry.instrumentation.sqlalchemy import engine as sqlalchemy_engine
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import Tracer as SdkTracer
@@ -344,3 +352,69 @@ def test_a_transaction_pays_for_no_connection_usage_metric(tmp_path: Path) -> No
         conn.execute(sqlalchemy.text("SELECT 1"))
     (span,) = exporter.get_finished_spans()  # statements still make their spans
     assert span.attributes and span.attributes["db.system.name"] == "sqlite"
+
+
+async def test_an_unsampled_request_that_fails_skips_the_exception_recording_layer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The FastAPI instrumentation's exception-recording middleware only records on a span
+    that records: an unsampled request does not pass through it, and still gets its 500
+    and its ``traceresponse``; a sampled one's span still gets the exception."""
+    looked_up: list[object] = []
+    get_current_span = fastapi_instrumentation.get_current_span
+
+    def probe(*args: Any) -> Any:
+        looked_up.append(args)
+        return get_current_span(*args)
+
+    monkeypatch.setattr(fastapi_instrumentation, "get_current_span", probe)
+    if get_global_response_propagator() is None:  # as setup_telemetry does
+        set_global_response_propagator(TraceResponsePropagator())
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = FastAPI()
+
+    @app.get("/fails")
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    Telemetry(provider).instrument_app(app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for flags in ("00", "01"):
+            response = await client.get(
+                "/fails", headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-{flags}"}
+            )
+            assert response.status_code == 500
+            assert response.headers["traceresponse"].startswith(f"00-{CALLER_TRACE}-")
+            assert sampled(response.headers["traceresponse"]) == sampled(flags)
+            assert len(looked_up) == int(flags)
+    (server,) = exporter.get_finished_spans()
+    assert server.events and server.events[0].name == "exception"
+
+
+async def test_an_unsampled_call_does_not_pass_through_the_httpx_instrumentation(
+    start_system: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its wrapper is not even entered (suppressed, it still ran and looked the
+    suppression up): the call goes out through the client's uninstrumented twin, with
+    its context's headers."""
+    entered: list[str] = []
+    wrapper = HTTPXClientInstrumentor._handle_async_request_wrapper
+
+    async def probe(wrapped: Any, instance: Any, args: Any, kwargs: Any, **kw: Any) -> Any:
+        entered.append(str(args[0].url))
+        return await wrapper(wrapped, instance, args, kwargs, **kw)
+
+    monkeypatch.setattr(HTTPXClientInstrumentor, "_handle_async_request_wrapper", probe)
+    async with start_system(wrap={"inventory": Recorder}) as system:
+        await place(system, "00")
+        await system.drain()
+        # Only the confirmation's notification, a trace of its own, was instrumented.
+        assert len(entered) == spans_made(system)["client"] == len(set(entered))
+        recorder: Recorder = system.transports["inventory"]  # type: ignore[assignment]
+        assert recorder.headers
+        for sent in recorder.headers:
+            assert sent["traceparent"].startswith(f"00-{CALLER_TRACE}-")
+            assert not sampled(sent["traceparent"])
