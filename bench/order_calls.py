@@ -36,8 +36,11 @@ Figures per order sent:
   objects allocated (net): the allocations tracing adds;
 - **instructions** (``--instructions ORDERS``): the instructions the CPU ran for ORDERS
   orders, counted by valgrind's callgrind (switched on for the measured orders alone,
-  ``PYTHONHASHSEED=0``): within half a per cent from run to run, whatever else the
-  machine runs, and, unlike a count of calls, weighted by what each call does in C
+  ``PYTHONHASHSEED=0``): within about 1 % from run to run whatever else the machine
+  runs (the untraced variant counted 24.16-24.34 M an order in three runs of the same
+  code, and the same code counted about 1 % apart from two directories: compare trees
+  from paths of the same length), and, unlike a count of calls, weighted by what each
+  call does in C
   (SQLAlchemy's event dispatch is few calls and many instructions). About 40 s a variant
   for 40 orders;
 - **CPU µs**: this process's CPU time per order (no profiler), median of ``--rounds``
