@@ -160,8 +160,12 @@ async def database(calls: int) -> dict[str, float]:
         threaded = _threaded[engine.sync_engine]
         loop = asyncio.get_running_loop()
 
+        def read_here() -> object:  # what read() does on the loop, here in a thread
+            with threaded.reader.connect() as conn:
+                return select_one(conn)
+
         def hopped() -> Awaitable[object]:
-            return loop.run_in_executor(threaded.threads, threaded.read, select_one, (), {})
+            return loop.run_in_executor(threaded.threads, read_here)
 
         try:
             return {

@@ -135,8 +135,9 @@ class _ThreadedSQLite:
     def dispose(self, *_: object) -> None:
         """Close the connections, as the async engine's ``dispose()`` does its own; like it,
         this stays usable (the idle threads end with the executor)."""
-        for engine in {self.engine, self.unsampled, self.reader, self.unsampled_reader}:
-            engine.dispose()
+        for engine, twin in ((self.engine, self.unsampled), (self.reader, self.unsampled_reader)):
+            engine.dispose()  # a new pool: the twin goes on sharing it
+            twin.pool = engine.pool
 
 
 def _untraced_twin(engine: Engine, telemetry: Telemetry) -> Engine:

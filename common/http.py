@@ -165,7 +165,8 @@ class CookielessClient(httpx.AsyncClient):
     unsampled: httpx.AsyncClient | None = None
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        if self.unsampled is not None and known_unsampled():
+        # (A closed client refuses the call as httpx does, whichever way it would go.)
+        if self.unsampled is not None and not self.is_closed and known_unsampled():
             propagate.inject(request.headers)
             return await self.unsampled.send(request, **kwargs)
         return await super().send(request, **kwargs)

@@ -55,6 +55,7 @@ from fastapi.telemetry import TelemetryConfig
 from httpx import AsyncBaseTransport, AsyncClient, AsyncHTTPTransport
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.asgi import (
     OpenTelemetryMiddleware,
     asgi_getter,
@@ -92,6 +93,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.semconv.attributes.db_attributes import DB_COLLECTION_NAME, DB_OPERATION_NAME
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_INSTANCE_ID
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import TableClause
@@ -565,13 +567,20 @@ def _propagation_headers(scope: Scope) -> dict[str, Any]:
     header of the scope it is given at each look-up (three a request, with ~10 headers).
     ASGI servers hand header names lowercased (the ASGI spec requires it)."""
     fields = _field_names(propagate.get_global_textmap())
+    if fields is None:
+        return dict(scope)  # (another configuration than the default: all headers)
     return {"headers": [(name, value) for name, value in scope["headers"] if name in fields]}
 
 
 @lru_cache(maxsize=4)
-def _field_names(textmap: TextMapPropagator) -> frozenset[bytes]:
-    """The header names ``textmap`` reads, encoded: a composite propagator builds the set
-    anew at each look-up."""
+def _field_names(textmap: TextMapPropagator) -> frozenset[bytes] | None:
+    """The header names ``textmap`` reads, encoded (a composite propagator builds the set
+    anew at each look-up); None unless it is made of W3C trace-context and baggage
+    propagators alone, whose ``fields`` are all they read: Jaeger's and OT's also read
+    baggage from any header of a prefix (``uberctx-``, ``ot-baggage-``)."""
+    parts = getattr(textmap, "_propagators", [textmap])  # a CompositePropagator's
+    if not all(isinstance(p, (TraceContextTextMapPropagator, W3CBaggagePropagator)) for p in parts):
+        return None
     return frozenset(field.lower().encode() for field in textmap.fields)
 
 

@@ -182,3 +182,21 @@ async def test_unsampled_work_runs_on_the_same_connections_without_the_instrumen
         assert all(s.parent is not None and s.parent.span_id == 0x00F067AA0BA902B7 for s in spans)
     finally:
         await engine.dispose()
+
+
+async def test_the_twin_engines_share_their_pools_after_a_dispose(tmp_path: Path) -> None:
+    """dispose() gives an engine a new pool; its uninstrumented twin must follow it, or the
+    two would each keep connections of their own from then on."""
+    from common.db import _threaded
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", Telemetry(TracerProvider()))
+    threaded = _threaded[engine.sync_engine]
+    try:
+        for _ in range(2):
+            assert threaded.unsampled is not threaded.engine  # a twin, as under a sampler
+            assert threaded.unsampled.pool is threaded.engine.pool
+            assert threaded.unsampled_reader.pool is threaded.reader.pool
+            assert await transaction(engine, synchronous) == FULL
+            await engine.dispose()
+    finally:
+        await engine.dispose()

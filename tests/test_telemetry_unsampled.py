@@ -418,3 +418,66 @@ async def test_an_unsampled_call_does_not_pass_through_the_httpx_instrumentation
         for sent in recorder.headers:
             assert sent["traceparent"].startswith(f"00-{CALLER_TRACE}-")
             assert not sampled(sent["traceparent"])
+
+
+def _under_unsampled_caller() -> object:
+    parent = SpanContext(int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), True, TraceFlags(0))
+    return attach(set_span_in_context(NonRecordingSpan(parent)))
+
+
+async def test_a_closed_client_refuses_an_unsampled_call_as_it_does_a_sampled_one() -> None:
+    """The unsampled twin sends through the closed client's transport otherwise."""
+    from common.http import Timeouts, create_http_client
+
+    telemetry = Telemetry(TracerProvider(sampler=ParentBased(ALWAYS_ON)))
+    assert telemetry.skips_unsampled
+    answered = httpx.MockTransport(lambda request: httpx.Response(200))
+    client = create_http_client(
+        "http://inventory", telemetry, timeouts=Timeouts(), transport=answered
+    )
+    assert getattr(client, "unsampled", None) is not None  # the twin this is about
+    token = _under_unsampled_caller()
+    try:
+        assert (await client.get("/healthz")).status_code == 200
+        await client.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await client.get("/healthz")
+    finally:
+        detach(token)  # type: ignore[arg-type]
+
+
+def test_propagators_that_read_headers_by_prefix_are_handed_every_header() -> None:
+    """The fast path hands the W3C propagators only the headers they name; Jaeger's and
+    OT's also read baggage from any header of a prefix (``uberctx-``), which they do not
+    name in ``fields``."""
+    from opentelemetry import propagate
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from common.telemetry import _propagation_headers
+
+    class PrefixBaggage(TextMapPropagator):  # like Jaeger's: uber-trace-id, uberctx-<key>
+        @property
+        def fields(self) -> set[str]:
+            return {"uber-trace-id"}
+
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            return context
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            pass
+
+    headers = [
+        (b"traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-00"),
+        (b"uberctx-k", b"v"),
+    ]
+    scope = {"type": "http", "headers": headers}
+    previous = propagate.get_global_textmap()
+    try:
+        propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator()]))
+        assert _propagation_headers(scope)["headers"] == headers[:1]
+        propagate.set_global_textmap(CompositePropagator([PrefixBaggage()]))
+        assert _propagation_headers(scope)["headers"] == headers
+    finally:
+        propagate.set_global_textmap(previous)
