@@ -100,11 +100,16 @@ class _ThreadedSQLite:
         telemetry.instrument_engine(self.reader)
 
     async def run(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        return await self._in_thread(self._transaction, fn, args, kwargs)
+
+    async def _in_thread(
+        self, work: Callable[..., T], fn: Callable[..., T], args: Any, kwargs: Any
+    ) -> T:
         # The caller's context goes with the call: its statements' spans are children of
-        # the caller's span. Cancelled meanwhile, the caller waits for the transaction to
-        # end (the thread runs it to its end whatever happens), then is cancelled.
+        # the caller's span. Cancelled meanwhile, the caller waits for the work to end
+        # (the thread runs it to its end whatever happens), then is cancelled.
         call = contextvars.copy_context().run
-        future = self.threads.submit(call, self._transaction, fn, args, kwargs)
+        future = self.threads.submit(call, work, fn, args, kwargs)
         return await uncancelled(asyncio.wrap_future(future))
 
     def _transaction(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
@@ -123,9 +128,7 @@ class _ThreadedSQLite:
         # The file is locked: the same read again, from its start (it only reads), in a
         # thread that may wait for the lock as a transaction would. Its statements' spans
         # follow the refused one's.
-        call = contextvars.copy_context().run
-        future = self.threads.submit(call, self._read_waiting, fn, args, kwargs)
-        return await uncancelled(asyncio.wrap_future(future))
+        return await self._in_thread(self._read_waiting, fn, args, kwargs)
 
     def _read_waiting(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
         engine = self.unsampled if known_unsampled() else self.engine
