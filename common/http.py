@@ -210,8 +210,8 @@ def create_http_client(
         limits=LIMITS,
     )
     # The transport that really sends: opentelemetry-instrument may have patched its class.
-    telemetry.instrument_client(client, inner, request_hook=describe_request)
-    if telemetry.skips_unsampled and getattr(client, "_is_instrumented_by_opentelemetry", False):
+    instrumented = telemetry.instrument_client(client, inner, request_hook=describe_request)
+    if instrumented and telemetry.skips_unsampled:
         # Only the request goes through the twin: its URL and timeouts are set already.
         client.unsampled = CookielessClient(transport=sender)
     return client

@@ -92,7 +92,14 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.semconv.attributes.db_attributes import DB_COLLECTION_NAME, DB_OPERATION_NAME
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_INSTANCE_ID
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    TraceState,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -226,8 +233,9 @@ class Telemetry:
         transport: AsyncBaseTransport,
         request_hook: Callable[[Span, Any], Awaitable[None]] | None = None,
     ) -> bool:
-        """Instrument ``client``, which sends through ``transport``; whether its calls are
-        traced (here or by ``opentelemetry-instrument``).
+        """Instrument ``client``, which sends through ``transport``; whether it was
+        instrumented here (its own wrapper around its transport object), rather than left
+        to ``opentelemetry-instrument``'s patch of the transport's class, or untraced.
 
         ``opentelemetry-instrument`` patches only httpx's own transport class
         (``AsyncHTTPTransport``); a client over any other (the aiohttp one the services
@@ -238,7 +246,7 @@ class Telemetry:
             return False
         patched = HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
         if patched and isinstance(transport, AsyncHTTPTransport):
-            return True
+            return False
         HTTPXClientInstrumentor.instrument_client(
             client,
             tracer_provider=self.tracer_provider,
@@ -510,14 +518,7 @@ class UnsampledFastPath:
         parent = trace.get_current_span(extracted).get_span_context()
         if not parent.is_valid or parent.trace_flags.sampled:
             return None
-        span_context = SpanContext(
-            parent.trace_id,
-            self.ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=parent.trace_flags,
-            trace_state=parent.trace_state,
-        )
-        return trace.set_span_in_context(NonRecordingSpan(span_context), extracted)
+        return self._unrecorded(parent.trace_id, parent.trace_flags, parent.trace_state, extracted)
 
     def _root(self, sampler: Sampler, scope: Scope) -> otel_context.Context | int:
         """The context of a new trace the sampler drops, or the trace id of one it samples."""
@@ -527,12 +528,23 @@ class UnsampledFastPath:
         decision = sampler.should_sample(extracted, trace_id, scope["method"], SpanKind.SERVER)
         if decision.decision.is_sampled():  # type: ignore[no-untyped-call]
             return trace_id
+        flags = TraceFlags(TraceFlags.DEFAULT)
+        return self._unrecorded(trace_id, flags, decision.trace_state, extracted)
+
+    def _unrecorded(
+        self,
+        trace_id: int,
+        flags: TraceFlags,
+        state: TraceState | None,
+        extracted: otel_context.Context,
+    ) -> otel_context.Context:
+        """``extracted`` under a non-recording span of the request's own id in ``trace_id``."""
         span_context = SpanContext(
             trace_id,
             self.ids.generate_span_id(),
             is_remote=False,
-            trace_flags=TraceFlags(TraceFlags.DEFAULT),
-            trace_state=decision.trace_state,
+            trace_flags=flags,
+            trace_state=state,
         )
         return trace.set_span_in_context(NonRecordingSpan(span_context), extracted)
 
