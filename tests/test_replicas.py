@@ -5,6 +5,7 @@ stays failed; fault rules set through one replica apply on all of them."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, create_tables
-from common.http import Recycled
+from common.http import Recycled, WholeResponses, default_transport
 from common.telemetry import Telemetry
 from order_service import storage
 from order_service.backlog import Backlog, Backoff, CompensationWorker
@@ -302,6 +303,32 @@ async def test_pooled_connections_are_replaced_once_their_lifetime_is_over() -> 
     assert [p.closed for p in pools] == [True, True, False]
     await recycled.aclose()
     assert pools[2].closed
+
+
+async def test_a_recycled_pool_does_not_load_the_ca_bundle_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading the CA bundle costs about 20 ms of CPU on the event loop, and each client
+    builds a new pool every ``connection_lifetime`` seconds."""
+    now = 0.0
+    recycled = Recycled(lambda: WholeResponses(default_transport()), 30, clock=lambda: now)
+    loads: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args or kwargs)
+        load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    first = recycled.pool
+    for _ in range(3):
+        now += 30.0
+        # The first request of a lifetime builds the new pool, then fails to connect.
+        with pytest.raises(httpx.TransportError):
+            await recycled.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
+    assert recycled.pool is not first
+    assert loads == []
+    await recycled.aclose()
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "17"])
