@@ -18,6 +18,9 @@ CPU time per call, medians of the rounds:
 - server (that process): the same requests answered by the bare ASGI app, and by a
   service app (``common.app.create_service_app``: our middlewares, FastAPI's routing,
   a pydantic body and response) with one route, under uvicorn with uvloop and httptools;
+- a new connection pool, as each service client builds one every 30 s, and the TLS
+  context each pool parsed the CA bundle for until they shared one
+  (``common.http.tls_context``);
 - a log line at INFO in the services' format, to a file (the services log at INFO
   unless told otherwise; bench/cpu_per_order.py runs them at WARNING).
 
@@ -53,7 +56,7 @@ os.environ["OTEL_SDK_DISABLED"] = "true"
 
 from common.app import create_service_app, database_lifespan  # noqa: E402
 from common.db import _threaded, create_engine, read, transaction  # noqa: E402
-from common.http import LIMITS, Timeouts, create_http_client  # noqa: E402
+from common.http import LIMITS, Timeouts, create_http_client, default_transport  # noqa: E402
 from common.telemetry import setup_telemetry  # noqa: E402
 from inventory_service.client import InventoryClient  # noqa: E402
 from inventory_service.models import ItemRequest, Reservation, ReserveRequest  # noqa: E402
@@ -248,6 +251,22 @@ async def http(calls: int) -> dict[str, float]:
     return figures
 
 
+async def pools(calls: int) -> dict[str, float]:
+    """A new connection pool, as each service client builds one every
+    ``connection_lifetime`` seconds (common.http's ``Recycled``), and the TLS context that
+    each pool built for itself before they shared one (httpx's default: certifi's CA
+    bundle parsed)."""
+    start = time.process_time()
+    for _ in range(calls):
+        await default_transport().aclose()
+    pool = (time.process_time() - start) / calls * 1e6
+    start = time.process_time()
+    for _ in range(calls):
+        httpx.create_ssl_context()
+    tls = (time.process_time() - start) / calls * 1e6
+    return {"client: a new pool (every 30 s a client)": pool, "client: a new TLS context": tls}
+
+
 def log_lines(calls: int) -> dict[str, float]:
     """A uvicorn access line, as the services write it at INFO (common.telemetry's
     configure_logging, untraced: no trace ids), to a file."""
@@ -270,7 +289,12 @@ def log_lines(calls: int) -> dict[str, float]:
 async def measure(calls: int, rounds: int) -> None:
     runs: dict[str, list[float]] = {}
     for _ in range(rounds):
-        figures = {**await database(calls), **await http(calls), **log_lines(calls)}
+        figures = {
+            **await database(calls),
+            **await http(calls),
+            **await pools(max(calls // 100, 5)),
+            **log_lines(calls),
+        }
         for name, us in figures.items():
             runs.setdefault(name, []).append(us)
     print(f"CPU per call, µs, medians of {rounds} rounds of {calls} calls (min-max)")
