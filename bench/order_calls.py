@@ -244,6 +244,8 @@ def main() -> None:
     parser.add_argument("--child", metavar="TREE", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.instructions and not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
     if args.child:
         sys.path.insert(0, args.child)  # the tree's packages, before an editable install's
         os.chdir(args.child)

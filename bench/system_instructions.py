@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -219,6 +220,8 @@ def main() -> None:
         "callgrind_annotate: dump 1 is the idle system, dump 2 the orders",
     )
     args = parser.parse_args()
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
     try:
         variants = [Variant.parse(t) for t in args.trees.split(",")]
     except ValueError as exc:
