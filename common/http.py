@@ -49,10 +49,11 @@ def default_transport() -> httpx.AsyncBaseTransport:
 def tls_context() -> ssl.SSLContext:
     """httpx's default TLS context (certifi's CA bundle, or ``SSL_CERT_FILE`` /
     ``SSL_CERT_DIR``), built once for every pool. The transport builds one per pool unless
-    given one, and building one parses the whole CA bundle: 21 ms of CPU on the event
-    loop, every ``connection_lifetime`` seconds for each client (:class:`Recycled`), even
-    for the plain-HTTP calls between the services (bench/system_instructions.py found it:
-    half of order-service's instructions in a 40-order count)."""
+    given one, and building one parses the whole CA bundle: 20-26 ms of CPU on the event
+    loop (bench/call_costs.py), every ``connection_lifetime`` seconds for each client
+    (:class:`Recycled`), even for the plain-HTTP calls between the services
+    (bench/system_instructions.py found it: half of order-service's instructions in a
+    40-order count)."""
     return httpx.create_ssl_context()
 
 
