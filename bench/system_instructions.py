@@ -127,10 +127,11 @@ async def place(system: TreeSystem, mix: OrderMix, orders: int) -> dict[int, int
 
 def dumped(path: Path, number: int) -> int:
     """The instructions of callgrind's ``number``-th dump of a process (``PATH.N``)."""
-    for line in path.with_name(f"{path.name}.{number}").read_text().splitlines():
+    dump = path.with_name(f"{path.name}.{number}")
+    for line in dump.read_text().splitlines():
         if line.startswith("totals:"):
             return int(line.split()[1])
-    return 0
+    raise SystemExit(f"no totals in {dump}")
 
 
 async def count(variant: Variant, orders: int, tmp: Path, console: Console) -> dict[str, float]:
@@ -222,6 +223,8 @@ def main() -> None:
     args = parser.parse_args()
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
+    if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
+        parser.error(f"--keep: {args.keep} is not empty")
     try:
         variants = [Variant.parse(t) for t in args.trees.split(",")]
     except ValueError as exc:
