@@ -107,9 +107,28 @@ def function_name(key: tuple[str, int, str]) -> str:
     return f"{filename}:{line} {name}"
 
 
-def callgrind_control(option: str) -> None:
-    """Switch callgrind's counting in this process (it runs under ``valgrind``)."""
-    subprocess.run(["callgrind_control", option, str(os.getpid())], check=True, capture_output=True)
+#: A command's prefix: run under callgrind, counting nothing until switched on.
+CALLGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+VALGRIND_MISSING = "valgrind is not installed (Debian: apt-get install valgrind)"
+
+
+def has_valgrind() -> bool:
+    return bool(shutil.which("valgrind") and shutil.which("callgrind_control"))
+
+
+def callgrind_control(option: str, pid: int | None = None) -> None:
+    """Switch callgrind's counting (``--instr=on``), or dump its counts (``--dump``), in
+    process ``pid``, by default this one (it runs under :data:`CALLGRIND`)."""
+    target = str(os.getpid() if pid is None else pid)
+    subprocess.run(["callgrind_control", option, target], check=True, capture_output=True)
+
+
+def callgrind_totals(path: Path) -> int:
+    """The instructions counted in one of callgrind's output files (a dump, or the end)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise SystemExit(f"no totals in {path}")
 
 
 async def child(tree: Path, orders: int, mode: str) -> dict[str, Any]:
@@ -190,9 +209,8 @@ def run_child(variant: Any, orders: int, mode: str) -> dict[str, Any]:
 
     env = clean_env() | TRACES_ONLY | {"PYTHONHASHSEED": "0"} | dict(variant.env)
     counts = Path(tempfile.mkdtemp()) / "callgrind.out"
-    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     command = [
-        *([*valgrind, f"--callgrind-out-file={counts}"] if mode == "instructions" else []),
+        *([*CALLGRIND, f"--callgrind-out-file={counts}"] if mode == "instructions" else []),
         str(python_of(variant.tree)),
         "-I",
         str(Path(__file__).resolve()),
@@ -208,10 +226,7 @@ def run_child(variant: Any, orders: int, mode: str) -> dict[str, Any]:
         raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
     found: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     if mode == "instructions":
-        totals = next(
-            line for line in counts.read_text().splitlines() if line.startswith("totals:")
-        )
-        found["instructions"] = int(totals.split()[1]) / orders
+        found["instructions"] = callgrind_totals(counts) / orders
         shutil.rmtree(counts.parent)
     return found
 
@@ -244,8 +259,8 @@ def main() -> None:
     parser.add_argument("--child", metavar="TREE", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.instructions and not (shutil.which("valgrind") and shutil.which("callgrind_control")):
-        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
+    if args.instructions and not has_valgrind():
+        parser.error(VALGRIND_MISSING)
     if args.child:
         sys.path.insert(0, args.child)  # the tree's packages, before an editable install's
         os.chdir(args.child)

@@ -43,8 +43,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +56,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.cpu_per_order import SERVICES, VIEWER, TreeSystem, Variant  # noqa: E402
+from bench.order_calls import (  # noqa: E402
+    CALLGRIND,
+    VALGRIND_MISSING,
+    callgrind_control,
+    callgrind_totals,
+    has_valgrind,
+)
 from bench.overhead import TIMES  # noqa: E402
 from ordersim.load import Catalogue, OrderMix  # noqa: E402
 
@@ -83,18 +88,17 @@ def under_callgrind(system: TreeSystem, out: Path) -> None:
     for service in system.services:
         assert service.command is not None
         service.command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
+            *CALLGRIND,
             f"--callgrind-out-file={out / service.name}",
             *service.command,
         ]
     system.env["PYTHONHASHSEED"] = "0"
 
 
-def callgrind_control(option: str, pids: dict[str, int]) -> None:
+def control(option: str, pids: dict[str, int]) -> None:
+    """``callgrind_control option`` in each of the processes."""
     for pid in pids.values():
-        subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
+        callgrind_control(option, pid)
 
 
 async def settle(system: TreeSystem, console: Console, limit: float = 300.0) -> None:
@@ -127,11 +131,7 @@ async def place(system: TreeSystem, mix: OrderMix, orders: int) -> dict[int, int
 
 def dumped(path: Path, number: int) -> int:
     """The instructions of callgrind's ``number``-th dump of a process (``PATH.N``)."""
-    dump = path.with_name(f"{path.name}.{number}")
-    for line in dump.read_text().splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    raise SystemExit(f"no totals in {dump}")
+    return callgrind_totals(path.with_name(f"{path.name}.{number}"))
 
 
 async def count(variant: Variant, orders: int, tmp: Path, console: Console) -> dict[str, float]:
@@ -147,17 +147,17 @@ async def count(variant: Variant, orders: int, tmp: Path, console: Console) -> d
         await place(system, mix, WARMUP_ORDERS)
         await settle(system, console)
         pids = system.pids()
-        callgrind_control("--instr=on", pids)
+        control("--instr=on", pids)
         started = time.monotonic()
         await asyncio.sleep(IDLE_COUNTED)
-        callgrind_control("--dump", pids)  # dump 1: idle
+        control("--dump", pids)  # dump 1: idle
         idle_seconds = time.monotonic() - started
         started = time.monotonic()
         statuses = await place(system, mix, orders)
         await settle(system, console)
-        callgrind_control("--dump", pids)  # dump 2: the orders, and idle seconds after them
+        control("--dump", pids)  # dump 2: the orders, and idle seconds after them
         busy_seconds = time.monotonic() - started
-        callgrind_control("--instr=off", pids)
+        control("--instr=off", pids)
     per_order = {}
     for name in (*SERVICES, VIEWER):
         idle_rate = dumped(out / name, 1) / idle_seconds
@@ -221,8 +221,8 @@ def main() -> None:
         "callgrind_annotate: dump 1 is the idle system, dump 2 the orders",
     )
     args = parser.parse_args()
-    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
-        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
+    if not has_valgrind():
+        parser.error(VALGRIND_MISSING)
     if args.keep and Path(args.keep).exists() and any(Path(args.keep).iterdir()):
         parser.error(f"--keep: {args.keep} is not empty")
     try:
