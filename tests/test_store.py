@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from array import array
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -195,9 +198,7 @@ def attributed(trace: int, span: int, start: int, **attributes: str | int) -> Sp
 
 
 def index_rows(path: Path) -> int:
-    import sqlite3
-
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("SELECT count(*) FROM span_attributes").fetchone()[0])
 
 
@@ -218,22 +219,22 @@ def test_retention_deletes_the_index_rows_of_what_it_drops(tmp_path: Path) -> No
 
 def index_of(path: Path) -> set[tuple[int, int]]:
     """The attribute index's rows, (key, span rowid)."""
-    import sqlite3
-
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return set(conn.execute("SELECT key, span FROM span_attributes").fetchall())
 
 
 def keys_by_rowid(path: Path) -> dict[int, set[int]]:
     """Each stored span's own index keys (spans.attribute_keys), by rowid."""
-    import sqlite3
-    from array import array
-
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         return {
             rowid: set(array("q", packed))
             for rowid, packed in conn.execute("SELECT rowid, attribute_keys FROM spans")
         }
+
+
+def index_of_stored_spans(path: Path) -> set[tuple[int, int]]:
+    """The rows the attribute index should hold: each stored span under each of its keys."""
+    return {(key, rowid) for rowid, keys in keys_by_rowid(path).items() for key in keys}
 
 
 def test_the_index_holds_exactly_the_keys_of_the_spans_stored(tmp_path: Path) -> None:
@@ -251,12 +252,10 @@ def test_the_index_holds_exactly_the_keys_of_the_spans_stored(tmp_path: Path) ->
     store.write([attributed(2, 1, 2000, order="ord_2"), first[2], attributed(2, 2, 2001)])
     spans = keys_by_rowid(path)
     assert [len(keys) for _, keys in sorted(spans.items())] == [3, 0, 1, 1, 0]
-    expected = {(key, rowid) for rowid, keys in spans.items() for key in keys}
-    assert index_of(path) == expected
+    assert index_of(path) == index_of_stored_spans(path)
     store.write([attributed(3, 1, 3000, route="/orders")])  # trace 1 goes
-    spans = keys_by_rowid(path)
-    assert len(spans) == 3
-    assert index_of(path) == {(key, rowid) for rowid, keys in spans.items() for key in keys}
+    assert len(keys_by_rowid(path)) == 3
+    assert index_of(path) == index_of_stored_spans(path)
     found = store.search(TraceQuery(attributes={"route": "/orders"}))
     assert [s.trace_id for s in found] == [f"{3:032x}"]
     store.close()
@@ -267,8 +266,6 @@ def test_a_version_6_database_gets_its_index_by_generation_in_place(
 ) -> None:
     """Version 7 keys the attribute index by the span's generation first: a version-6
     database's index is copied over, row for row, and searches and retention go on."""
-    import sqlite3
-
     from tests.old_schemas import as_version_6
     from trace_viewer import store as module
 
@@ -281,9 +278,7 @@ def test_a_version_6_database_gets_its_index_by_generation_in_place(
         )
     first.close()
     as_version_6(path)
-    with sqlite3.connect(path) as conn:
-        v6_rows = set(conn.execute("SELECT key, span FROM span_attributes").fetchall())
-    conn.close()
+    v6_rows = index_of(path)
     assert len(v6_rows) == 8
 
     store = TraceStore(path, Limits(max_traces=4, max_bytes=10**9))
@@ -301,7 +296,7 @@ def test_a_version_6_database_gets_its_index_by_generation_in_place(
         found = store.search(TraceQuery(attributes={"order": "ord_3"}))
         assert [s.trace_id for s in found] == [f"{3:032x}"]
     store.write([attributed(5, 1, 5000, order="ord_3")])  # trace 1 goes, its rows too
-    assert index_of(path) == {(k, r) for r, keys in keys_by_rowid(path).items() for k in keys}
+    assert index_of(path) == index_of_stored_spans(path)
     found = store.search(TraceQuery(attributes={"order": "ord_3"}))
     assert [s.trace_id for s in found] == [f"{5:032x}", f"{3:032x}"]
     store.close()
