@@ -163,8 +163,10 @@ async def asgi_lookups_per_request() -> float:
 
 
 def order_shaped_spans() -> list[ReadableSpan]:
-    """An order's 57 spans, as many attributes as ordersim's of each kind: 8 server (11
-    attributes), 7 client (9), 23 statements (6), 19 of our own (2, and an event)."""
+    """57 spans shaped as an order's (8 server, 7 client, 23 statements, 19 of our own), with
+    about as many attributes as ordersim's of each kind: a root server span (none), 8 more
+    (11 attributes, and a status code each), 7 client (9, and one), 23 statements (6, and
+    one), 18 of our own (2, an event and an OK status)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "inventory-service"}))
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
