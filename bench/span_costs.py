@@ -6,6 +6,7 @@ long the batch processor's export thread keeps an event loop waiting.
     .venv/bin/python bench/span_costs.py [--statements 3000] [--requests 3000] [--rounds 5]
     .venv/bin/python bench/span_costs.py --rounds 5 --untraced-ms 17.56
     .venv/bin/python bench/span_costs.py --export [--rounds 5]
+    .venv/bin/python bench/span_costs.py --propagation [--rounds 5]
 
 Each case runs plain (``OTEL_SDK_DISABLED``), then traced as ``common.telemetry`` sets
 it up, in three ways: every span sampled; the request's trace known to be unsampled
@@ -43,6 +44,16 @@ how late the loop's ticks were (p99, max) and the encoding's CPU per batch, for 
 ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` / ``OTEL_BSP_SCHEDULE_DELAY`` values and
 ``sys.setswitchinterval`` settings: a batch is encoded in pure Python holding the GIL,
 which the loop gets back only at a switch interval.
+
+``--propagation`` splits what is left of a known-unsampled order (the "known unsampled"
+column) into the OpenTelemetry API calls it still makes, each timed apart with the
+services' propagators (W3C trace context and baggage, ``traceresponse``): extracting the
+caller's context from a request's headers, putting the request's unrecorded span in
+it, attaching and detaching it, the ``traceresponse`` header, the look at the current
+span that finds a call, statement or span of ours unsampled, and injecting
+``traceparent`` into a call's headers. Each step times as many times as a confirmed order
+makes it, from ``ORDER_SPANS``, and the steps are summed per order: the part of 1 %
+sampling's cost that no skipping removes, short of propagating by hand.
 """
 
 from __future__ import annotations
@@ -61,8 +72,15 @@ from typing import Any
 import httpx
 import sqlalchemy
 from fastapi import FastAPI
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.instrumentation.asgi import asgi_getter, asgi_setter
+from opentelemetry.instrumentation.propagators import (
+    TraceResponsePropagator,
+    get_global_response_propagator,
+    set_global_response_propagator,
+)
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -70,11 +88,12 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import (
     NonRecordingSpan,
     NoOpTracerProvider,
     SpanContext,
+    SpanKind,
     TraceFlags,
     set_span_in_context,
 )
@@ -93,7 +112,7 @@ from sqlalchemy import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ingest import order_like_spans
 from common.http import URL_TEMPLATE, Timeouts, create_http_client
-from common.telemetry import PredrawnTraceIds, Telemetry, build_resource
+from common.telemetry import PredrawnTraceIds, Telemetry, build_resource, known_unsampled
 
 # As common.telemetry sets it: the stable HTTP and database attribute names.
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
@@ -106,6 +125,7 @@ BODY = b'{"sku": "SKU-0001", "quantity": 2}'
 PATH = "/reservations/ord_0123456789abcdef/commit"
 TEMPLATE = "/reservations/{order_id}/commit"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+UNSAMPLED_TRACE_ID = (1 << 128) - 1  # above any ratio's bound: every ratio sampler drops it
 
 
 class Discard(SpanExporter):
@@ -366,14 +386,24 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="figures are medians of rounds")
     parser.add_argument("--export", action="store_true", help="the export thread's stalls")
     parser.add_argument(
+        "--propagation",
+        action="store_true",
+        help="what a known-unsampled order still pays, API call by API call",
+    )
+    parser.add_argument(
         "--untraced-ms",
         type=float,
         help="CPU ms per order untraced (bench/overhead.py's): also print the tracing budget "
         "that the throughput targets leave, against each floor",
     )
     args = parser.parse_args()
+    # As setup_telemetry sets it: a traceresponse header on every traced response.
+    set_global_response_propagator(TraceResponsePropagator())  # type: ignore[no-untyped-call]
     if args.export:
         await export_main(args.rounds)
+        return
+    if args.propagation:
+        propagation_main(args.rounds, args.requests * 10)
         return
 
     cases = {
@@ -468,6 +498,90 @@ def print_floors(
                 f"  {target:.2f}x untraced throughput leaves {budget:.2f} ms per order to "
                 f"tracing at {untraced_ms} ms untraced: the floor is {floor / budget:.2f}x that"
             )
+
+
+def propagation_steps() -> dict[str, tuple[int, Any]]:
+    """Each step of propagation a known-unsampled order makes, as the services make it
+    (``common.telemetry.UnsampledFastPath``, ``common.http.CookielessClient``,
+    ``common.db``'s twin engines, ``UnsampledSpansAreTheirParent``), with how many times
+    a confirmed order makes it (``ORDER_SPANS``: its server requests, one of them the
+    root, its calls, its statements and our own spans)."""
+    requests, calls = ORDER_SPANS["server"], ORDER_SPANS["client"]
+    # Only the propagators' headers, as UnsampledFastPath hands them to the extraction.
+    scope = {"headers": traceparent("known unsampled")}
+    extracted = propagate.extract(scope, getter=asgi_getter)
+    caller = trace.get_current_span(extracted).get_span_context()
+    ids, root_sampler = PredrawnTraceIds(), ParentBased(TraceIdRatioBased(0.01))
+
+    def new_trace() -> None:  # UnsampledFastPath._root, for the order's POST
+        found = propagate.extract({"headers": []}, getter=asgi_getter)  # baggage alone
+        ids.generate_trace_id()
+        # Decided on a trace id the ratio drops, as 99 roots in 100 are.
+        root_sampler.should_sample(found, UNSAMPLED_TRACE_ID, "POST", SpanKind.SERVER)
+
+    def unrecorded_span() -> Context:
+        own = SpanContext(caller.trace_id, ids.generate_span_id(), False, caller.trace_flags)
+        return set_span_in_context(NonRecordingSpan(own), extracted)
+
+    unrecorded = unrecorded_span()
+    responses = get_global_response_propagator()  # type: ignore[no-untyped-call]
+    message: dict[str, Any] = {"type": "http.response.start", "status": 200}
+    headers = httpx.Headers({"content-type": "application/json"})
+
+    def attached() -> None:
+        detach(attach(unrecorded))
+
+    def response_header() -> None:
+        message["headers"] = []
+        responses.inject(message, context=unrecorded, setter=asgi_setter)
+
+    return {
+        "extract traceparent (and tracestate, baggage)": (
+            requests - 1,
+            lambda: propagate.extract(scope, getter=asgi_getter),
+        ),
+        "a new trace: extract baggage, draw its id, ask the sampler": (1, new_trace),
+        "the request's unrecorded span, in that context": (requests, unrecorded_span),
+        "attach and detach it": (requests, attached),
+        "traceresponse header": (requests, response_header),
+        "known_unsampled(): a call, statement or span of ours": (
+            calls + ORDER_SPANS["database"] + ORDER_SPANS["own"],
+            known_unsampled,
+        ),
+        "inject traceparent into a call's headers": (calls, lambda: propagate.inject(headers)),
+    }
+
+
+def propagation_main(rounds: int, calls: int) -> None:
+    steps = propagation_steps()
+    figures: dict[str, list[float]] = {name: [] for name in steps}
+    token = attach(parent("known unsampled"))  # the current span, for the looks and the inject
+    try:
+        for _ in range(rounds):
+            for name, (_, step) in steps.items():
+                for _ in range(WARMUP):
+                    step()
+                started = time.process_time()
+                for _ in range(calls):
+                    step()
+                figures[name].append((time.process_time() - started) / calls * 1e6)
+    finally:
+        detach(token)
+    print(
+        f"a known-unsampled order's propagation, CPU µs per call, medians of {rounds} rounds "
+        f"(min-max); load {os.getloadavg()}"
+    )
+    print("| step | µs per call | per order | µs per order |")
+    print("|---|---|---|---|")
+    total = 0.0
+    for name, (per_order, _) in steps.items():
+        each = statistics.median(figures[name])
+        total += each * per_order
+        print(
+            f"| {name} | {each:.2f} ({min(figures[name]):.2f}-{max(figures[name]):.2f}) "
+            f"| {per_order} | {each * per_order:.1f} |"
+        )
+    print(f"in all, {total:.0f} µs of CPU per order")
 
 
 if __name__ == "__main__":
