@@ -27,12 +27,14 @@ runs more, where, and by how much, whatever else the machine runs.
 
 Each variant (``PATH+NAME=VALUE+…``, as cpu_per_order.py's ``--trees``; the variables go
 on top of bench/overhead.py's "100% sampled": traces alone, the viewer running) runs
-once: the same count twice gave 42.22 and 42.23 M instructions an order. With the
-three default variants, 1 % sampling's cost is computed as 99 orders of the unsampled
-variant and one of the sampled: what ``parentbased_traceidratio`` at 0.01 does on
-average, without depending on which few of 40 random trace ids it would sample. When
-the system's two cores are busy, throughput goes as 1 / work per order: the last
-column is the throughput ratio that this work alone would allow.
+once: the same count twice gave 24.59 and 24.61 M instructions an order untraced, 25.97
+and 25.88 unsampled (with the compensation worker's poll counted, runs differed by up to
+0.3 M, see :data:`SLOW`). With the three default variants, 1 % sampling's cost is
+computed as 99 orders of the unsampled variant and one of the sampled: what
+``parentbased_traceidratio`` at 0.01 does on average, without depending on which few of
+40 random trace ids it would sample. When the system's two cores are busy, throughput
+goes as 1 / work per order: the last column is the throughput ratio that this work alone
+would allow.
 
 About a minute a variant for 40 orders on the two-core machine. ``--keep DIR`` keeps
 callgrind's files for ``callgrind_annotate`` (which is how a CA bundle parsed on the event
