@@ -375,8 +375,10 @@ async def export_main(rounds: int) -> None:
         )
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+def spread(values: list[float], digits: int = 0) -> str:
+    """The median (min-max) of ``values``."""
+    median, low, high = statistics.median(values), min(values), max(values)
+    return f"{median:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
 
 async def main() -> None:
@@ -577,10 +579,7 @@ def propagation_main(rounds: int, calls: int) -> None:
     for name, (per_order, _) in steps.items():
         each = statistics.median(figures[name])
         total += each * per_order
-        print(
-            f"| {name} | {each:.2f} ({min(figures[name]):.2f}-{max(figures[name]):.2f}) "
-            f"| {per_order} | {each * per_order:.1f} |"
-        )
+        print(f"| {name} | {spread(figures[name], 2)} | {per_order} | {each * per_order:.1f} |")
     print(f"in all, {total:.0f} µs of CPU per order")
 
 

@@ -17,8 +17,8 @@ runs, uvicorn's ticks, the span processor's timer; the order service's compensat
 worker, which polls every second, is put off for the count, see :data:`SLOW`); then the
 load generator's order mix (seed 0) is sent one order at a time, and the system is left
 to go idle again (the confirmations' notifications done, the spans exported and stored
-by the viewer; dump 2). A process's count per order is dump 2 less
-its idle rate over dump 2's seconds, over the orders.
+by the viewer; dump 2). A process's count per order is dump 2 less its idle rate over
+dump 2's seconds, over the orders.
 
 The count is of user space alone. The kernel's work (sockets, the synced commits) is
 about the same with tracing or without, so a ratio here overstates tracing's share of
